@@ -1,0 +1,37 @@
+"""Lambda entry for the alerts queue: one push per alert, partial batch failure on errors."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from chalicelib.alerts.notify import notify_alert
+from chalicelib.runtime import Runtime
+
+logger = Logger(service="lfr-notifier")
+
+
+class AlertsHandler:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def _record(self, record: SQSRecord) -> dict[str, Any]:
+        alert_id = json.loads(record.body)["alert_id"]
+        result = notify_alert(self.rt.tables, self.rt.client("sns"), self.rt.topic_arn, alert_id)
+        logger.info("alert notified", alert_id=alert_id, pushed=result.pushed,
+                    skipped=result.skipped)
+        return {"alert_id": alert_id, "pushed": result.pushed}
+
+    def __call__(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+        processor = BatchProcessor(event_type=EventType.SQS)
+        return process_partial_response(
+            event=event, record_handler=self._record, processor=processor, context=context
+        )

@@ -1,0 +1,103 @@
+"""Turning a match into an alert: evidence crop, alert row, alerts-queue message. Idempotent.
+
+The alert id is derived from (deployment, camera, batch sequence, subject), so a batch delivered
+twice maps onto the same alert: the row is written once (conditional put) and the notifier pushes
+once per alert id, whatever the queue does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import cv2
+from pynamodb.exceptions import PutError
+
+from chalicelib.ingest.process import Match
+from chalicelib.store import layout
+from chalicelib.store.tables import Tables, utcnow
+
+
+@dataclass(frozen=True)
+class AlertContext:
+    deployment_id: str
+    camera_id: str
+    sequence: int
+    watchlist_id: str
+    model_id: str
+    threshold: float
+    target_fpir: float | None
+    crop_retention_days: int
+
+
+def alert_id_for(deployment_id: str, camera_id: str, sequence: int, subject_id: str) -> str:
+    raw = f"{deployment_id}|{camera_id}|{sequence}|{subject_id}".encode()
+    return "al-" + hashlib.sha256(raw).hexdigest()[:24]
+
+
+def raise_alert(
+    tables: Tables,
+    s3: Any,
+    sqs: Any,
+    evidence_bucket: str,
+    alerts_queue_url: str,
+    ctx: AlertContext,
+    match: Match,
+    display_name: str,
+) -> tuple[str, bool]:
+    """Returns (alert id, created now?). Safe to call again for the same match."""
+    alert_id = alert_id_for(ctx.deployment_id, ctx.camera_id, ctx.sequence, match.subject_id)
+    crop_key = layout.crop_key(ctx.deployment_id, alert_id)
+    ok, jpeg = cv2.imencode(".jpg", match.crop, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    if not ok:
+        raise RuntimeError("could not encode the alert crop")
+    now = utcnow()
+    expires = now + timedelta(days=ctx.crop_retention_days)
+    s3.put_object(
+        Bucket=evidence_bucket,
+        Key=crop_key,
+        Body=jpeg.tobytes(),
+        ContentType="image/jpeg",
+        # Lifecycle rules expire crops/; the tag lets a sweep find them without reading rows.
+        Tagging=f"expires={expires.date().isoformat()}",
+    )
+    x1, y1, x2, y2 = match.box
+    alert = tables.Alert(
+        alert_id=alert_id,
+        deployment_id=ctx.deployment_id,
+        camera_id=ctx.camera_id,
+        watchlist_id=ctx.watchlist_id,
+        subject_id=match.subject_id,
+        display_name=display_name,
+        score=round(match.score, 6),
+        threshold=ctx.threshold,
+        target_fpir=ctx.target_fpir,
+        model_id=ctx.model_id,
+        batch_sequence=ctx.sequence,
+        frame_index=match.frame_index,
+        box={"x1": x1, "y1": y1, "x2": x2, "y2": y2},
+        captured_at=match.captured_at,
+        created_at=now,
+        crop_key=crop_key,
+        expires_at=expires,
+    )
+    created = True
+    try:
+        alert.save(condition=tables.Alert.alert_id.does_not_exist())
+    except PutError as exc:
+        if not _condition_failed(exc):
+            raise
+        created = False
+        alert = tables.Alert.get(alert_id)
+    if alert.notified_at is None:
+        # Also re-sent when the row existed but its push never happened (a crash in between).
+        sqs.send_message(QueueUrl=alerts_queue_url, MessageBody=json.dumps({"alert_id": alert_id}))
+    return alert_id, created
+
+
+def _condition_failed(exc: Exception) -> bool:
+    cause = getattr(exc, "cause_response_code", None)
+    return cause == "ConditionalCheckFailedException"

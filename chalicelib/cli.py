@@ -1,0 +1,187 @@
+"""The `lfr` command: local stack, enrollment, camera gateway, demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+STATE = Path(".lfr") / "local.json"
+
+
+def _settings():  # type: ignore[no-untyped-def]
+    """Settings from the environment, or from the local stack that `lfr local up` started."""
+    from chalicelib.local import moto_server
+    from chalicelib.settings import Settings
+
+    if not os.environ.get("AWS_ENDPOINT_URL") and STATE.exists():
+        state = json.loads(STATE.read_text())
+        os.environ.update({**moto_server.LOCAL_ENV, **state["env"]})
+    return Settings.from_env()
+
+
+def cmd_local_up(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from chalicelib.local import moto_server, resources
+    from chalicelib.settings import Settings
+
+    if STATE.exists():
+        print(f"a local stack is already up ({STATE}); run `lfr local down` first")
+        return 1
+    STATE.parent.mkdir(exist_ok=True)
+    server = moto_server.start(args.port, log_path=STATE.parent / "moto.log")
+    env = {**server.env(), "LFR_STAGE": args.stage}
+    os.environ.update(env)
+    resources.create_all(Settings.from_env())
+    pump_log = open(STATE.parent / "pump.log", "ab")  # noqa: SIM115
+    pump = subprocess.Popen(
+        [sys.executable, "-m", "chalicelib.cli", "local", "pump"],
+        env={**os.environ, **env},
+        stdout=pump_log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    state = {"env": {k: env[k] for k in ("AWS_ENDPOINT_URL", "LFR_STAGE")},
+             "moto_pid": server.process.pid if server.process else None, "pump_pid": pump.pid}
+    STATE.write_text(json.dumps(state, indent=2))
+    print(f"local stack up: moto server {server.endpoint}, stage {args.stage}, "
+          f"event pump pid {pump.pid} (logs in {STATE.parent}/)")
+    print("use it from a shell with:")
+    for k, v in {**moto_server.LOCAL_ENV, **state["env"]}.items():
+        print(f"  export {k}={v}")
+    return 0
+
+
+def cmd_local_down(args: argparse.Namespace) -> int:
+    if not STATE.exists():
+        print("no local stack is up")
+        return 0
+    state = json.loads(STATE.read_text())
+    for key in ("pump_pid", "moto_pid"):
+        pid = state.get(key)
+        if pid:
+            try:
+                os.killpg(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    STATE.unlink()
+    print("local stack down")
+    return 0
+
+
+def cmd_local_pump(args: argparse.Namespace) -> int:
+    import logging
+
+    from chalicelib.local.pump import EventPump, app_mappings, load_app
+
+    logging.basicConfig(level=logging.INFO)
+    settings = _settings()
+    pump = EventPump(settings, app_mappings(load_app(), settings))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    print(f"event pump delivering {settings.frames_queue} and {settings.alerts_queue}", flush=True)
+    while True:
+        if not pump.poll_once(wait_s=1):
+            time.sleep(0.05)
+
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    from chalicelib.matching.template import EnrollmentError
+    from chalicelib.ops.watchlists import create_watchlist, enroll_subject
+    from chalicelib.runtime import Runtime
+
+    rt = Runtime(_settings())
+    tables = rt.tables
+    if args.create:
+        create_watchlist(tables, args.watchlist, rt.pipeline.model_id,
+                         watchlist_id=args.watchlist)
+    images = [(p, Path(p).read_bytes()) for p in args.image]
+    try:
+        done = enroll_subject(
+            tables, rt.client("s3"), rt.settings.evidence_bucket, rt.pipeline, args.watchlist,
+            args.name, images, source=args.source, reason=args.reason,
+        )
+    except EnrollmentError as exc:
+        print(f"not enrolled: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"subject_id": done.subject_id, "image_quality": done.image_quality}))
+    return 0
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    from chalicelib.gateway import GatewayOptions, PresignedUploader, run_gateway
+
+    if args.grant:
+        grant = json.loads(Path(args.grant).read_text())
+    else:
+        from chalicelib.clients import client
+        from chalicelib.ops.cameras import camera_upload_grant
+
+        s = _settings()
+        grant = camera_upload_grant(client("s3", s), s.frames_bucket, args.deployment,
+                                    args.camera, s.max_batch_bytes)
+    opts = GatewayOptions(fps=args.fps, batch_frames=args.batch_frames, realtime=args.realtime)
+    report = run_gateway(args.source, PresignedUploader(grant), args.deployment, args.camera,
+                         opts, first_sequence=args.first_sequence)
+    print(json.dumps({"frames_read": report.frames_read, "frames_sent": report.frames_sent,
+                      "batches": len(report.batches)}))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from chalicelib.demo import run_demo
+
+    return run_demo(Path(args.out))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lfr", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    local = sub.add_parser("local", help="the local AWS stack (moto server + event pump)")
+    lsub = local.add_subparsers(dest="action", required=True)
+    up = lsub.add_parser("up", help="start moto server, create every resource, start the pump")
+    up.add_argument("--port", type=int, default=5055)
+    up.add_argument("--stage", default="local")
+    up.set_defaults(func=cmd_local_up)
+    lsub.add_parser("down", help="stop what `local up` started").set_defaults(func=cmd_local_down)
+    lsub.add_parser("pump", help="run the event pump in the foreground").set_defaults(
+        func=cmd_local_pump)
+
+    en = sub.add_parser("enroll", help="enroll a watchlist subject from reference images")
+    en.add_argument("--watchlist", required=True)
+    en.add_argument("--name", required=True)
+    en.add_argument("--image", action="append", required=True, help="repeat for more images")
+    en.add_argument("--source", help="where the reference image came from")
+    en.add_argument("--reason", help="why this person is on the watchlist")
+    en.add_argument("--create", action="store_true", help="create the watchlist first")
+    en.set_defaults(func=cmd_enroll)
+
+    gw = sub.add_parser("gateway", help="stream a video, folder or camera URL as frame batches")
+    gw.add_argument("source")
+    gw.add_argument("--deployment", required=True)
+    gw.add_argument("--camera", required=True)
+    gw.add_argument("--grant", help="JSON file with the camera's upload grant (else issue one)")
+    gw.add_argument("--fps", type=float, default=5.0)
+    gw.add_argument("--batch-frames", type=int, default=8)
+    gw.add_argument("--first-sequence", type=int, default=0)
+    gw.add_argument("--realtime", action="store_true")
+    gw.set_defaults(func=cmd_gateway)
+
+    demo = sub.add_parser("demo", help="the whole stream path end to end on a local stack")
+    demo.add_argument("--out", default="demo-out")
+    demo.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

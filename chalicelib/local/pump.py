@@ -1,0 +1,181 @@
+"""Local stand-in for Lambda's SQS event source mappings (Lambda code cannot run without Docker).
+
+It long-polls each queue, hands the handler a Lambda-shaped SQS event, deletes the records the
+handler did not report in batchItemFailures, and leaves the failed ones to SQS: they come back
+after a short backoff and, past maxReceiveCount, SQS moves them to the dead-letter queue.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chalicelib import clients
+from chalicelib.settings import Settings
+
+log = logging.getLogger("lfr.pump")
+RETRY_BACKOFF_S = 1
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+@dataclass
+class LambdaContext:
+    """Enough of Lambda's context object for powertools (idempotency, logger)."""
+
+    function_name: str
+    timeout_ms: int = 120_000
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    memory_limit_in_mb: int = 3008
+    invoked_function_arn: str = ""
+    _start: float = field(default_factory=time.monotonic)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int(self.timeout_ms - (time.monotonic() - self._start) * 1000))
+
+
+def load_app(path: Path | None = None) -> Any:
+    """Import the Chalice app from app.py at the repository root."""
+    path = path or Path(__file__).resolve().parents[2] / "app.py"
+    spec = importlib.util.spec_from_file_location("lfr_app", path)
+    if spec is None or spec.loader is None:
+        raise RuntimeError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.app
+
+
+def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m.get("Attributes", {}),
+                "messageAttributes": m.get("MessageAttributes", {}),
+                "md5OfBody": m.get("MD5OfBody", ""),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": region,
+            }
+            for m in messages
+        ]
+    }
+
+
+@dataclass
+class Mapping:
+    """One event source mapping: a queue and the handler it feeds."""
+
+    queue_name: str
+    handler: Handler
+    function_name: str
+    batch_size: int = 10
+
+
+class EventPump:
+    def __init__(self, settings: Settings, mappings: list[Mapping]) -> None:
+        self.settings = settings
+        self.sqs = clients.client("sqs", settings)
+        self.mappings = mappings
+        self._urls = {m.queue_name: self.sqs.get_queue_url(QueueName=m.queue_name)["QueueUrl"]
+                      for m in mappings}
+        self._arns = {
+            name: self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
+                "Attributes"]["QueueArn"]
+            for name, url in self._urls.items()
+        }
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.invocations = 0
+        self.errors = 0
+
+    def poll_once(self, wait_s: int = 0) -> int:
+        """One receive per mapping; returns how many messages were handed to handlers."""
+        handled = 0
+        for m in self.mappings:
+            url = self._urls[m.queue_name]
+            messages = self.sqs.receive_message(
+                QueueUrl=url,
+                MaxNumberOfMessages=m.batch_size,
+                WaitTimeSeconds=wait_s,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
+            if not messages:
+                continue
+            handled += len(messages)
+            self._invoke(m, url, messages)
+        return handled
+
+    def _invoke(self, m: Mapping, url: str, messages: list[dict[str, Any]]) -> None:
+        event = sqs_event(messages, self._arns[m.queue_name], self.settings.region)
+        self.invocations += 1
+        try:
+            response = m.handler(event, LambdaContext(m.function_name)) or {}
+            failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
+        except Exception:
+            log.exception("%s failed as a whole; the batch is retried", m.function_name)
+            failed = {msg["MessageId"] for msg in messages}
+        self.errors += len(failed)
+        for msg in messages:
+            if msg["MessageId"] in failed:
+                self.sqs.change_message_visibility(
+                    QueueUrl=url, ReceiptHandle=msg["ReceiptHandle"],
+                    VisibilityTimeout=RETRY_BACKOFF_S,
+                )
+            else:
+                self.sqs.delete_message(QueueUrl=url, ReceiptHandle=msg["ReceiptHandle"])
+
+    def drain(self, timeout: float = 60.0, quiet_polls: int = 3) -> None:
+        """Pump until every queue has been empty for a few polls in a row (tests, the demo)."""
+        deadline = time.monotonic() + timeout
+        quiet = 0
+        while quiet < quiet_polls:
+            if time.monotonic() > deadline:
+                raise TimeoutError("queues did not drain in time")
+            if self.poll_once(wait_s=0):
+                quiet = 0
+            else:
+                quiet += 1
+                time.sleep(RETRY_BACKOFF_S / 2)
+
+    def start(self) -> None:
+        def run() -> None:
+            while not self._stop.is_set():
+                try:
+                    if not self.poll_once(wait_s=1):
+                        time.sleep(0.05)
+                except Exception:
+                    log.exception("pump poll failed")
+                    time.sleep(1)
+
+        self._thread = threading.Thread(target=run, name="lfr-pump", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+
+
+def app_mappings(app: Any, settings: Settings) -> list[Mapping]:
+    """The app's SQS handlers, as chalice deploy would map them."""
+    return [
+        Mapping(settings.frames_queue, app_handler(app, "frames_worker"), "frames_worker", 5),
+        Mapping(settings.alerts_queue, app_handler(app, "alerts_notifier"), "alerts_notifier", 10),
+    ]
+
+
+def app_handler(app: Any, name: str) -> Handler:
+    handler = app.handler_map.get(name)
+    if handler is None:
+        raise RuntimeError(f"app.py has no event handler named {name}")
+    return handler

@@ -1,0 +1,120 @@
+"""Every AWS resource the app needs, created through the ordinary APIs (moto, LocalStack, AWS).
+
+Used by the local stack; the names come from Settings, the same ones the app resolves at run time.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from chalicelib import clients
+from chalicelib.ops.deployments import PLATFORMS
+from chalicelib.settings import Settings
+from chalicelib.store import layout
+from chalicelib.store.tables import idempotency_table_name, tables
+
+# Lambda retries a failing record this often before SQS moves it to the dead-letter queue.
+MAX_RECEIVE_COUNT = 3
+FRAMES_VISIBILITY_S = 120  # > the worker's timeout, as AWS requires for an event source mapping
+ALERTS_VISIBILITY_S = 30
+
+
+def dlq_name(queue: str) -> str:
+    return f"{queue}-dlq"
+
+
+def _queue_with_dlq(sqs: Any, name: str, visibility: int) -> str:
+    dlq_url = sqs.create_queue(QueueName=dlq_name(name))["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT})
+    return sqs.create_queue(
+        QueueName=name,
+        Attributes={"VisibilityTimeout": str(visibility), "RedrivePolicy": redrive},
+    )["QueueUrl"]
+
+
+def create_all(s: Settings) -> dict[str, str]:
+    s3 = clients.client("s3", s)
+    sqs = clients.client("sqs", s)
+    sns = clients.client("sns", s)
+    ddb = clients.client("dynamodb", s)
+    where = {"LocationConstraint": s.region} if s.region != "us-east-1" else None
+
+    for bucket in (s.frames_bucket, s.evidence_bucket):
+        kwargs: dict[str, Any] = {"Bucket": bucket}
+        if where:
+            kwargs["CreateBucketConfiguration"] = where
+        s3.create_bucket(**kwargs)
+        s3.put_public_access_block(
+            Bucket=bucket,
+            PublicAccessBlockConfiguration={
+                "BlockPublicAcls": True,
+                "IgnorePublicAcls": True,
+                "BlockPublicPolicy": True,
+                "RestrictPublicBuckets": True,
+            },
+        )
+    _lifecycle(s3, s.frames_bucket, layout.FRAMES_PREFIX, 1)
+    _lifecycle(s3, s.evidence_bucket, layout.CROPS_PREFIX, s.crop_retention_days)
+
+    frames_url = _queue_with_dlq(sqs, s.frames_queue, FRAMES_VISIBILITY_S)
+    alerts_url = _queue_with_dlq(sqs, s.alerts_queue, ALERTS_VISIBILITY_S)
+    frames_arn = sqs.get_queue_attributes(QueueUrl=frames_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    s3.put_bucket_notification_configuration(
+        Bucket=s.frames_bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {
+                    "QueueArn": frames_arn,
+                    "Events": ["s3:ObjectCreated:*"],
+                    "Filter": {
+                        "Key": {"FilterRules": [{"Name": "prefix", "Value": layout.FRAMES_PREFIX}]}
+                    },
+                }
+            ]
+        },
+    )
+
+    topic = sns.create_topic(Name=s.deployment_topic)["TopicArn"]
+    for platform in PLATFORMS:
+        sns.create_platform_application(
+            Name=f"{s.push_platform_app}-{platform}",
+            Platform=platform.upper(),
+            Attributes={"PlatformCredential": "local-placeholder"},
+        )
+
+    for model in tables(s).all():
+        if not model.exists():
+            model.create_table(wait=True)
+    ddb.create_table(
+        TableName=idempotency_table_name(s),
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    ddb.update_time_to_live(
+        TableName=idempotency_table_name(s),
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"},
+    )
+    return {"frames_queue_url": frames_url, "alerts_queue_url": alerts_url, "topic_arn": topic}
+
+
+def _lifecycle(s3: Any, bucket: str, prefix: str, days: int) -> None:
+    s3.put_bucket_lifecycle_configuration(
+        Bucket=bucket,
+        LifecycleConfiguration={
+            "Rules": [
+                {
+                    "ID": f"expire-{prefix.strip('/')}",
+                    "Filter": {"Prefix": prefix},
+                    "Status": "Enabled",
+                    "Expiration": {"Days": days},
+                }
+            ]
+        },
+    )

@@ -1,0 +1,112 @@
+"""Watchlists: creation, enrollment into the vector table, and the per-container index cache."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from chalicelib.matching.index import ExactIndex
+from chalicelib.matching.template import EnrollmentError, build_template
+from chalicelib.store import layout
+from chalicelib.store.tables import Tables
+from chalicelib.vision.pipeline import FacePipeline
+
+
+def create_watchlist(
+    tables: Tables, name: str, model_id: str, deployment_id: str | None = None,
+    created_by: str = "system", watchlist_id: str | None = None,
+) -> str:
+    wl = tables.Watchlist(
+        watchlist_id=watchlist_id or f"wl-{uuid.uuid4().hex[:12]}",
+        name=name,
+        model_id=model_id,
+        deployment_id=deployment_id,
+        created_by=created_by,
+    )
+    wl.save(condition=tables.Watchlist.watchlist_id.does_not_exist())
+    return wl.watchlist_id
+
+
+@dataclass(frozen=True)
+class Enrolled:
+    subject_id: str
+    image_quality: list[float]
+
+
+def enroll_subject(
+    tables: Tables,
+    s3: Any,
+    evidence_bucket: str,
+    pipeline: FacePipeline,
+    watchlist_id: str,
+    display_name: str,
+    images: list[tuple[str, bytes]],
+    source: str | None = None,
+    reason: str | None = None,
+    subject_id: str | None = None,
+) -> Enrolled:
+    """Add (or replace) one subject; bumps the watchlist version so warm workers reload."""
+    watchlist = tables.Watchlist.get(watchlist_id)
+    if watchlist.model_id != pipeline.model_id:
+        raise EnrollmentError(
+            f"watchlist {watchlist_id} holds {watchlist.model_id} embeddings; "
+            f"this pipeline makes {pipeline.model_id}"
+        )
+    template = build_template(pipeline, images)
+    subject_id = subject_id or f"s-{uuid.uuid4().hex[:12]}"
+    if not layout.valid_id(subject_id):
+        raise EnrollmentError(f"subject id {subject_id!r} is not a valid id")
+    ref_key = layout.reference_key(watchlist_id, subject_id)
+    s3.put_object(Bucket=evidence_bucket, Key=ref_key, Body=images[0][1])
+    tables.Subject(
+        watchlist_id=watchlist_id,
+        subject_id=subject_id,
+        display_name=display_name,
+        model_id=pipeline.model_id,
+        embedding=template.embedding,
+        n_images=len(images),
+        image_quality=template.image_quality,
+        reference_key=ref_key,
+        source=source,
+        reason=reason,
+    ).save()
+    watchlist.update(actions=[tables.Watchlist.version.add(1)])
+    return Enrolled(subject_id, template.image_quality)
+
+
+def load_index(tables: Tables, watchlist_id: str) -> tuple[ExactIndex, dict[str, str]]:
+    """All templates of a watchlist, and subject id -> display name."""
+    watchlist = tables.Watchlist.get(watchlist_id)
+    ids, vectors, names = [], [], {}
+    for subject in tables.Subject.query(watchlist_id):
+        if subject.model_id != watchlist.model_id:
+            continue  # never compare embeddings of different models
+        ids.append(subject.subject_id)
+        vectors.append(subject.embedding)
+        names[subject.subject_id] = subject.display_name
+    matrix = np.stack(vectors) if vectors else np.zeros((0, 128), np.float32)
+    return ExactIndex(ids, matrix, watchlist.model_id), names
+
+
+class IndexCache:
+    """One index per watchlist per warm container, reloaded only when its version changes.
+
+    The version check is a single GetItem per batch; the reload a Query of the subjects.
+    """
+
+    def __init__(self) -> None:
+        self._held: dict[str, tuple[int, ExactIndex, dict[str, str]]] = {}
+
+    def get(self, tables: Tables, watchlist_id: str) -> tuple[ExactIndex, dict[str, str]]:
+        version = int(
+            tables.Watchlist.get(watchlist_id, attributes_to_get=["version"]).version or 0
+        )
+        held = self._held.get(watchlist_id)
+        if held is None or held[0] != version:
+            index, names = load_index(tables, watchlist_id)
+            held = (version, index, names)
+            self._held[watchlist_id] = held
+        return held[1], held[2]

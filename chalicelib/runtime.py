@@ -1,0 +1,53 @@
+"""What a warm container holds once: settings, tables, clients, the models, the watchlist cache.
+
+Everything here is created on first use, never at import, so importing app.py (chalice deploy,
+route-only containers) does not load the models.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from chalicelib import clients, names
+from chalicelib.ops.watchlists import IndexCache
+from chalicelib.settings import Settings
+from chalicelib.store.tables import Tables, tables
+
+
+@functools.lru_cache(maxsize=1)
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+class Runtime:
+    """Handed to the edge functions; tests build one from their own Settings."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.index_cache = IndexCache()
+
+    @property
+    def tables(self) -> Tables:
+        return tables(self.settings)
+
+    def client(self, service: str) -> Any:
+        return clients.client(service, self.settings)
+
+    @functools.cached_property
+    def pipeline(self) -> Any:
+        from chalicelib.vision.factory import build_pipeline  # heavy: numpy, onnxruntime, cv2
+
+        return build_pipeline(self.settings)
+
+    def queue_url(self, name: str) -> str:
+        return names.queue_url(self.settings, name)
+
+    @property
+    def topic_arn(self) -> str:
+        return names.topic_arn(self.settings)
+
+
+@functools.lru_cache(maxsize=4)
+def runtime(s: Settings | None = None) -> Runtime:
+    return Runtime(s or settings())

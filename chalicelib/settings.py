@@ -1,0 +1,95 @@
+"""Typed settings, built once from the environment (Chalice stage config sets the same names).
+
+This is the only module that reads os.environ; everything else is handed a Settings.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+
+
+def _get(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name)
+    return default if value is None or value == "" else value
+
+
+@dataclass(frozen=True)
+class Settings:
+    stage: str = "dev"
+    region: str = "eu-west-2"
+    # None on AWS; http://127.0.0.1:PORT for moto server, http://localhost:4566 for LocalStack.
+    endpoint_url: str | None = None
+    # Names of everything the app talks to. One prefix per stage keeps stages apart in one account.
+    prefix: str = "lfr-dev"
+    frames_bucket: str = "lfr-dev-frames"
+    evidence_bucket: str = "lfr-dev-evidence"
+    frames_queue: str = "lfr-dev-frames"
+    alerts_queue: str = "lfr-dev-alerts"
+    deployment_topic: str = "lfr-dev-deployments"
+    push_platform_app: str = "lfr-dev-officers"
+    # Decision (replaced by per-deployment calibration later): cosine similarity to alert at.
+    match_threshold: float = 0.5
+    # Privacy and retention.
+    crop_retention_days: int = 31
+    # Frame batch limits (see docs/frame-batch-format.md).
+    max_frames_per_batch: int = 64
+    max_frame_bytes: int = 4 * 1024 * 1024
+    max_frame_pixels: int = 3840 * 2160
+    max_batch_bytes: int = 64 * 1024 * 1024
+    # Vision. Empty model paths mean the files shipped in the pinned wheels.
+    detector_path: str = ""
+    detector_sha256: str = ""
+    recognizer_path: str = ""
+    recognizer_sha256: str = ""
+    onnx_threads: int = 1
+    detect_max_side: int = 960
+    min_face_px: int = 32
+    embed_flip: bool = True
+    extra: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def table_prefix(self) -> str:
+        return self.prefix
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        stage = _get(env, "LFR_STAGE", "dev")
+        prefix = _get(env, "LFR_PREFIX", f"lfr-{stage}")
+        values: dict[str, object] = {
+            "stage": stage,
+            "prefix": prefix,
+            "region": _get(env, "AWS_REGION", _get(env, "AWS_DEFAULT_REGION", "eu-west-2")),
+            "endpoint_url": env.get("AWS_ENDPOINT_URL") or None,
+            "frames_bucket": _get(env, "LFR_FRAMES_BUCKET", f"{prefix}-frames"),
+            "evidence_bucket": _get(env, "LFR_EVIDENCE_BUCKET", f"{prefix}-evidence"),
+            "frames_queue": _get(env, "LFR_FRAMES_QUEUE", f"{prefix}-frames"),
+            "alerts_queue": _get(env, "LFR_ALERTS_QUEUE", f"{prefix}-alerts"),
+            "deployment_topic": _get(env, "LFR_DEPLOYMENT_TOPIC", f"{prefix}-deployments"),
+            "push_platform_app": _get(env, "LFR_PUSH_PLATFORM_APP", f"{prefix}-officers"),
+        }
+        casts = {f.name: f.type for f in fields(cls)}
+        for f in fields(cls):
+            if f.name in values or f.name == "extra":
+                continue
+            raw = env.get("LFR_" + f.name.upper())
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _cast(casts[f.name], raw, f.name)
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _cast(type_name: object, raw: str, name: str) -> object:
+    kind = str(type_name)
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "bool":
+            return raw.strip().lower() in ("1", "true", "yes", "on")
+        return raw
+    except ValueError as exc:
+        raise ValueError(f"setting LFR_{name.upper()}={raw!r} is not a valid {kind}") from exc

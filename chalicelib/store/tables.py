@@ -1,0 +1,192 @@
+"""DynamoDB tables (pynamodb). With store/layout.py, the only code that knows the storage layout.
+
+Table names carry the stage prefix, so model classes are built per Settings by `tables()`.
+Everything about a person lives in Subject (watchlist members only) and Alert (matches only):
+no table has a row for a face that did not match.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from pynamodb.attributes import (
+    BinaryAttribute,
+    ListAttribute,
+    MapAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+    UTCDateTimeAttribute,
+)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+from chalicelib.settings import Settings
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class VectorAttribute(BinaryAttribute):
+    """A float32 vector stored as raw little-endian bytes (512 bytes for 128-d)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(legacy_encoding=False, **kwargs)
+
+    def serialize(self, value: np.ndarray) -> bytes:  # type: ignore[override]
+        return super().serialize(np.asarray(value, dtype="<f4").tobytes())
+
+    def deserialize(self, value: Any) -> np.ndarray:  # type: ignore[override]
+        return np.frombuffer(super().deserialize(value), dtype="<f4").copy()
+
+
+class _Base(Model):
+    class Meta:
+        abstract = True
+
+
+class WatchlistBase(_Base):
+    """A watchlist: built for one deployment; version bumps whenever its subjects change."""
+
+    watchlist_id = UnicodeAttribute(hash_key=True)
+    name = UnicodeAttribute()
+    deployment_id = UnicodeAttribute(null=True)
+    model_id = UnicodeAttribute()
+    version = NumberAttribute(default=0)
+    status = UnicodeAttribute(default="draft")
+    created_at = UTCDateTimeAttribute(default=utcnow)
+    created_by = UnicodeAttribute(default="system")
+
+
+class SubjectBase(_Base):
+    """The vector table: one row per watchlist subject, its template embedding and model id."""
+
+    watchlist_id = UnicodeAttribute(hash_key=True)
+    subject_id = UnicodeAttribute(range_key=True)
+    display_name = UnicodeAttribute()
+    model_id = UnicodeAttribute()
+    embedding = VectorAttribute()
+    n_images = NumberAttribute(default=1)
+    image_quality = ListAttribute(of=NumberAttribute, default=list)
+    reference_key = UnicodeAttribute(null=True)
+    source = UnicodeAttribute(null=True)
+    reason = UnicodeAttribute(null=True)
+    created_at = UTCDateTimeAttribute(default=utcnow)
+
+
+class DeploymentBase(_Base):
+    deployment_id = UnicodeAttribute(hash_key=True)
+    name = UnicodeAttribute()
+    watchlist_id = UnicodeAttribute(null=True)
+    place = UnicodeAttribute(null=True)
+    cameras = ListAttribute(of=UnicodeAttribute, default=list)
+    status = UnicodeAttribute(default="active")
+    threshold = NumberAttribute(null=True)
+    target_fpir = NumberAttribute(null=True)
+    created_at = UTCDateTimeAttribute(default=utcnow)
+    # Counts only: how many frames and faces were looked at, never what was in them.
+    batches = NumberAttribute(default=0)
+    frames = NumberAttribute(default=0)
+    faces_seen = NumberAttribute(default=0)
+    frames_skipped = NumberAttribute(default=0)
+    faces_rejected = NumberAttribute(default=0)
+
+
+class DeviceBase(_Base):
+    """An officer's phone registered on a deployment: where its alerts are pushed."""
+
+    deployment_id = UnicodeAttribute(hash_key=True)
+    device_id = UnicodeAttribute(range_key=True)
+    officer_id = UnicodeAttribute()
+    platform = UnicodeAttribute()
+    endpoint_arn = UnicodeAttribute()
+    registered_at = UTCDateTimeAttribute(default=utcnow)
+
+
+class AlertsByDeployment(GlobalSecondaryIndex["AlertBase"]):
+    class Meta:
+        index_name = "by-deployment"
+        projection = AllProjection()
+        read_capacity_units = 1
+        write_capacity_units = 1
+
+    deployment_id = UnicodeAttribute(hash_key=True)
+    created_at = UTCDateTimeAttribute(range_key=True)
+
+
+class BoxAttribute(MapAttribute):
+    x1 = NumberAttribute()
+    y1 = NumberAttribute()
+    x2 = NumberAttribute()
+    y2 = NumberAttribute()
+
+
+class AlertBase(_Base):
+    """A possible match awaiting an officer's adjudication. Id is deterministic (idempotency)."""
+
+    alert_id = UnicodeAttribute(hash_key=True)
+    deployment_id = UnicodeAttribute()
+    camera_id = UnicodeAttribute()
+    watchlist_id = UnicodeAttribute()
+    subject_id = UnicodeAttribute()
+    display_name = UnicodeAttribute()
+    score = NumberAttribute()
+    threshold = NumberAttribute()
+    target_fpir = NumberAttribute(null=True)
+    model_id = UnicodeAttribute()
+    batch_sequence = NumberAttribute()
+    frame_index = NumberAttribute()
+    box = BoxAttribute()
+    captured_at = UTCDateTimeAttribute()
+    created_at = UTCDateTimeAttribute(default=utcnow)
+    crop_key = UnicodeAttribute()
+    status = UnicodeAttribute(default="alert")
+    notified_at = UTCDateTimeAttribute(null=True)
+    expires_at = UTCDateTimeAttribute()
+    by_deployment = AlertsByDeployment()
+
+
+@dataclass(frozen=True)
+class Tables:
+    Watchlist: type[WatchlistBase]
+    Subject: type[SubjectBase]
+    Deployment: type[DeploymentBase]
+    Device: type[DeviceBase]
+    Alert: type[AlertBase]
+
+    def all(self) -> list[type[Model]]:
+        return [self.Watchlist, self.Subject, self.Deployment, self.Device, self.Alert]
+
+
+def _bind(base: type[Model], table_name: str, settings: Settings) -> type[Model]:
+    meta = type(
+        "Meta",
+        (),
+        {
+            "table_name": table_name,
+            "region": settings.region,
+            "host": settings.endpoint_url,
+            "billing_mode": "PAY_PER_REQUEST",
+        },
+    )
+    return type(base.__name__.removesuffix("Base"), (base,), {"Meta": meta})
+
+
+@functools.lru_cache(maxsize=8)
+def tables(settings: Settings) -> Tables:
+    p = settings.table_prefix
+    return Tables(
+        Watchlist=_bind(WatchlistBase, f"{p}-watchlists", settings),  # type: ignore[arg-type]
+        Subject=_bind(SubjectBase, f"{p}-subjects", settings),  # type: ignore[arg-type]
+        Deployment=_bind(DeploymentBase, f"{p}-deployments", settings),  # type: ignore[arg-type]
+        Device=_bind(DeviceBase, f"{p}-devices", settings),  # type: ignore[arg-type]
+        Alert=_bind(AlertBase, f"{p}-alerts", settings),  # type: ignore[arg-type]
+    )
+
+
+def idempotency_table_name(settings: Settings) -> str:
+    return f"{settings.table_prefix}-idempotency"

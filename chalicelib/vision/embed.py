@@ -1,0 +1,64 @@
+"""SFace (MobileFaceNet, 128-d) face embeddings on onnxruntime."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+
+from .models import (
+    ModelSpec,
+    fix_quantized_graph,
+    load_model_bytes,
+    make_batch_dynamic,
+    make_session,
+)
+
+MODEL_NAME = "sface-2021dec-int8bq"
+_MAX_BATCH = 64  # bounds peak memory on crowded frames; batching buys nothing more on CPU
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return (x / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+class SFaceRecognizer:
+    dim = 128
+
+    def __init__(self, session: Any, model_id: str, flip: bool = True) -> None:
+        self.session = session
+        self.model_id = model_id
+        # Flip-summed embeddings are more accurate (FACTS: TPIR@FPIR0.001 0.963 -> 0.973) at
+        # twice the compute.
+        self.flip = flip
+        self._input_name = session.get_inputs()[0].name
+        self._output_name = session.get_outputs()[0].name
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec, threads: int = 1, flip: bool = True) -> SFaceRecognizer:
+        model = make_batch_dynamic(fix_quantized_graph(load_model_bytes(spec)))
+        model_id = f"{MODEL_NAME}-{spec.sha256.lower()[:12]}"
+        return cls(make_session(model, threads=threads), model_id, flip=flip)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        outs = [
+            self.session.run([self._output_name], {self._input_name: batch[i : i + _MAX_BATCH]})[0]
+            for i in range(0, len(batch), _MAX_BATCH)
+        ]
+        return np.concatenate(outs, axis=0).astype(np.float32)
+
+    def embed(self, crops_bgr: list[np.ndarray]) -> np.ndarray:
+        """Embed aligned 112x112 BGR crops; returns float32 [N, 128], rows L2-normalised."""
+        if len(crops_bgr) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        rgb = np.stack([cv2.cvtColor(c, cv2.COLOR_BGR2RGB) for c in crops_bgr])  # N,H,W,3
+        if self.flip:
+            rgb = np.concatenate([rgb, rgb[:, :, ::-1]], axis=0)
+        batch = np.ascontiguousarray(rgb.transpose(0, 3, 1, 2), dtype=np.float32)
+        feats = l2_normalize(self._run(batch))
+        if self.flip:
+            n = len(crops_bgr)
+            feats = feats[:n] + feats[n:]
+        return l2_normalize(feats)

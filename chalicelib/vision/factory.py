@@ -1,0 +1,36 @@
+"""Builds the face pipeline from Settings: which model files, their hashes, threads, gates."""
+
+from __future__ import annotations
+
+import functools
+
+from chalicelib.settings import Settings
+from chalicelib.vision.detect import RetinaFaceDetector
+from chalicelib.vision.embed import SFaceRecognizer
+from chalicelib.vision.models import ModelSpec, default_detector_spec, default_recognizer_spec
+from chalicelib.vision.pipeline import FacePipeline
+from chalicelib.vision.quality import QualityPolicy
+
+
+def detector_spec(s: Settings) -> ModelSpec:
+    if s.detector_path:
+        return ModelSpec(s.detector_path, s.detector_sha256)
+    return default_detector_spec()
+
+
+def recognizer_spec(s: Settings) -> ModelSpec:
+    if s.recognizer_path:
+        return ModelSpec(s.recognizer_path, s.recognizer_sha256)
+    return default_recognizer_spec()
+
+
+@functools.lru_cache(maxsize=2)
+def build_pipeline(s: Settings) -> FacePipeline:
+    """One onnxruntime session per model per process (cached on the settings)."""
+    detector = RetinaFaceDetector.from_spec(
+        detector_spec(s), threads=s.onnx_threads, max_side=s.detect_max_side
+    )
+    recognizer = SFaceRecognizer.from_spec(
+        recognizer_spec(s), threads=s.onnx_threads, flip=s.embed_flip
+    )
+    return FacePipeline(detector, recognizer, QualityPolicy(min_face_px=s.min_face_px))
