@@ -66,3 +66,29 @@ def local_stack() -> Iterator[dict[str, object]]:
                 os.environ[k] = v
         if server:
             moto_server.stop(server)
+
+
+_REPORTS: list[tuple[str, str]] = []
+
+
+@pytest.fixture
+def report(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    """Figures a test measured, printed at the end of the run (and kept in build/reports/)."""
+
+    def add(text: str) -> None:
+        _REPORTS.append((request.node.nodeid, text))
+        out = REPO / "build" / "reports"
+        out.mkdir(parents=True, exist_ok=True)
+        name = request.node.name.replace("/", "_")
+        (out / f"{name}.txt").write_text(text + "\n")
+
+    return add
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
+    if _REPORTS:
+        terminalreporter.section("measured figures")
+        for node, text in _REPORTS:
+            terminalreporter.write_line(f"{node}:")
+            for line in text.splitlines():
+                terminalreporter.write_line(f"    {line}")

@@ -1,0 +1,553 @@
+"""Open-set 1:N identification, the NIST FRVT/FRTE way, run through the worker's own code.
+
+Protocol (`evaluate`):
+- DIR holds one folder per identity. With a seed, the identities are shuffled and split into
+  enrolled (half, or `watchlist_size`) and not enrolled.
+- Each enrolled identity is enrolled from K of its images (fewer where it has fewer than K + 1,
+  so that at least one image is left to probe with); its template is built by
+  `chalicelib.matching.template` from the most central large face of each reference image.
+- Every other image is a probe: mated (an enrolled person) or non-mated (everybody else). A probe
+  image is analysed exactly as the worker analyses a frame: detection, quality gate, alignment,
+  embedding of every face that passes, a 1:N search of each face, and `decide()` on each face.
+  A mated probe is a hit at rank 1 when the best-scoring face's top candidate is the right
+  subject (and, at a threshold, when that score reaches it); a non-mated probe is a false
+  positive when any of its faces' top score reaches the threshold.
+- TPIR at FPIR x: the threshold is the score that at most x of the non-mated probes reach, TPIR is
+  the share of mated probes that are hits at that threshold. FNIR = 1 - TPIR (DET curve).
+- `calibrated`: what the deployed decision does. Its threshold comes from the impostor score
+  model shipped with the recognizer (`chalicelib.matching.calibration`), for the target FPIR and
+  this gallery's size, derived without looking at these probes.
+
+Embeddings are computed once per image per run (and optionally cached on disk by `--cache`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from chalicelib.matching.calibration import expected_fpir, threshold_for
+from chalicelib.matching.decision import decide
+from chalicelib.matching.index import Candidate, ExactIndex
+from chalicelib.matching.template import fuse_embeddings, image_quality
+from chalicelib.settings import Settings
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+FPIR_POINTS = (0.1, 0.01, 0.001)
+
+
+# ---------------------------------------------------------------------------------------------
+# Faces of each image, as the worker sees them
+
+
+@dataclass
+class ImageFaces:
+    """Every face of one image that passed the quality gate (rows in detector order)."""
+
+    embeddings: np.ndarray  # (F, D) float32, L2-normalised
+    det_scores: np.ndarray  # (F,)
+    boxes: np.ndarray  # (F, 4) x1, y1, x2, y2
+    sharpness: np.ndarray  # (F,) variance of the Laplacian of the aligned crop
+    shape: tuple[int, int]  # (height, width) of the image
+    rejected: int = 0  # faces the quality gate refused
+    error: str = ""  # why the image could not be read, if it could not
+
+    @property
+    def n(self) -> int:
+        return int(self.embeddings.shape[0])
+
+    def central(self) -> int | None:
+        """The most central large face: what an operator means by 'the face in this photo'.
+
+        Among faces at least half as large (area) as the largest, the one whose centre is
+        nearest the image centre.
+        """
+        if self.n == 0:
+            return None
+        wh = self.boxes[:, 2:4] - self.boxes[:, 0:2]
+        area = wh[:, 0] * wh[:, 1]
+        large = area >= 0.5 * area.max()
+        h, w = self.shape
+        centre = (self.boxes[:, 0:2] + self.boxes[:, 2:4]) / 2
+        dist = np.hypot((centre[:, 0] - w / 2) / max(w, 1), (centre[:, 1] - h / 2) / max(h, 1))
+        dist = np.where(large, dist, np.inf)
+        return int(np.argmin(dist))
+
+    def quality(self, i: int) -> float:
+        side = float(min(self.boxes[i, 2] - self.boxes[i, 0], self.boxes[i, 3] - self.boxes[i, 1]))
+        return image_quality(float(self.det_scores[i]), float(self.sharpness[i]), side)
+
+
+_WORKER: dict[str, object] = {}
+
+
+def _init_worker(settings: Settings) -> None:
+    from chalicelib.vision.factory import build_pipeline
+
+    _WORKER["pipeline"] = build_pipeline(settings)
+    _WORKER["max_pixels"] = settings.max_frame_pixels
+
+
+def _analyse_path(path: str) -> tuple[str, ImageFaces]:
+    from chalicelib.matching.template import decode_image
+    from chalicelib.vision.decode import FrameDecodeError, decode_jpeg
+    from chalicelib.vision.quality import sharpness
+
+    pipeline = _WORKER["pipeline"]
+    data = Path(path).read_bytes()
+    empty = ImageFaces(np.zeros((0, 128), np.float32), np.zeros(0), np.zeros((0, 4)),
+                       np.zeros(0), (0, 0))
+    try:
+        if data[:3] == b"\xff\xd8\xff":
+            image = decode_jpeg(data, int(_WORKER["max_pixels"]))  # type: ignore[arg-type]
+        else:
+            image = decode_image(data, path)
+    except (FrameDecodeError, ValueError) as exc:
+        empty.error = str(exc)
+        return path, empty
+    analysis = pipeline.analyze(image)  # type: ignore[attr-defined]
+    faces = analysis.faces
+    dim = faces[0].embedding.shape[0] if faces else 128
+    return path, ImageFaces(
+        embeddings=np.stack([f.embedding for f in faces]).astype(np.float32)
+        if faces else np.zeros((0, dim), np.float32),
+        det_scores=np.array([f.detection.score for f in faces], dtype=np.float32),
+        boxes=np.array([f.detection.box[:4] for f in faces], dtype=np.float32).reshape(-1, 4),
+        sharpness=np.array([sharpness(f.crop) for f in faces], dtype=np.float32),
+        shape=(int(image.shape[0]), int(image.shape[1])),
+        rejected=int(sum(analysis.rejected.values())),
+    )
+
+
+class FaceCache:
+    """Faces per image path for one recognizer; optionally persisted as .npz between runs."""
+
+    def __init__(self, model_id: str, path: Path | None = None) -> None:
+        self.model_id = model_id
+        self.path = path
+        self.items: dict[str, ImageFaces] = {}
+        if path is not None and path.exists():
+            self._load(path)
+
+    def _load(self, path: Path) -> None:
+        z = np.load(path, allow_pickle=False)
+        if str(z["model_id"]) != self.model_id:
+            return
+        keys = [str(k) for k in z["keys"]]
+        offsets = z["offsets"]
+        for i, key in enumerate(keys):
+            a, b = int(offsets[i]), int(offsets[i + 1])
+            self.items[key] = ImageFaces(
+                z["emb"][a:b], z["det"][a:b], z["box"][a:b], z["sharp"][a:b],
+                (int(z["shape"][i, 0]), int(z["shape"][i, 1])), int(z["rejected"][i]),
+                str(z["error"][i]),
+            )
+
+    def save(self) -> None:
+        if self.path is None or not self.items:
+            return
+        keys = sorted(self.items)
+        faces = [self.items[k] for k in keys]
+        offsets = np.cumsum([0] + [f.n for f in faces])
+        dim = next((f.embeddings.shape[1] for f in faces if f.n), 128)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp.npz")
+        np.savez(
+            tmp,
+            model_id=np.array(self.model_id),
+            keys=np.array(keys),
+            offsets=offsets,
+            emb=np.concatenate([f.embeddings.reshape(-1, dim) for f in faces]).astype(np.float32),
+            det=np.concatenate([f.det_scores for f in faces]).astype(np.float32),
+            box=np.concatenate([f.boxes.reshape(-1, 4) for f in faces]).astype(np.float32),
+            sharp=np.concatenate([f.sharpness for f in faces]).astype(np.float32),
+            shape=np.array([f.shape for f in faces], dtype=np.int32).reshape(-1, 2),
+            rejected=np.array([f.rejected for f in faces], dtype=np.int32),
+            error=np.array([f.error for f in faces]),
+        )
+        tmp.replace(self.path)
+
+
+def embed_images(
+    paths: Sequence[Path],
+    settings: Settings,
+    cache: FaceCache,
+    workers: int = 1,
+    progress: bool = True,
+) -> dict[str, ImageFaces]:
+    """Faces of every image (the worker's pipeline); images already in the cache are reused."""
+    keys = [str(p) for p in paths]
+    todo = [k for k in dict.fromkeys(keys) if k not in cache.items]
+    if todo:
+        bar = _progress(len(todo), "embedding", progress)
+        if workers <= 1:
+            _init_worker(settings)
+            for k in todo:
+                key, faces = _analyse_path(k)
+                cache.items[key] = faces
+                bar(1)
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            with ctx.Pool(workers, initializer=_init_worker, initargs=(settings,)) as pool:
+                for key, faces in pool.imap_unordered(_analyse_path, todo, chunksize=8):
+                    cache.items[key] = faces
+                    bar(1)
+        bar(0, close=True)
+        cache.save()
+    return {k: cache.items[k] for k in keys}
+
+
+def _progress(total: int, desc: str, enabled: bool) -> Callable[..., None]:
+    if not enabled:
+        return lambda n, close=False: None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit="img", smoothing=0.05)
+
+    def update(n: int, close: bool = False) -> None:
+        if n:
+            bar.update(n)
+        if close:
+            bar.close()
+
+    return update
+
+
+# ---------------------------------------------------------------------------------------------
+# Identities and the split
+
+
+def list_identities(data_dir: Path) -> dict[str, list[Path]]:
+    """One folder per identity, images sorted by name; folders without images are ignored."""
+    out: dict[str, list[Path]] = {}
+    for d in sorted(p for p in Path(data_dir).iterdir() if p.is_dir()):
+        images = sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if images:
+            out[d.name] = images
+    if not out:
+        raise ValueError(f"{data_dir}: no identity folders with images")
+    return out
+
+
+def name_half(name: str) -> int:
+    """0 or 1, fixed for ever by the identity's name: how the shipped statistics' background
+    identities (half 0) are told apart from held-out ones (half 1)."""
+    return hashlib.sha256(name.encode("utf-8")).digest()[0] & 1
+
+
+def select_identities(
+    identities: dict[str, list[Path]], half: int | None = None, limit: int | None = None
+) -> dict[str, list[Path]]:
+    names = sorted(identities)
+    if half is not None:
+        names = [n for n in names if name_half(n) == half]
+    if limit is not None:
+        names = names[:limit]
+    return {n: identities[n] for n in names}
+
+
+@dataclass
+class Split:
+    enrolled: dict[str, list[Path]]  # subject -> reference images
+    mated: list[tuple[Path, str]]  # probe image, its subject
+    nonmated: list[Path]
+
+
+def make_split(
+    identities: dict[str, list[Path]], seed: int, enroll: int, watchlist_size: int | None = None
+) -> Split:
+    rng = np.random.default_rng(seed)
+    names = sorted(identities)
+    order = [names[i] for i in rng.permutation(len(names))]
+    n_enrolled = len(names) // 2 if watchlist_size is None else int(watchlist_size)
+    if not 0 < n_enrolled < len(names):
+        raise ValueError(f"watchlist size {n_enrolled} needs 0 < size < {len(names)} identities")
+    split = Split({}, [], [])
+    for name in order[:n_enrolled]:
+        images = identities[name]
+        shuffled = [images[i] for i in rng.permutation(len(images))]
+        k = max(1, min(enroll, len(images) - 1))
+        split.enrolled[name] = shuffled[:k]
+        split.mated.extend((p, name) for p in shuffled[k:])
+    for name in order[n_enrolled:]:
+        split.nonmated.extend(identities[name])
+    return split
+
+
+# ---------------------------------------------------------------------------------------------
+# Scores and rates
+
+
+def build_gallery(
+    split: Split, faces: dict[str, ImageFaces], model_id: str
+) -> tuple[ExactIndex, dict[str, list[float]], int]:
+    """The watchlist index; per-subject per-image quality; count of refused reference images."""
+    ids, templates, quality = [], [], {}
+    refused = 0
+    for name, refs in split.enrolled.items():
+        embs, q = [], []
+        for p in refs:
+            f = faces[str(p)]
+            i = f.central()
+            if i is None:
+                refused += 1
+                continue
+            embs.append(f.embeddings[i])
+            q.append(f.quality(i))
+        if embs:
+            ids.append(name)
+            templates.append(fuse_embeddings(np.stack(embs), q))
+            quality[name] = q
+    return ExactIndex(ids, np.stack(templates), model_id), quality, refused
+
+
+@dataclass
+class ProbeScores:
+    """Mated: top score of the best face and whether its top candidate is right.
+    Non-mated: the highest top score over the image's faces (-inf when no face passed)."""
+
+    mated_score: np.ndarray
+    mated_correct: np.ndarray
+    nonmated_score: np.ndarray
+    mated_no_face: int = 0
+    nonmated_no_face: int = 0
+
+
+def _top_per_face(index: ExactIndex, f: ImageFaces) -> list[Candidate]:
+    if f.n == 0:
+        return []
+    return [c[0] for c in index.search(f.embeddings, k=1) if c]
+
+
+def score_probes(split: Split, faces: dict[str, ImageFaces], index: ExactIndex) -> ProbeScores:
+    ms, mc, ns = [], [], []
+    m_none = n_none = 0
+    for path, name in split.mated:
+        tops = _top_per_face(index, faces[str(path)])
+        if not tops:
+            m_none += 1
+            ms.append(-np.inf)
+            mc.append(False)
+            continue
+        best = max(tops, key=lambda c: c.score)
+        ms.append(best.score)
+        mc.append(best.subject_id == name)
+    for path in split.nonmated:
+        tops = _top_per_face(index, faces[str(path)])
+        if not tops:
+            n_none += 1
+        ns.append(max((c.score for c in tops), default=-np.inf))
+    return ProbeScores(np.array(ms, float), np.array(mc, bool), np.array(ns, float), m_none,
+                       n_none)
+
+
+def threshold_at_fpir(nonmated: np.ndarray, fpir: float) -> float:
+    """Smallest threshold t (alert when score >= t) with share(nonmated >= t) <= fpir."""
+    s = np.sort(np.asarray(nonmated, float))[::-1]
+    k = int(np.floor(fpir * len(s) + 1e-9))  # false positives allowed
+    if k >= len(s):
+        return -np.inf
+    return float(np.nextafter(s[k], np.inf))
+
+
+def tpir_at(scores: ProbeScores, threshold: float) -> float:
+    hits = scores.mated_correct & (scores.mated_score >= threshold)
+    return float(hits.mean()) if len(hits) else float("nan")
+
+
+def fpir_at(scores: ProbeScores, threshold: float) -> float:
+    ns = scores.nonmated_score
+    return float((ns >= threshold).mean()) if len(ns) else float("nan")
+
+
+def decide_probe(index: ExactIndex, f: ImageFaces, threshold: float) -> list[Candidate]:
+    """The worker's alert decisions for one image: `decide()` on each face's candidates."""
+    if f.n == 0:
+        return []
+    out = []
+    for cands in index.search(f.embeddings, k=1):
+        hit = decide(cands, threshold)
+        if hit is not None:
+            out.append(hit)
+    return out
+
+
+def det_curve(scores: ProbeScores) -> tuple[np.ndarray, np.ndarray]:
+    """(FPIR, FNIR) at every distinct non-mated score (thresholds from high to low)."""
+    ns = np.sort(scores.nonmated_score[np.isfinite(scores.nonmated_score)])[::-1]
+    thresholds = np.unique(np.concatenate([ns, [np.inf]]))[::-1]
+    fpir = np.array([fpir_at(scores, t) for t in thresholds])
+    fnir = np.array([1.0 - tpir_at(scores, t) for t in thresholds])
+    return fpir, fnir
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole evaluation
+
+
+@dataclass
+class EvalResult:
+    report: dict[str, object]
+    scores: ProbeScores
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def evaluate(
+    data_dir: Path,
+    *,
+    seed: int = 0,
+    enroll: int = 1,
+    watchlist_size: int | None = None,
+    target_fpir: float = 0.001,
+    settings: Settings | None = None,
+    stats: dict | None = None,
+    workers: int = 1,
+    cache: FaceCache | None = None,
+    identities: dict[str, list[Path]] | None = None,
+    progress: bool = True,
+) -> EvalResult:
+    from chalicelib.matching.calibration import load_stats
+    from chalicelib.vision.factory import build_pipeline
+
+    settings = settings or Settings()
+    model_id = build_pipeline(settings).model_id
+    stats = stats if stats is not None else load_stats(model_id)
+    identities = identities if identities is not None else list_identities(data_dir)
+    split = make_split(identities, seed, enroll, watchlist_size)
+    paths = [p for refs in split.enrolled.values() for p in refs]
+    paths += [p for p, _ in split.mated] + list(split.nonmated)
+    cache = cache or FaceCache(model_id)
+    faces = embed_images(paths, settings, cache, workers=workers, progress=progress)
+    index, quality, refused = build_gallery(split, faces, model_id)
+    scores = score_probes(split, faces, index)
+
+    threshold = threshold_for(stats, target_fpir, len(index))
+    # The deployed decision, face by face, exactly as the worker takes it.
+    mated_hits = 0
+    for path, name in split.mated:
+        alerts = decide_probe(index, faces[str(path)], threshold)
+        if alerts and max(alerts, key=lambda c: c.score).subject_id == name:
+            mated_hits += 1
+    false_alerts = sum(bool(decide_probe(index, faces[str(p)], threshold))
+                       for p in split.nonmated)
+    n_m, n_n = len(split.mated), len(split.nonmated)
+    report: dict[str, object] = {
+        "model_id": model_id,
+        "seed": seed,
+        "enroll": enroll,
+        "n_identities": len(identities),
+        "n_gallery": len(index),
+        "n_mated": n_m,
+        "n_nonmated": n_n,
+        "rank1": round(float(scores.mated_correct.mean()), 6) if n_m else None,
+        "tpir_at_fpir": {
+            str(x): round(tpir_at(scores, threshold_at_fpir(scores.nonmated_score, x)), 6)
+            for x in FPIR_POINTS
+        },
+        "calibrated": {
+            "target_fpir": target_fpir,
+            "threshold": round(threshold, 6),
+            "expected_fpir": expected_fpir(stats, threshold, len(index)),
+            "measured_fpir": round(false_alerts / n_n, 6) if n_n else None,
+            "false_alerts": false_alerts,
+            "tpir": round(mated_hits / n_m, 6) if n_m else None,
+            "stats_source": stats.get("source", {}).get("description", ""),
+        },
+        "counts": {
+            "reference_images": sum(len(v) for v in split.enrolled.values()),
+            "reference_images_refused": refused,
+            "mated_probes_without_usable_face": scores.mated_no_face,
+            "nonmated_probes_without_usable_face": scores.nonmated_no_face,
+            "faces_searched": int(sum(faces[str(p)].n for p, _ in split.mated)
+                                  + sum(faces[str(p)].n for p in split.nonmated)),
+        },
+        "reference_quality_median": round(float(np.median(
+            [q for qs in quality.values() for q in qs])), 4) if quality else None,
+    }
+    return EvalResult(report, scores, {"faces": faces, "index": index, "split": split})
+
+
+def calibration_check(
+    identities: dict[str, list[Path]],
+    faces: dict[str, ImageFaces],
+    stats: dict,
+    targets: Iterable[float],
+    sizes: Iterable[int],
+    *,
+    enroll: int = 1,
+    repeats: int = 50,
+    seed: int = 0,
+) -> list[dict[str, object]]:
+    """Measured FPIR of the calibrated threshold over many random watchlists of each size.
+
+    One fixed template per identity (seeded choice of `enroll` images); for each draw, a random
+    watchlist of `size` identities, and every image of every other identity is a non-mated probe
+    (a face counts as in the worker: the image is a false positive if any face's top score
+    reaches the threshold). Pooling many draws gives enough non-mated searches to measure rates
+    of 1e-3 on a few thousand images.
+    """
+    rng = np.random.default_rng(seed)
+    names = sorted(identities)
+    templates, probe_rows, probe_owner = [], [], []
+    face_owner, face_image, face_emb = [], [], []
+    for j, name in enumerate(names):
+        images = identities[name]
+        order = rng.permutation(len(images))
+        refs = [images[i] for i in order[: max(1, min(enroll, len(images) - 1))]]
+        embs, q = [], []
+        for p in refs:
+            f = faces[str(p)]
+            c = f.central()
+            if c is not None:
+                embs.append(f.embeddings[c])
+                q.append(f.quality(c))
+        templates.append(fuse_embeddings(np.stack(embs), q) if embs else None)
+        for p in images:  # every image of an identity off the watchlist is a non-mated probe
+            f = faces[str(p)]
+            img = len(probe_owner)
+            probe_owner.append(j)
+            for e in f.embeddings:
+                face_owner.append(j)
+                face_image.append(img)
+                face_emb.append(e)
+    del probe_rows
+    usable = np.array([t is not None for t in templates])
+    tmat = np.stack([t if t is not None else np.zeros_like(face_emb[0]) for t in templates])
+    sims = np.stack(face_emb) @ tmat.T  # faces x identities
+    face_image_a = np.array(face_image)
+    probe_owner_a = np.array(probe_owner)
+    n_images = len(probe_owner)
+    rows = []
+    for size in sizes:
+        if size >= len(names):
+            raise ValueError(f"watchlist size {size} needs more than {len(names)} identities")
+        draws = []
+        for _ in range(repeats):
+            chosen = rng.choice(np.flatnonzero(usable), size=size, replace=False)
+            on = np.zeros(len(names), bool)
+            on[chosen] = True
+            top = sims[:, chosen].max(axis=1)  # each face's top score on this watchlist
+            img_top = np.full(n_images, -np.inf)
+            np.maximum.at(img_top, face_image_a, top)
+            draws.append(img_top[~on[probe_owner_a]])
+        for target in targets:
+            t = threshold_for(stats, target, size)
+            fp = sum(int((d >= t).sum()) for d in draws)
+            n = sum(len(d) for d in draws)
+            rows.append({
+                "target_fpir": target, "gallery_size": size, "threshold": round(t, 6),
+                "nonmated_searches": n, "false_positives": fp,
+                "measured_fpir": fp / n, "ratio": (fp / n) / target,
+            })
+    return rows
+
+
+def write_json(path: Path, obj: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=2, default=float) + "\n")

@@ -1,0 +1,108 @@
+"""Fixtures for tests against the local stack: a runtime, and fresh deployments per test."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import cv2
+import pytest
+
+from chalicelib.ingest.batch_format import pack_batch
+from chalicelib.local.inspect import delivered_pushes
+from chalicelib.local.scenes import PEOPLE
+from chalicelib.matching.template import EnrollmentError
+from chalicelib.ops.deployments import create_deployment, register_device
+from chalicelib.ops.watchlists import create_watchlist, enroll_subject
+from chalicelib.store import layout
+
+
+@pytest.fixture(scope="session")
+def rt(local_stack: dict[str, Any]) -> Any:
+    from chalicelib.runtime import runtime
+
+    return runtime()
+
+
+@dataclass
+class Scenario:
+    rt: Any
+    endpoint: str
+    deployment_id: str
+    watchlist_id: str
+    camera_id: str
+    subjects: dict[str, str]  # display name -> subject id
+    devices: list[str]  # endpoint ARNs
+
+    def upload(self, sequence: int, frames: list[bytes]) -> str:
+        now = datetime.now(UTC)
+        stamped = [(now + timedelta(milliseconds=200 * i), f) for i, f in enumerate(frames)]
+        key = layout.batch_key(self.deployment_id, self.camera_id, sequence)
+        body = pack_batch(self.deployment_id, self.camera_id, sequence, stamped)
+        self.rt.client("s3").put_object(Bucket=self.rt.settings.frames_bucket, Key=key, Body=body)
+        return key
+
+    def alerts(self) -> list[Any]:
+        return list(self.rt.tables.Alert.by_deployment.query(self.deployment_id))
+
+    def pushes(self) -> list[Any]:
+        return [p for p in delivered_pushes(self.endpoint) if p.endpoint_arn in self.devices]
+
+
+def jpeg(path: Path) -> bytes:
+    """A file as the JPEG bytes a camera would send (PNG references are re-encoded)."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 92])
+    assert ok
+    return buf.tobytes()
+
+
+@pytest.fixture
+def scenario_factory(rt: Any, local_stack: dict[str, Any]):  # type: ignore[no-untyped-def]
+    def make(enroll: dict[str, list[Path]], devices: int = 1, threshold: float | None = None,
+             skip_unusable: bool = False, limit: int | None = None) -> Scenario:
+        tag = uuid.uuid4().hex[:8]
+        pipeline = rt.pipeline
+        wl = create_watchlist(rt.tables, f"test {tag}", pipeline.model_id)
+        subjects = {}
+        for name, paths in enroll.items():
+            if limit is not None and len(subjects) >= limit:
+                break
+            images = [(str(p), p.read_bytes()) for p in paths]
+            try:
+                subjects[name] = enroll_subject(
+                    rt.tables, rt.client("s3"), rt.settings.evidence_bucket, pipeline, wl, name,
+                    images, source="test", reason="test").subject_id
+            except EnrollmentError:
+                if not skip_unusable:
+                    raise
+        dep = create_deployment(
+            rt.tables, f"test {tag}", wl, ["cam-1"],
+            rt.settings.match_threshold if threshold is None else threshold,
+            deployment_id=f"dep-{tag}")
+        arns = []
+        for i in range(devices):
+            arns.append(register_device(
+                rt.tables, rt.client("sns"),
+                _platform_arn(rt), dep, f"officer-{i}", "gcm", f"token-{tag}-{i}")["endpoint_arn"])
+        return Scenario(rt, str(local_stack["endpoint"]), dep, wl, "cam-1", subjects, arns)
+
+    return make
+
+
+def _platform_arn(rt: Any) -> str:
+    from chalicelib import names
+
+    return names.platform_app_arn(rt.settings, "gcm")
+
+
+def demo_person(name: str, n: int) -> Path:
+    return PEOPLE / name / f"{n}.jpg"
+
+
+def log_records(caplog: Any, message: str) -> list[dict[str, Any]]:
+    """The structured fields of the log records with the given message (powertools Logger)."""
+    return [vars(r) for r in caplog.records if r.getMessage() == message]

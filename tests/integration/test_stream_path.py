@@ -1,0 +1,215 @@
+"""The stream path on a real AWS API (moto server): gateway -> S3 -> SQS -> worker -> alerts ->
+notifier -> push, with the event pump standing in for Lambda's event source mappings."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from chalicelib.gateway import GatewayOptions, PresignedUploader, run_gateway
+from chalicelib.local.inspect import all_keys, scan_items
+from chalicelib.local.resources import dlq_name
+from chalicelib.ops.cameras import camera_upload_grant
+from chalicelib.store import layout
+from chalicelib.store.tables import idempotency_table_name
+from tests.conftest import shared_data
+from tests.integration.conftest import demo_person, jpeg, log_records
+
+
+def test_clip_alerts_him_only_and_keeps_nothing_else(scenario_factory, local_stack) -> None:
+    ref = shared_data("video", "lin-manuel-miranda.png")
+    clip = shared_data("video", "short_hamilton_clip.mp4")
+    sc = scenario_factory({"Lin-Manuel Miranda": [ref]}, devices=1)
+    rt, s = sc.rt, sc.rt.settings
+    grant = camera_upload_grant(rt.client("s3"), s.frames_bucket, sc.deployment_id,
+                                sc.camera_id, s.max_batch_bytes)
+    report = run_gateway(str(clip), PresignedUploader(grant), sc.deployment_id, sc.camera_id,
+                         GatewayOptions(fps=5, batch_frames=8))
+    assert report.frames_sent >= 40
+    local_stack["pump"].drain(timeout=300)
+
+    alerts = sc.alerts()
+    assert alerts, "no alert for the enrolled person"
+    assert {a.subject_id for a in alerts} == {sc.subjects["Lin-Manuel Miranda"]}
+    pushes = sc.pushes()
+    assert sorted(p.data["alert_id"] for p in pushes) == sorted(a.alert_id for a in alerts)
+    assert all(p.data["subject"] == "Lin-Manuel Miranda" for p in pushes)
+
+    deployment = rt.tables.Deployment.get(sc.deployment_id)
+    assert deployment.frames == report.frames_sent
+    assert deployment.faces_seen > len(alerts)  # the other man was seen, and forgotten
+    assert_nothing_kept_about_unmatched(rt, sc, alerts)
+
+
+def assert_nothing_kept_about_unmatched(rt: Any, sc: Any, alerts: list[Any]) -> None:
+    """Scan every bucket and table: only the watchlist and the alerts may be there."""
+    s = rt.settings
+    s3, ddb = rt.client("s3"), rt.client("dynamodb")
+    frames_left = [k for k in all_keys(s3, s.frames_bucket)
+                   if k.startswith(layout.camera_prefix(sc.deployment_id, sc.camera_id))]
+    assert frames_left == []
+    alert_ids = {a.alert_id for a in alerts}
+    for key in all_keys(s3, s.evidence_bucket):
+        if key.startswith(layout.crop_key(sc.deployment_id, "")):
+            assert key.rsplit("/", 1)[-1].removesuffix(".jpg") in alert_ids, key
+        elif key.startswith(f"{layout.REFERENCES_PREFIX}{sc.watchlist_id}/"):
+            assert key.rsplit("/", 1)[-1].removesuffix(".jpg") in sc.subjects.values(), key
+    for table in ddb.list_tables()["TableNames"]:
+        if not table.startswith(s.table_prefix):
+            continue
+        for item in scan_items(ddb, table):
+            flat = json.dumps(item, default=str)
+            if sc.deployment_id not in flat and sc.watchlist_id not in flat:
+                if table != idempotency_table_name(s):
+                    continue
+            if table.endswith("-subjects"):
+                assert item["subject_id"]["S"] in sc.subjects.values()
+            elif table.endswith("-alerts"):
+                assert item["alert_id"]["S"] in alert_ids
+                assert not _has_binary(item)  # no embedding on an alert
+            elif table == idempotency_table_name(s):
+                # Only counts and ids are remembered about a processed batch.
+                data = json.loads(item.get("data", {}).get("S", "{}") or "{}")
+                assert set(data) <= {"key", "status", "alerts", "frames_total",
+                                     "frames_processed", "frames_skipped", "faces_seen",
+                                     "faces_rejected", "matches", "timings_ms"}
+            else:
+                assert not _has_binary(item), (table, list(item))
+
+
+def _has_binary(item: dict[str, Any]) -> bool:
+    return any("B" in v or "BS" in v for v in item.values())
+
+
+def test_same_event_twice_gives_one_alert_and_one_push(scenario_factory, local_stack) -> None:
+    sc = scenario_factory({"Cory Gardner": [demo_person("Cory_Gardner", 1)]}, devices=2)
+    rt = sc.rt
+    sc.upload(0, [jpeg(demo_person("Cory_Gardner", 2)), jpeg(demo_person("Anna_Eshoo", 2))])
+    # Take the notification off the queue and deliver it twice, as SQS at-least-once may.
+    sqs = rt.client("sqs")
+    url = rt.queue_url(rt.settings.frames_queue)
+    body = None
+    for _ in range(20):
+        msgs = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1).get("Messages", [])
+        for m in msgs:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+            if sc.deployment_id in m["Body"]:
+                body = m["Body"]
+        if body:
+            break
+    assert body, "no S3 notification arrived"
+    sqs.send_message(QueueUrl=url, MessageBody=body)
+    sqs.send_message(QueueUrl=url, MessageBody=body)
+    local_stack["pump"].drain(timeout=120)
+    sqs.send_message(QueueUrl=url, MessageBody=body)  # and once more, long after
+    local_stack["pump"].drain(timeout=120)
+
+    alerts = sc.alerts()
+    assert [a.subject_id for a in alerts] == [sc.subjects["Cory Gardner"]]
+    pushes = sc.pushes()
+    assert len(pushes) == 2  # one per registered phone
+    assert {p.endpoint_arn for p in pushes} == set(sc.devices)
+    assert rt.tables.Deployment.get(sc.deployment_id).batches == 1
+
+
+def _jpeg_of(width: int, height: int) -> bytes:
+    image = np.full((height, width, 3), 127, np.uint8)
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 50])
+    assert ok
+    return buf.tobytes()
+
+
+def test_bad_frames_are_skipped_and_counted(scenario_factory, local_stack, caplog) -> None:
+    sc = scenario_factory({"Elizabeth Warren": [demo_person("Elizabeth_Warren", 1)]})
+    good = jpeg(demo_person("Elizabeth_Warren", 2))
+    corrupt = good[:200] + bytes(np.random.default_rng(0).integers(0, 255, 3000, np.uint8)) \
+        + good[-2:]
+    frames = [
+        corrupt,
+        good[: len(good) // 2],  # truncated
+        b"",  # zero bytes
+        b"this is not an image at all, just text",
+        _jpeg_of(4000, 2200),  # more pixels than max_frame_pixels (3840x2160)
+        jpeg(demo_person("Anna_Eshoo", 2)),
+        good,
+    ]
+    caplog.clear()
+    sc.upload(0, frames)
+    local_stack["pump"].drain(timeout=120)
+
+    lines = [x for x in log_records(caplog, "batch processed")
+             if sc.deployment_id in x["key"]]
+    assert len(lines) == 1
+    assert lines[0]["frames_processed"] == 2
+    assert lines[0]["frames_skipped"] == {
+        "corrupt": 1, "truncated": 1, "empty": 1, "not_jpeg": 1, "too_large": 1}
+    dep = sc.rt.tables.Deployment.get(sc.deployment_id)
+    assert (dep.frames, dep.frames_skipped) == (2, 5)
+    assert [a.display_name for a in sc.alerts()] == ["Elizabeth Warren"]
+
+
+def test_malformed_manifest_is_retried_then_dead_lettered(scenario_factory, local_stack,
+                                                          caplog) -> None:
+    sc = scenario_factory({"Gwen Moore": [demo_person("Gwen_Moore", 1)]})
+    rt = sc.rt
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("manifest.json", json.dumps({
+            "format": "lfr-frame-batch/1", "deployment_id": sc.deployment_id,
+            "camera_id": sc.camera_id, "frames": [{"name": "000000.jpg"}]}))
+        zf.writestr("000000.jpg", jpeg(demo_person("Gwen_Moore", 2)))
+    key = layout.batch_key(sc.deployment_id, sc.camera_id, 0)
+    caplog.clear()
+    rt.client("s3").put_object(Bucket=rt.settings.frames_bucket, Key=key, Body=buf.getvalue())
+    local_stack["pump"].drain(timeout=120, quiet_polls=6)
+
+    sqs = rt.client("sqs")
+    dlq = rt.queue_url(dlq_name(rt.settings.frames_queue))
+    dead = []
+    for _ in range(5):
+        for m in sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10,
+                                     WaitTimeSeconds=1).get("Messages", []):
+            sqs.delete_message(QueueUrl=dlq, ReceiptHandle=m["ReceiptHandle"])
+            dead.append(m["Body"])
+        if dead:
+            break
+    assert any(key.replace("/", "%2F") in b or key in b for b in dead)
+    rejected = [x for x in log_records(caplog, "batch rejected") if x["key"] == key]
+    assert len(rejected) >= 2, "retried before dead-lettering"
+    assert all("sequence" in x["reason"] and "captured_at" in x["reason"] for x in rejected)
+    assert sc.alerts() == []
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "says"),
+    [
+        ({"officer_id": "o1", "platform": "fax", "push_token": "x" * 12}, 400, "platform"),
+        ({"officer_id": "o1", "platform": "gcm"}, 400, "push_token"),
+        ({"officer_id": "o1", "platform": "gcm", "push_token": "t" * 12, "x": 1}, 400, "x"),
+    ],
+)
+def test_device_registration_rejects_bad_bodies(local_stack, body, status, says) -> None:
+    from chalice.test import Client
+
+    with Client(local_stack["app"]) as client:
+        resp = client.http.post("/deployments/dep-x/devices",
+                                headers={"Content-Type": "application/json"},
+                                body=json.dumps(body))
+    assert resp.status_code == status
+    assert says in resp.json_body["Message"]
+
+
+def test_device_registration_unknown_deployment_is_404(local_stack) -> None:
+    from chalice.test import Client
+
+    with Client(local_stack["app"]) as client:
+        resp = client.http.post(
+            "/deployments/dep-nope/devices", headers={"Content-Type": "application/json"},
+            body=json.dumps({"officer_id": "o1", "platform": "gcm", "push_token": "t" * 12}))
+    assert resp.status_code == 404
