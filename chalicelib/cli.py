@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -65,10 +66,8 @@ def cmd_local_down(args: argparse.Namespace) -> int:
     for key in ("pump_pid", "moto_pid"):
         pid = state.get(key)
         if pid:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
     STATE.unlink()
     print("local stack down")
     return 0

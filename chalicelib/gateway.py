@@ -74,7 +74,8 @@ def encode(frame: np.ndarray, opts: GatewayOptions) -> bytes:
     h, w = frame.shape[:2]
     scale = opts.max_side / max(h, w)
     if scale < 1:
-        frame = cv2.resize(frame, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+        size = (round(w * scale), round(h * scale))
+        frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
     ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, opts.jpeg_quality])
     if not ok:
         raise RuntimeError("JPEG encoding failed")
@@ -97,7 +98,9 @@ class PresignedUploader:
             timeout=30,
         )
         if resp.status_code >= 300:
-            raise RuntimeError(f"upload of {key} refused: HTTP {resp.status_code} {resp.text[:200]}")
+            raise RuntimeError(
+                f"upload of {key} refused: HTTP {resp.status_code} {resp.text[:200]}"
+            )
 
 
 def run_gateway(

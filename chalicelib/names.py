@@ -1,4 +1,4 @@
-"""Resolving resource names (from Settings) to the URLs and ARNs the APIs want, once per container."""
+"""Resource names from Settings, resolved to the URLs and ARNs the APIs want, once per container."""
 
 from __future__ import annotations
 

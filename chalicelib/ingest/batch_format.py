@@ -109,7 +109,9 @@ def read_manifest(zf: zipfile.ZipFile, limits: BatchLimits) -> Manifest:
     except KeyError:
         raise BatchFormatError("batch has no manifest.json") from None
     if info.file_size > MAX_MANIFEST_BYTES:
-        raise BatchFormatError(f"manifest.json is {info.file_size} bytes (max {MAX_MANIFEST_BYTES})")
+        raise BatchFormatError(
+            f"manifest.json is {info.file_size} bytes (max {MAX_MANIFEST_BYTES})"
+        )
     try:
         manifest = Manifest.model_validate_json(zf.read(info))
     except ValidationError as exc:

@@ -50,7 +50,8 @@ def test_open_set_through_the_stream_path(scenario_factory, local_stack, report)
         f"threshold {sc.rt.settings.match_threshold} (fixed), gallery {len(sc.subjects)}, "
         f"mated probes {len(enrolled)}, non-mated probes {len(others)}\n"
         f"TPIR {tpir:.3f} ({hits}/{len(enrolled)}), false alerts {false_alerts} "
-        f"({false_on_nonmated} non-mated probes alerted: FPIR {false_on_nonmated / len(others):.3f})"
+        f"({false_on_nonmated} non-mated probes alerted: "
+        f"FPIR {false_on_nonmated / len(others):.3f})"
     )
     report(text)
     print(text)

@@ -65,9 +65,9 @@ def assert_nothing_kept_about_unmatched(rt: Any, sc: Any, alerts: list[Any]) -> 
             continue
         for item in scan_items(ddb, table):
             flat = json.dumps(item, default=str)
-            if sc.deployment_id not in flat and sc.watchlist_id not in flat:
-                if table != idempotency_table_name(s):
-                    continue
+            ours = sc.deployment_id in flat or sc.watchlist_id in flat
+            if not ours and table != idempotency_table_name(s):
+                continue
             if table.endswith("-subjects"):
                 assert item["subject_id"]["S"] in sc.subjects.values()
             elif table.endswith("-alerts"):
