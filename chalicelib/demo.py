@@ -13,8 +13,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from chalicelib.local import moto_server
-
 # Enrolled from their colour photo (1.jpg); they walk past in another sitting (2.jpg, greyscale).
 WATCHLIST = ["Elizabeth_Warren", "Cory_Gardner", "Barbara_Lee", "James_Risch", "Gwen_Moore",
              "Dan_Benishek"]
@@ -48,39 +46,29 @@ def _print_push(data: dict[str, Any], officer: str) -> None:
 
 
 def run_demo(out: Path) -> int:
-    import os
+    from chalicelib.local.session import local_session
 
     out.mkdir(parents=True, exist_ok=True)
-    print("1. starting the local AWS (moto server on 127.0.0.1)")
-    server = moto_server.start(log_path=out / "moto.log")
-    try:
-        os.environ.update({**server.env(), "LFR_STAGE": "demo",
-                           "POWERTOOLS_METRICS_DISABLED": "true",
-                           "POWERTOOLS_LOG_LEVEL": "WARNING"})
-        return _run(out, server)
-    finally:
-        moto_server.stop(server)
-        print("local stack stopped")
+    print("1. starting the local AWS (moto server on 127.0.0.1) and creating every resource")
+    with local_session("demo", log_path=out / "moto.log",
+                       extra_env={"POWERTOOLS_LOG_LEVEL": "WARNING"}) as ls:
+        code = _run(out, ls)
+    print("local stack stopped")
+    return code
 
 
-def _run(out: Path, server: moto_server.MotoServer) -> int:
+def _run(out: Path, ls: Any) -> int:
     from chalice.test import Client
 
     from chalicelib.gateway import GatewayOptions, PresignedUploader, run_gateway
-    from chalicelib.local import resources
     from chalicelib.local.inspect import all_keys, delivered_pushes
-    from chalicelib.local.pump import EventPump, app_mappings, load_app
     from chalicelib.local.scenes import PEOPLE, render_scene, write_video
+    from chalicelib.local.session import wait_idle
     from chalicelib.ops.cameras import camera_upload_grant
     from chalicelib.ops.deployments import create_deployment
     from chalicelib.ops.watchlists import create_watchlist, enroll_subject
-    from chalicelib.runtime import runtime
 
-    rt = runtime()
-    s = rt.settings
-    resources.create_all(s)
-    print(f"   resources created for stage {s.stage}: buckets, queues + DLQs, tables, topic, "
-          "push apps")
+    rt, s, app, pump = ls.rt, ls.settings, ls.app, ls.pump
 
     print("2. loading the models and enrolling the watchlist")
     t0 = time.perf_counter()
@@ -97,7 +85,6 @@ def _run(out: Path, server: moto_server.MotoServer) -> int:
                             place="Demo street", deployment_id="dep-demo")
 
     print("3. registering two officers' phones on the deployment (REST API)")
-    app = load_app()
     with Client(app) as http:
         for officer, platform in (("officer-1", "gcm"), ("officer-2", "apns")):
             resp = http.http.post(
@@ -113,7 +100,6 @@ def _run(out: Path, server: moto_server.MotoServer) -> int:
     print(f"   {len(frames)} frames, {len(frames) / FPS:.0f} s at {FPS:.0f} fps -> {video}")
 
     print("5. streaming through the gateway in real time; the pump delivers events to the app")
-    pump = EventPump(s, app_mappings(app, s))
     pump.start()
     try:
         grant = camera_upload_grant(rt.client("s3"), s.frames_bucket, dep, CAMERA,
@@ -121,11 +107,11 @@ def _run(out: Path, server: moto_server.MotoServer) -> int:
         report = run_gateway(str(video), PresignedUploader(grant), dep, CAMERA,
                              GatewayOptions(fps=5, batch_frames=5, realtime=True))
         print(f"   sent {report.frames_sent} frames in {len(report.batches)} batches")
-        _wait_idle(rt, s)
+        wait_idle(rt)
     finally:
         pump.stop()
 
-    pushes = delivered_pushes(server.endpoint)
+    pushes = delivered_pushes(ls.endpoint)
     print(f"6. alerts as the officers' phones received them ({len(pushes)} pushes):")
     for p in sorted(pushes, key=lambda p: (p.data.get("captured_at", ""), p.officer)):
         _print_push(p.data, p.officer)
@@ -156,18 +142,3 @@ def _latency(pushes: list[Any], alert_id: str) -> float | None:
             return round((datetime.fromisoformat(p.data["pushed_at"])
                           - datetime.fromisoformat(p.data["captured_at"])).total_seconds(), 3)
     return None
-
-
-def _wait_idle(rt: Any, s: Any, timeout: float = 180.0) -> None:
-    """Until both queues are empty and stay so (the pump runs in its own thread)."""
-    sqs = rt.client("sqs")
-    urls = [rt.queue_url(s.frames_queue), rt.queue_url(s.alerts_queue)]
-    deadline, quiet = time.monotonic() + timeout, 0
-    while quiet < 3 and time.monotonic() < deadline:
-        busy = 0
-        for url in urls:
-            a = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
-                "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])
-            busy += sum(int(v) for v in a["Attributes"].values())
-        quiet = quiet + 1 if busy == 0 else 0
-        time.sleep(0.5)

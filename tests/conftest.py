@@ -27,45 +27,16 @@ def shared_data(*parts: str) -> Path:
 @pytest.fixture(scope="session")
 def local_stack() -> Iterator[dict[str, object]]:
     """moto server + every resource + the Chalice app and an event pump bound to it."""
-    from chalicelib import clients, names
-    from chalicelib.local import moto_server, resources
-    from chalicelib.local.pump import EventPump, app_mappings, load_app
-    from chalicelib.settings import Settings
+    from chalicelib.local.session import local_session
 
-    endpoint = os.environ.get("LFR_TEST_ENDPOINT")
-    server = None
-    if endpoint:
-        moto_server.wait_ready(endpoint)
-        env = {**moto_server.LOCAL_ENV, "AWS_ENDPOINT_URL": endpoint}
-    else:
-        server = moto_server.start()
-        env = server.env()
     # A stage of its own so a shared moto server can hold several runs side by side.
-    stage = f"t{os.getpid()}"
-    env.update({"LFR_STAGE": stage, "POWERTOOLS_METRICS_DISABLED": "true",
-                "POWERTOOLS_SERVICE_NAME": "lfr-test"})
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    clients.reset()
-    names.reset()
-    from chalicelib import runtime
-
-    runtime.settings.cache_clear()
-    runtime.runtime.cache_clear()
-    settings = Settings.from_env()
-    resources.create_all(settings)
-    app = load_app()
-    pump = EventPump(settings, app_mappings(app, settings))
-    try:
-        yield {"settings": settings, "app": app, "pump": pump, "endpoint": env["AWS_ENDPOINT_URL"]}
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        if server:
-            moto_server.stop(server)
+    with local_session(
+        f"t{os.getpid()}",
+        endpoint=os.environ.get("LFR_TEST_ENDPOINT"),
+        extra_env={"POWERTOOLS_SERVICE_NAME": "lfr-test"},
+    ) as ls:
+        yield {"settings": ls.settings, "app": ls.app, "pump": ls.pump, "endpoint": ls.endpoint,
+               "rt": ls.rt}
 
 
 _REPORTS: list[tuple[str, str]] = []

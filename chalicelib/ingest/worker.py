@@ -182,6 +182,7 @@ class FramesHandler:
         if context is not None:
             self._config.register_lambda_context(context)
         processor = BatchProcessor(event_type=EventType.SQS)
+        metrics.add_metric("NotificationsReceived", MetricUnit.Count, len(event.get("Records", [])))
         try:
             return process_partial_response(
                 event=event, record_handler=self._record, processor=processor, context=context

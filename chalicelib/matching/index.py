@@ -20,7 +20,9 @@ class Candidate:
 
 class ExactIndex:
     def __init__(self, subject_ids: list[str], templates: np.ndarray, model_id: str) -> None:
-        templates = np.asarray(templates, dtype=np.float32).reshape(len(subject_ids), -1)
+        templates = np.asarray(templates, dtype=np.float32)
+        if templates.ndim != 2 or templates.shape[0] != len(subject_ids):
+            raise ValueError(f"{len(subject_ids)} ids but templates of shape {templates.shape}")
         norms = np.linalg.norm(templates, axis=1, keepdims=True)
         if len(subject_ids) and not np.all(norms > 0):
             raise ValueError("a template has zero norm")
