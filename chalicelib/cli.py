@@ -111,6 +111,18 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_deployment_create(args: argparse.Namespace) -> int:
+    from chalicelib.ops.deployments import create_deployment
+    from chalicelib.runtime import Runtime
+
+    rt = Runtime(_settings())
+    threshold = args.threshold if args.threshold is not None else rt.settings.match_threshold
+    dep = create_deployment(rt.tables, args.name, args.watchlist, args.camera, threshold,
+                            place=args.place, deployment_id=args.id)
+    print(json.dumps({"deployment_id": dep, "threshold": threshold}))
+    return 0
+
+
 def cmd_gateway(args: argparse.Namespace) -> int:
     from chalicelib.gateway import GatewayOptions, PresignedUploader, run_gateway
 
@@ -159,6 +171,17 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("--reason", help="why this person is on the watchlist")
     en.add_argument("--create", action="store_true", help="create the watchlist first")
     en.set_defaults(func=cmd_enroll)
+
+    dp = sub.add_parser("deployment", help="deployments")
+    dsub = dp.add_subparsers(dest="action", required=True)
+    dc = dsub.add_parser("create", help="create a deployment on a watchlist")
+    dc.add_argument("--name", required=True)
+    dc.add_argument("--watchlist", required=True)
+    dc.add_argument("--camera", action="append", required=True, help="repeat for more cameras")
+    dc.add_argument("--threshold", type=float)
+    dc.add_argument("--place")
+    dc.add_argument("--id")
+    dc.set_defaults(func=cmd_deployment_create)
 
     gw = sub.add_parser("gateway", help="stream a video, folder or camera URL as frame batches")
     gw.add_argument("source")

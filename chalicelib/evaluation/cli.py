@@ -1,0 +1,206 @@
+"""`lfr eval` and `lfr calibrate`: add_commands(subparsers) adds both to the `lfr` command."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+SUBSETS = {
+    "all": None,
+    # name_half() == 0: the identities the shipped statistics were measured on.
+    "stats-half": 0,
+    # name_half() == 1: identities the shipped statistics never saw.
+    "holdout-half": 1,
+}
+
+
+def _floats(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x.strip()]
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    ev = subparsers.add_parser(
+        "eval", help="open-set 1:N evaluation (TPIR at FPIR, rank-1, DET, calibrated decision)")
+    ev.add_argument("--data", type=Path, required=True, help="folder with one folder per identity")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--enroll", type=int, default=1, help="reference images per enrolled subject")
+    ev.add_argument("--watchlist-size", type=int, default=None,
+                    help="identities to enroll (default: half of them)")
+    ev.add_argument("--target-fpir", type=float, default=0.001,
+                    help="target of the calibrated decision (default 0.001)")
+    ev.add_argument("--json", type=Path, default=None, help="write the results here")
+    ev.add_argument("--det", type=Path, default=Path("eval-det.png"), help="DET curve PNG")
+    ev.add_argument("--stats", type=Path, default=None,
+                    help="impostor statistics from `lfr calibrate` (default: shipped ones)")
+    _common(ev)
+    ev.add_argument("--check-targets", type=_floats, default=None,
+                    help="also measure the calibrated FPIR over many random watchlists, "
+                         "e.g. 0.01,0.001")
+    ev.add_argument("--check-sizes", type=_ints, default=[100, 500],
+                    help="watchlist sizes for --check-targets (default 100,500)")
+    ev.add_argument("--repeats", type=int, default=200,
+                    help="random watchlists per size for --check-targets")
+    ev.set_defaults(func=cmd_eval)
+
+    cal = subparsers.add_parser(
+        "calibrate", help="measure the impostor score model on your own background faces")
+    cal.add_argument("--background", type=Path, required=True,
+                     help="folder with one folder per identity (people on no watchlist)")
+    cal.add_argument("--out", type=Path, default=None,
+                     help="stats JSON to write (default: calibration-<model id>.json)")
+    cal.add_argument("--description", default="", help="where the background faces came from")
+    _common(cal)
+    cal.set_defaults(func=cmd_calibrate)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--identities", choices=sorted(SUBSETS), default="all",
+                   help="all identities, or one half by name hash (stats-half: those the "
+                        "shipped statistics were measured on; holdout-half: the others)")
+    p.add_argument("--limit", type=int, default=None, help="first N identities (by name) only")
+    p.add_argument("--workers", type=int, default=1, help="processes embedding images")
+    p.add_argument("--cache", type=Path, default=None,
+                   help="keep embeddings in this .npz between runs")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _identities(args: argparse.Namespace, root: Path) -> dict[str, list[Path]]:
+    from chalicelib.evaluation.openset import list_identities, select_identities
+
+    return select_identities(list_identities(root), SUBSETS[args.identities], args.limit)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from chalicelib.evaluation.det import plot_det
+    from chalicelib.evaluation.openset import (
+        FaceCache,
+        calibration_check,
+        det_curve,
+        evaluate,
+        write_json,
+    )
+    from chalicelib.matching.calibration import load_stats
+    from chalicelib.settings import Settings
+    from chalicelib.vision.factory import build_pipeline
+
+    settings = Settings.from_env()
+    model_id = build_pipeline(settings).model_id
+    stats = load_stats(model_id, args.stats)
+    identities = _identities(args, args.data)
+    cache = FaceCache(model_id, args.cache)
+    result = evaluate(
+        args.data, seed=args.seed, enroll=args.enroll, watchlist_size=args.watchlist_size,
+        target_fpir=args.target_fpir, settings=settings, stats=stats, workers=args.workers,
+        cache=cache, identities=identities, progress=not args.quiet,
+    )
+    report = result.report
+    report["identities"] = args.identities
+    if args.check_targets:
+        from chalicelib.evaluation.openset import embed_images
+
+        paths = [p for v in identities.values() for p in v]
+        faces = embed_images(paths, settings, cache, workers=args.workers, progress=False)
+        report["calibration_check"] = calibration_check(
+            identities, faces, stats, args.check_targets, args.check_sizes,
+            enroll=args.enroll, repeats=args.repeats, seed=args.seed)
+    fpir, fnir = det_curve(result.scores)
+    cal = report["calibrated"]
+    assert isinstance(cal, dict)
+    plot_det(
+        args.det,
+        [(f"enroll {args.enroll}, gallery {report['n_gallery']}", fpir, fnir)],
+        [(f"calibrated, target {cal['target_fpir']}", float(cal["measured_fpir"] or 0.0),
+          1.0 - float(cal["tpir"] or 0.0))],
+        title=f"{model_id}: open-set 1:N, seed {args.seed}",
+    )
+    _print_eval(report, args.det)
+    if args.json:
+        write_json(args.json, report)
+    return 0
+
+
+def _print_eval(report: dict, det_path: Path) -> None:
+    out = sys.stdout
+    print(f"model {report['model_id']}  seed {report['seed']}  enroll {report['enroll']}", file=out)
+    print(f"gallery {report['n_gallery']}  mated probes {report['n_mated']}  "
+          f"non-mated probes {report['n_nonmated']}", file=out)
+    print(f"rank-1 {report['rank1']:.4f}", file=out)
+    for k, v in report["tpir_at_fpir"].items():
+        print(f"TPIR @ FPIR {k:<6} {v:.4f}", file=out)
+    c = report["calibrated"]
+    print(f"calibrated: target FPIR {c['target_fpir']}  threshold {c['threshold']:.4f}  "
+          f"measured FPIR {c['measured_fpir']:.5f} ({c['false_alerts']} false alerts)  "
+          f"TPIR {c['tpir']:.4f}", file=out)
+    for row in report.get("calibration_check", []):
+        print(f"check: target {row['target_fpir']:<6} watchlist {row['gallery_size']:<5} "
+              f"threshold {row['threshold']:.4f}  measured {row['measured_fpir']:.5f} "
+              f"({row['false_positives']}/{row['nonmated_searches']})  "
+              f"ratio {row['ratio']:.2f}", file=out)
+    print(f"DET curve: {det_path}", file=out)
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from chalicelib.evaluation.openset import FaceCache, calibration_check, embed_images
+    from chalicelib.matching.calibration import fit_impostor_model, thresholds_table
+    from chalicelib.settings import Settings
+    from chalicelib.vision.factory import build_pipeline
+
+    settings = Settings.from_env()
+    model_id = build_pipeline(settings).model_id
+    identities = _identities(args, args.background)
+    cache = FaceCache(model_id, args.cache)
+    paths = [p for v in identities.values() for p in v]
+    faces = embed_images(paths, settings, cache, workers=args.workers, progress=not args.quiet)
+    embs, labels = [], []
+    for name, images in identities.items():
+        for p in images:
+            f = faces[str(p)]
+            i = f.central()  # the person the folder names, not bystanders in the photo
+            if i is not None:
+                embs.append(f.embeddings[i])
+                labels.append(name)
+    names = sorted(identities)
+    source = {
+        "description": args.description or f"{args.background.name}: {args.identities} "
+                       f"identities",
+        "identity_rule": {
+            "all": "every identity folder",
+            "stats-half": "identity folders whose sha256(name)[0] is even (name_half == 0)",
+            "holdout-half": "identity folders whose sha256(name)[0] is odd (name_half == 1)",
+        }[args.identities] + (f", first {args.limit} by name" if args.limit else ""),
+        "n_identities": len(names),
+        "n_images": len(paths),
+        "n_faces_used": len(embs),
+        "face_choice": "the most central large face passing the quality gate, one per image",
+        "identities_sha256": hashlib.sha256("\n".join(names).encode()).hexdigest(),
+        "identities": names,
+    }
+    stats = fit_impostor_model(np.stack(embs), labels, model_id=model_id, source=source)
+    out = args.out or Path(f"calibration-{model_id}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(stats, separators=(",", ":")) + "\n")
+    tail = stats["tail"]
+    print(f"impostor model for {model_id}: {len(embs)} faces of {len(names)} identities, "
+          f"{stats['n_impostor_scores']} impostor scores; tail from z={tail['u']} "
+          f"(p={tail['p_u']}), xi={tail['xi']:.3f}")
+    for row in thresholds_table(stats, [0.01, 0.001, 0.0001], [100, 1000, 10000]):
+        print(f"threshold for target {row['target_fpir']:<7} watchlist {row['gallery_size']:<6}"
+              f" {row['threshold']:.4f}")
+    sizes = [n for n in (100, 500) if n < len(names)]
+    if sizes:
+        print("check on simulated watchlists of these background identities (in-sample):")
+        for row in calibration_check(identities, faces, stats, [0.01, 0.001], sizes,
+                                     repeats=100):
+            print(f"  target {row['target_fpir']:<6} watchlist {row['gallery_size']:<5} "
+                  f"measured {row['measured_fpir']:.5f}  ratio {row['ratio']:.2f}")
+    print(f"wrote {out}")
+    return 0

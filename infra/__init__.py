@@ -1,0 +1,1 @@
+"""Deployment tooling: IAM policies, CloudFormation, deploy-local. Not packaged into the Lambda zip."""
