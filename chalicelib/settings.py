@@ -31,6 +31,11 @@ class Settings:
     push_platform_app: str = "lfr-dev-officers"
     # Decision (replaced by per-deployment calibration later): cosine similarity to alert at.
     match_threshold: float = 0.5
+    # A subject seen again on the same camera within this many seconds of its last sighting
+    # continues the alert already raised (one alert per person passing, not one per batch).
+    realert_after_s: int = 60
+    track_fusion: bool = True
+    track_best_k: int = 3
     # Privacy and retention.
     crop_retention_days: int = 31
     # Frame batch limits (see docs/frame-batch-format.md).

@@ -82,6 +82,7 @@ def raise_alert(
         captured_at=match.captured_at,
         created_at=now,
         crop_key=crop_key,
+        track_faces=match.track_faces,
         expires_at=expires,
     )
     created = True

@@ -26,9 +26,10 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent_function,
 )
 
-from chalicelib.alerts.raise_alert import AlertContext, raise_alert
+from chalicelib.alerts.raise_alert import AlertContext, alert_id_for, raise_alert
+from chalicelib.alerts.sightings import claim_sighting
 from chalicelib.ingest.batch_format import BatchFormatError, BatchLimits, open_batch
-from chalicelib.ingest.process import BatchOutcome, process_frames
+from chalicelib.ingest.process import BatchOutcome, FusionPolicy, process_frames
 from chalicelib.runtime import Runtime
 from chalicelib.store import layout
 from chalicelib.store.tables import idempotency_table_name
@@ -96,9 +97,9 @@ def process_object(rt: Runtime, bucket: str, key: str) -> dict[str, Any]:
     threshold = float(
         deployment.threshold if deployment.threshold is not None else rt.settings.match_threshold
     )
-    outcome = process_frames(
-        frames, pipeline, index, threshold, rt.settings.max_frame_pixels
-    )
+    s = rt.settings
+    fusion = FusionPolicy(enabled=s.track_fusion, best_k=s.track_best_k)
+    outcome = process_frames(frames, pipeline, index, threshold, s.max_frame_pixels, fusion)
     ctx = AlertContext(
         deployment_id=deployment.deployment_id,
         camera_id=manifest.camera_id,
@@ -107,25 +108,24 @@ def process_object(rt: Runtime, bucket: str, key: str) -> dict[str, Any]:
         model_id=pipeline.model_id,
         threshold=threshold,
         target_fpir=deployment.target_fpir,
-        crop_retention_days=rt.settings.crop_retention_days,
+        crop_retention_days=s.crop_retention_days,
     )
-    alert_ids = [
-        raise_alert(
-            tables,
-            s3,
-            rt.client("sqs"),
-            rt.settings.evidence_bucket,
-            rt.queue_url(rt.settings.alerts_queue),
-            ctx,
-            m,
-            subject_names.get(m.subject_id, m.subject_id),
-        )[0]
-        for m in outcome.matches
-    ]
+    alert_ids, continued = [], 0
+    for m in outcome.matches:
+        alert_id = alert_id_for(ctx.deployment_id, ctx.camera_id, ctx.sequence, m.subject_id)
+        if not claim_sighting(tables, ctx.deployment_id, ctx.camera_id, m.subject_id, alert_id,
+                              m.captured_at, s.realert_after_s):
+            continued += 1  # the same passing as an alert already raised
+            continue
+        raise_alert(tables, s3, rt.client("sqs"), s.evidence_bucket,
+                    rt.queue_url(s.alerts_queue), ctx, m,
+                    subject_names.get(m.subject_id, m.subject_id))
+        alert_ids.append(alert_id)
     _count(tables, deployment, outcome)
     # Nothing of the frames outlives their processing, matched or not.
     s3.delete_object(Bucket=bucket, Key=key)
-    summary = {"key": key, "status": "processed", "alerts": alert_ids, **outcome.counts()}
+    summary = {"key": key, "status": "processed", "alerts": alert_ids,
+               "alerts_continued": continued, **outcome.counts()}
     summary["timings_ms"] = {k: round(v, 1) for k, v in outcome.timings_ms.items()}
     return summary
 

@@ -18,6 +18,7 @@ from pynamodb.attributes import (
     ListAttribute,
     MapAttribute,
     NumberAttribute,
+    TTLAttribute,
     UnicodeAttribute,
     UTCDateTimeAttribute,
 )
@@ -144,10 +145,23 @@ class AlertBase(_Base):
     captured_at = UTCDateTimeAttribute()
     created_at = UTCDateTimeAttribute(default=utcnow)
     crop_key = UnicodeAttribute()
+    track_faces = NumberAttribute(default=1)
     status = UnicodeAttribute(default="alert")
     notified_at = UTCDateTimeAttribute(null=True)
     expires_at = UTCDateTimeAttribute()
     by_deployment = AlertsByDeployment()
+
+
+class SightingBase(_Base):
+    """A watchlist subject recently alerted on one camera: later batches of the same passing
+    continue this alert instead of raising another. Holds matched subjects only."""
+
+    camera_key = UnicodeAttribute(hash_key=True)  # <deployment>#<camera>
+    subject_id = UnicodeAttribute(range_key=True)
+    alert_id = UnicodeAttribute()
+    first_seen = UTCDateTimeAttribute()
+    last_seen = UTCDateTimeAttribute()
+    expires_at = TTLAttribute()
 
 
 @dataclass(frozen=True)
@@ -157,9 +171,11 @@ class Tables:
     Deployment: type[DeploymentBase]
     Device: type[DeviceBase]
     Alert: type[AlertBase]
+    Sighting: type[SightingBase]
 
     def all(self) -> list[type[Model]]:
-        return [self.Watchlist, self.Subject, self.Deployment, self.Device, self.Alert]
+        return [self.Watchlist, self.Subject, self.Deployment, self.Device, self.Alert,
+                self.Sighting]
 
 
 def _bind(base: type[Model], table_name: str, settings: Settings) -> type[Model]:
@@ -185,6 +201,7 @@ def tables(settings: Settings) -> Tables:
         Deployment=_bind(DeploymentBase, f"{p}-deployments", settings),  # type: ignore[arg-type]
         Device=_bind(DeviceBase, f"{p}-devices", settings),  # type: ignore[arg-type]
         Alert=_bind(AlertBase, f"{p}-alerts", settings),  # type: ignore[arg-type]
+        Sighting=_bind(SightingBase, f"{p}-sightings", settings),  # type: ignore[arg-type]
     )
 
 

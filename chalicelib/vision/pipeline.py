@@ -12,16 +12,27 @@ from .align import align_face
 from .decode import FrameDecodeError, decode_jpeg
 from .detect import RetinaFaceDetector
 from .embed import SFaceRecognizer
-from .quality import QualityPolicy, assess
+from .quality import QualityPolicy, assess, face_quality
 from .types import Detection
 
 __all__ = [
     "FaceObservation",
+    "GatedFace",
+    "GatedFrame",
     "FacePipeline",
     "FrameAnalysis",
     "FrameDecodeError",
     "decode_jpeg",
 ]
+
+
+@dataclass
+class GatedFace:
+    """A detected face that passed the quality gate, aligned, not yet embedded."""
+
+    detection: Detection
+    crop: np.ndarray  # aligned 112x112 BGR uint8
+    quality: float  # 0..1, see quality.face_quality
 
 
 @dataclass
@@ -38,6 +49,13 @@ class FrameAnalysis:
     timings_ms: dict[str, float] = field(default_factory=dict)  # "detect", "align", "embed"
 
 
+@dataclass
+class GatedFrame:
+    faces: list[GatedFace]
+    rejected: dict[str, int]
+    timings_ms: dict[str, float]
+
+
 class FacePipeline:
     def __init__(
         self, detector: RetinaFaceDetector, recognizer: SFaceRecognizer, policy: QualityPolicy
@@ -50,45 +68,46 @@ class FacePipeline:
     def model_id(self) -> str:
         return self.recognizer.model_id
 
-    def _detect_and_gate(
-        self, image_bgr: np.ndarray
-    ) -> tuple[list[tuple[Detection, np.ndarray]], FrameAnalysis]:
+    def detect(self, image_bgr: np.ndarray) -> GatedFrame:
+        """Detect, align and gate; embedding is left to the caller (it may pick the best few)."""
         t0 = time.perf_counter()
         detections = self.detector.detect(image_bgr)
         t1 = time.perf_counter()
-        kept: list[tuple[Detection, np.ndarray]] = []
+        kept: list[GatedFace] = []
         rejected: dict[str, int] = {}
         for det in detections:
             crop = align_face(image_bgr, det.landmarks)
             reason = assess(image_bgr, det, crop, self.policy)
             if reason is None:
-                kept.append((det, crop))
+                kept.append(GatedFace(det, crop, face_quality(det, crop)))
             else:
                 rejected[reason] = rejected.get(reason, 0) + 1
         t2 = time.perf_counter()
-        timings = {"detect": (t1 - t0) * 1e3, "align": (t2 - t1) * 1e3, "embed": 0.0}
-        return kept, FrameAnalysis(faces=[], rejected=rejected, timings_ms=timings)
+        return GatedFrame(kept, rejected, {"detect": (t1 - t0) * 1e3, "align": (t2 - t1) * 1e3})
+
+    def embed(self, crops: list[np.ndarray]) -> np.ndarray:
+        return self.recognizer.embed(crops)
 
     def analyze(self, image_bgr: np.ndarray) -> FrameAnalysis:
         return self.analyze_many([image_bgr])[0]
 
     def analyze_many(self, images: Sequence[np.ndarray]) -> list[FrameAnalysis]:
         """Analyse frames, embedding every passing face of every frame in one batch."""
-        staged = [self._detect_and_gate(image) for image in images]
-        crops = [crop for kept, _ in staged for _, crop in kept]
+        staged = [self.detect(image) for image in images]
+        crops = [face.crop for frame in staged for face in frame.faces]
         t0 = time.perf_counter()
         embeddings = self.recognizer.embed(crops)
         embed_ms = (time.perf_counter() - t0) * 1e3
         results = []
         offset = 0
-        for kept, analysis in staged:
-            n = len(kept)
-            analysis.faces = [
-                FaceObservation(detection=det, crop=crop, embedding=embeddings[offset + i])
-                for i, (det, crop) in enumerate(kept)
+        for frame in staged:
+            n = len(frame.faces)
+            faces = [
+                FaceObservation(f.detection, f.crop, embeddings[offset + i])
+                for i, f in enumerate(frame.faces)
             ]
             # Batch cost shared out by face count (per-face cost is flat on CPU).
-            analysis.timings_ms["embed"] = embed_ms * n / len(crops) if crops else 0.0
+            timings = {**frame.timings_ms, "embed": embed_ms * n / len(crops) if crops else 0.0}
             offset += n
-            results.append(analysis)
+            results.append(FrameAnalysis(faces, frame.rejected, timings))
         return results

@@ -12,6 +12,7 @@ from .types import Detection
 TOO_SMALL = "too_small"
 TOO_BLURRY = "too_blurry"
 LOW_SCORE = "low_score"
+OFF_FRONTAL = "off_frontal"
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,10 @@ class QualityPolicy:
     # RetinaFace score of the LFW dev faces: 0.1th percentile 0.982, 99.98% >= 0.9. Detections
     # between the detector threshold (0.7) and this are counted, not matched.
     min_detector_score: float = 0.9
+    # Horizontal offset of the nose from the eyes' midpoint, in inter-ocular distances (0 when
+    # frontal; > 1 when the nose is past the far eye, i.e. towards profile). 800 LFW dev faces:
+    # 99th percentile 0.54, 99.9th 0.95; profile faces in the crowd photos score 1.2 to 3.3.
+    max_yaw_ratio: float = 1.0
 
 
 def sharpness(crop_bgr: np.ndarray) -> float:
@@ -38,6 +43,24 @@ def sharpness(crop_bgr: np.ndarray) -> float:
     return float(cv2.Laplacian(grey, cv2.CV_64F).var())
 
 
+def yaw_ratio(landmarks: np.ndarray) -> float:
+    right_eye, left_eye, nose = landmarks[0], landmarks[1], landmarks[2]
+    iod = float(np.linalg.norm(left_eye - right_eye))
+    return abs(float(nose[0] - (right_eye[0] + left_eye[0]) / 2)) / max(iod, 1e-6)
+
+
+def face_quality(det: Detection, crop_bgr: np.ndarray) -> float:
+    """0..1, higher is better: which faces of a track to embed and show an officer.
+
+    Detector confidence, size (saturating at the recognizer's 112 px input), sharpness
+    (saturating at the LFW median of ~130) and frontality, multiplied.
+    """
+    size = min(1.0, min(det.width, det.height) / 112.0)
+    sharp = min(1.0, sharpness(crop_bgr) / 130.0)
+    frontal = max(0.0, 1.0 - yaw_ratio(det.landmarks))
+    return float(det.score) * size * sharp * (0.5 + 0.5 * frontal)
+
+
 def assess(
     image_bgr: np.ndarray, det: Detection, crop_bgr: np.ndarray, policy: QualityPolicy
 ) -> str | None:
@@ -47,6 +70,8 @@ def assess(
         return TOO_SMALL
     if det.score < policy.min_detector_score:
         return LOW_SCORE
+    if yaw_ratio(det.landmarks) > policy.max_yaw_ratio:
+        return OFF_FRONTAL
     if sharpness(crop_bgr) < policy.min_sharpness:
         return TOO_BLURRY
     return None

@@ -37,6 +37,9 @@ def test_clip_alerts_him_only_and_keeps_nothing_else(scenario_factory, local_sta
     alerts = sc.alerts()
     assert alerts, "no alert for the enrolled person"
     assert {a.subject_id for a in alerts} == {sc.subjects["Lin-Manuel Miranda"]}
+    # He is on screen for the whole clip: one passing, so one alert, however many batches.
+    assert len(alerts) == 1, [a.batch_sequence for a in alerts]
+    assert alerts[0].track_faces >= 2
     pushes = sc.pushes()
     assert sorted(p.data["alert_id"] for p in pushes) == sorted(a.alert_id for a in alerts)
     assert all(p.data["subject"] == "Lin-Manuel Miranda" for p in pushes)
@@ -78,7 +81,8 @@ def assert_nothing_kept_about_unmatched(rt: Any, sc: Any, alerts: list[Any]) -> 
                 data = json.loads(item.get("data", {}).get("S", "{}") or "{}")
                 assert set(data) <= {"key", "status", "alerts", "frames_total",
                                      "frames_processed", "frames_skipped", "faces_seen",
-                                     "faces_rejected", "matches", "timings_ms"}
+                                     "faces_rejected", "matches", "timings_ms", "tracks",
+                                     "faces_embedded", "alerts_continued"}
             else:
                 assert not _has_binary(item), (table, list(item))
 

@@ -9,10 +9,10 @@ import cv2
 import numpy as np
 
 from chalicelib.ingest.batch_format import Frame
-from chalicelib.ingest.process import process_frames
+from chalicelib.ingest.process import FusionPolicy, process_frames
 from chalicelib.matching.index import ExactIndex
 from chalicelib.settings import Settings
-from chalicelib.vision.pipeline import FaceObservation, FrameAnalysis
+from chalicelib.vision.pipeline import GatedFace, GatedFrame
 from chalicelib.vision.types import Detection
 
 T = datetime(2026, 11, 26, tzinfo=UTC)
@@ -35,42 +35,63 @@ def test_exact_index_top_k_and_empty() -> None:
 
 @dataclass
 class FakePipeline:
-    """Every frame's pixel value picks which embeddings it 'contains'."""
+    """Frame pixel value v selects the faces of that frame: faces[v] = [(box, embedding)].
 
-    per_frame: dict[int, list[np.ndarray]]
+    A face's crop carries the index of its embedding, so embed() can give it back.
+    """
+
+    faces: dict[int, list[tuple[list[float], np.ndarray]]]
     model_id: str = "m"
 
-    def analyze(self, image: np.ndarray) -> FrameAnalysis:
-        faces = []
-        for e in self.per_frame.get(int(image[0, 0, 0]), []):
-            det = Detection(
-                np.array([2, 2, 10, 10], np.float32), 0.99, np.zeros((5, 2), np.float32)
-            )
-            faces.append(FaceObservation(det, np.zeros((112, 112, 3), np.uint8), e))
-        return FrameAnalysis(faces, {"too_small": 1}, {"detect": 1.0, "align": 0.1, "embed": 2.0})
+    def __post_init__(self) -> None:
+        self.table = [e for fs in self.faces.values() for _, e in fs]
+        self.embedded = 0
+
+    def detect(self, image: np.ndarray) -> GatedFrame:
+        out, start = [], 0
+        for v, fs in self.faces.items():
+            if v == int(round(image[0, 0, 0] / 10)):
+                for j, (box, _) in enumerate(fs):
+                    det = Detection(np.array(box, np.float32), 0.99, np.zeros((5, 2), np.float32))
+                    crop = np.full((112, 112, 3), start + j, np.uint8)
+                    out.append(GatedFace(det, crop, quality=0.5 + 0.1 * j))
+            start += len(fs)
+        return GatedFrame(out, {"too_small": 1}, {"detect": 1.0, "align": 0.1})
+
+    def embed(self, crops: list[np.ndarray]) -> np.ndarray:
+        self.embedded += len(crops)
+        return np.stack([self.table[int(c[0, 0, 0])] for c in crops])
 
 
 def _frame(i: int, value: int) -> Frame:
-    ok, buf = cv2.imencode(
-        ".jpg", np.full((16, 16, 3), value, np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 100]
-    )
+    image = np.full((64, 64, 3), value * 10, np.uint8)
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 100])
     return Frame(i, f"{i:06d}.jpg", T, buf.tobytes())
 
 
-def test_one_match_per_subject_per_batch_best_face_kept() -> None:
-    alice, bob = _unit([1, 0, 0, 0]), _unit([0, 1, 0, 0])
-    stranger = _unit([0, 0, 1, 0])
-    idx = ExactIndex(["alice", "bob"], np.stack([alice, bob]), "m")
+ALICE, BOB = _unit([1, 0, 0, 0]), _unit([0, 1, 0, 0])
+STRANGER = _unit([0, 0, 1, 0])
+INDEX = ExactIndex(["alice", "bob"], np.stack([ALICE, BOB]), "m")
+PER_FRAME = FusionPolicy(enabled=False)
+
+
+def test_per_frame_one_match_per_subject_best_face_kept() -> None:
     near = _unit([1, 0.3, 0, 0])  # alice, less clearly
-    pipe = FakePipeline({0: [near, stranger], 100: [alice], 200: [stranger]})
+    pipe = FakePipeline(
+        {
+            1: [([0, 0, 9, 9], near), ([30, 30, 40, 40], STRANGER)],
+            2: [([0, 0, 9, 9], ALICE)],
+            3: [([0, 0, 9, 9], STRANGER)],
+        }
+    )
     frames = [
-        _frame(0, 0),
-        _frame(1, 100),
-        _frame(2, 200),
+        _frame(0, 1),
+        _frame(1, 2),
+        _frame(2, 3),
         Frame(3, "000003.jpg", T, b"", None),
         Frame(4, "x.jpg", T, None, "missing"),
     ]
-    out = process_frames(frames, pipe, idx, threshold=0.5, max_pixels=10_000)  # type: ignore[arg-type]
+    out = process_frames(frames, pipe, INDEX, 0.5, 10_000, PER_FRAME)  # type: ignore[arg-type]
     assert [m.subject_id for m in out.matches] == ["alice"]
     assert out.matches[0].frame_index == 1  # the clearest view, not the first
     assert out.matches[0].score > 0.99
@@ -78,14 +99,34 @@ def test_one_match_per_subject_per_batch_best_face_kept() -> None:
     assert dict(out.frames_skipped) == {"empty": 1, "missing": 1}
     assert out.faces_seen == 4 + 3  # passing faces + gated-out ones
     assert out.counts()["matches"] == 1
-    assert "embedding" not in str(out.counts())
 
 
 def test_nobody_above_threshold_means_no_match() -> None:
-    idx = ExactIndex(["alice"], np.stack([_unit([1, 0, 0])]), "m")
-    pipe = FakePipeline({50: [_unit([0.3, 1, 0])]})
-    out = process_frames([_frame(0, 50)], pipe, idx, threshold=0.5, max_pixels=10_000)  # type: ignore[arg-type]
+    pipe = FakePipeline({5: [([0, 0, 9, 9], _unit([0.3, 0.1, 1, 0]))]})
+    out = process_frames([_frame(0, 5)], pipe, INDEX, 0.5, 10_000)  # type: ignore[arg-type]
     assert out.matches == [] and out.faces_seen == 2
+
+
+def test_track_fusion_decides_once_on_the_best_faces() -> None:
+    rng = np.random.default_rng(0)
+    noisy = [_unit(list(ALICE + rng.normal(0, 0.45, 4))) for _ in range(6)]
+    # Alice walks right across six frames; Bob stands still elsewhere in each.
+    faces = {
+        v: [([10 + 6 * v, 10, 40 + 6 * v, 40], noisy[v]), ([100, 100, 130, 130], BOB)]
+        for v in range(6)
+    }
+    pipe = FakePipeline(faces)
+    frames = [_frame(i, i) for i in range(6)]
+    fused = process_frames(frames, pipe, INDEX, 0.5, 10_000)  # type: ignore[arg-type]
+    assert fused.tracks == 2
+    assert fused.faces_embedded == 6  # 3 best faces of each of the two tracks, not all 12
+    assert sorted(m.subject_id for m in fused.matches) == ["alice", "bob"]
+    alice = next(m for m in fused.matches if m.subject_id == "alice")
+    assert alice.track_faces == 6
+    per_face = [float(e @ ALICE) for e in noisy]
+    assert alice.score > float(np.mean(per_face))  # fusing beats the average single view
+    single = process_frames(frames, FakePipeline(faces), INDEX, 0.5, 10_000, PER_FRAME)  # type: ignore[arg-type]
+    assert single.tracks == 12 and single.faces_embedded == 12
 
 
 def test_settings_from_env() -> None:
