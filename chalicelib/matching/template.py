@@ -77,7 +77,8 @@ def build_template(pipeline: FacePipeline, images: list[tuple[str, bytes]]) -> T
         analysis = pipeline.analyze(decode_image(data, label))
         if len(analysis.faces) > 1:
             raise EnrollmentError(
-                f"{label}: {len(analysis.faces)} faces found; a reference image must show one person"
+                f"{label}: {len(analysis.faces)} faces found; "
+                "a reference image must show one person"
             )
         if not analysis.faces:
             why = ", ".join(sorted(analysis.rejected)) or "no face detected"
