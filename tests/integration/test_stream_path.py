@@ -217,3 +217,33 @@ def test_device_registration_unknown_deployment_is_404(local_stack) -> None:
             "/deployments/dep-nope/devices", headers={"Content-Type": "application/json"},
             body=json.dumps({"officer_id": "o1", "platform": "gcm", "push_token": "t" * 12}))
     assert resp.status_code == 404
+
+
+def test_warm_worker_sees_a_new_subject_and_the_deployment_topic_fires(
+    scenario_factory, local_stack
+) -> None:
+    sc = scenario_factory({"Barbara Lee": [demo_person("Barbara_Lee", 1)]})
+    rt = sc.rt
+    # A control room listens on the deployment topic, filtered to this deployment.
+    sqs, sns = rt.client("sqs"), rt.client("sns")
+    q = sqs.create_queue(QueueName=f"control-{sc.deployment_id}")["QueueUrl"]
+    q_arn = sqs.get_queue_attributes(QueueUrl=q, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"]
+    sns.subscribe(TopicArn=rt.topic_arn, Protocol="sqs", Endpoint=q_arn,
+                  Attributes={"FilterPolicy": json.dumps({"deployment_id": [sc.deployment_id]}),
+                              "RawMessageDelivery": "true"})
+    gwen = jpeg(demo_person("Gwen_Moore", 2))
+    sc.upload(0, [gwen])
+    local_stack["pump"].drain(timeout=120)
+    assert sc.alerts() == []  # not on the watchlist (yet): the warm index has one subject
+
+    from chalicelib.ops.watchlists import enroll_subject
+
+    path = demo_person("Gwen_Moore", 1)
+    enroll_subject(rt.tables, rt.client("s3"), rt.settings.evidence_bucket, rt.pipeline,
+                   sc.watchlist_id, "Gwen Moore", [(str(path), path.read_bytes())])
+    sc.upload(1, [gwen])
+    local_stack["pump"].drain(timeout=120)
+    assert [a.display_name for a in sc.alerts()] == ["Gwen Moore"]
+    got = sqs.receive_message(QueueUrl=q, WaitTimeSeconds=2).get("Messages", [])
+    assert [json.loads(m["Body"])["alert_id"] for m in got] == [sc.alerts()[0].alert_id]
