@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import functools
+from datetime import timedelta
+from pathlib import Path
 
-from chalice import BadRequestError, Chalice, NotFoundError
-from pydantic import ValidationError
+from chalice import Chalice, CognitoUserPoolAuthorizer, Rate, Response
 
-from chalicelib import names
-from chalicelib.api import DeviceRegistration, validation_message
-from chalicelib.ops.deployments import NotFound, register_device
+from chalicelib.api import Api, errors_to_http
 from chalicelib.runtime import runtime, settings
 
 app = Chalice(app_name="lfr")
 _S = settings()
+# On AWS, API Gateway verifies Cognito tokens; locally the app verifies its own (chalicelib/auth).
+AUTH = (
+    CognitoUserPoolAuthorizer("lfr-users", provider_arns=[_S.cognito_user_pool_arn])
+    if _S.cognito_user_pool_arn
+    else None
+)
+CONSOLE = Path(__file__).with_name("chalicelib") / "console" / "index.html"
+
+
+@functools.cache
+def _api() -> Api:
+    return Api(runtime())
 
 
 @functools.cache
@@ -30,6 +41,16 @@ def _alerts_handler():  # type: ignore[no-untyped-def]
     return AlertsHandler(runtime())
 
 
+def _call(method: str, *args):  # type: ignore[no-untyped-def]
+    """Authenticate the request, then hand it to the API method."""
+    api = _api()
+    return getattr(api, method)(api.principal(app.current_request), *args)
+
+
+def _authed(fn):  # type: ignore[no-untyped-def]
+    return errors_to_http(fn)
+
+
 @app.on_sqs_message(queue=_S.frames_queue, batch_size=5, name="frames_worker")
 def frames_worker(event):  # type: ignore[no-untyped-def]
     return _frames_handler()(event.to_dict(), event.context)
@@ -40,27 +61,135 @@ def alerts_notifier(event):  # type: ignore[no-untyped-def]
     return _alerts_handler()(event.to_dict(), event.context)
 
 
+@app.schedule(Rate(15, unit=Rate.MINUTES), name="retention_sweep")
+def retention_sweep(event):  # type: ignore[no-untyped-def]
+    from chalicelib.ops.retention import sweep
+    from chalicelib.store.tables import utcnow
+
+    rt = runtime()
+    return sweep(rt.tables, rt.client("s3"), rt.settings.evidence_bucket, utcnow(),
+                 timedelta(hours=rt.settings.watchlist_grace_hours))
+
+
 @app.route("/health")
 def health():  # type: ignore[no-untyped-def]
     return {"status": "ok", "stage": _S.stage}
 
 
-@app.route("/deployments/{deployment_id}/devices", methods=["POST"])
+@app.route("/console")
+def console():  # type: ignore[no-untyped-def]
+    # The page shell holds no data; every call it makes carries the officer's token.
+    return Response(CONSOLE.read_text(), headers={"Content-Type": "text/html; charset=utf-8"})
+
+
+@app.route("/watchlists", methods=["POST"], authorizer=AUTH)
+@_authed
+def create_watchlist():  # type: ignore[no-untyped-def]
+    return _call("create_watchlist", app.current_request.json_body)
+
+
+@app.route("/watchlists/{watchlist_id}", authorizer=AUTH)
+@_authed
+def get_watchlist(watchlist_id):  # type: ignore[no-untyped-def]
+    return _call("watchlist", watchlist_id)
+
+
+@app.route("/watchlists/{watchlist_id}/subjects", methods=["POST"], authorizer=AUTH)
+@_authed
+def add_subject(watchlist_id):  # type: ignore[no-untyped-def]
+    return _call("add_subject", watchlist_id, app.current_request.json_body)
+
+
+@app.route("/watchlists/{watchlist_id}/subjects/{subject_id}", methods=["DELETE"],
+           authorizer=AUTH)
+@_authed
+def remove_subject(watchlist_id, subject_id):  # type: ignore[no-untyped-def]
+    return _call("remove_subject", watchlist_id, subject_id)
+
+
+@app.route("/watchlists/{watchlist_id}/authorise", methods=["POST"], authorizer=AUTH)
+@_authed
+def authorise_watchlist(watchlist_id):  # type: ignore[no-untyped-def]
+    return _call("authorise", watchlist_id)
+
+
+@app.route("/watchlists/{watchlist_id}/audit", authorizer=AUTH)
+@_authed
+def watchlist_audit(watchlist_id):  # type: ignore[no-untyped-def]
+    return _call("audit_trail", f"watchlist#{watchlist_id}")
+
+
+@app.route("/deployments", methods=["POST"], authorizer=AUTH)
+@_authed
+def create_deployment():  # type: ignore[no-untyped-def]
+    return _call("create_deployment", app.current_request.json_body)
+
+
+@app.route("/deployments/{deployment_id}", authorizer=AUTH)
+@_authed
+def get_deployment(deployment_id):  # type: ignore[no-untyped-def]
+    return _call("deployment", deployment_id)
+
+
+@app.route("/deployments/{deployment_id}/end", methods=["POST"], authorizer=AUTH)
+@_authed
+def end_deployment(deployment_id):  # type: ignore[no-untyped-def]
+    return _call("end_deployment", deployment_id)
+
+
+@app.route("/deployments/{deployment_id}/cameras/{camera_id}/grant", methods=["POST"],
+           authorizer=AUTH)
+@_authed
+def camera_grant(deployment_id, camera_id):  # type: ignore[no-untyped-def]
+    return _call("camera_grant", deployment_id, camera_id)
+
+
+@app.route("/deployments/{deployment_id}/devices", methods=["POST"], authorizer=AUTH)
+@_authed
 def register_device_route(deployment_id):  # type: ignore[no-untyped-def]
-    try:
-        body = DeviceRegistration.model_validate(app.current_request.json_body or {})
-    except ValidationError as exc:
-        raise BadRequestError(validation_message(exc)) from None
-    rt = runtime()
-    try:
-        return register_device(
-            rt.tables,
-            rt.client("sns"),
-            names.platform_app_arn(rt.settings, body.platform),
-            deployment_id,
-            body.officer_id,
-            body.platform,
-            body.push_token,
-        )
-    except NotFound as exc:
-        raise NotFoundError(str(exc)) from None
+    return _call("register_device", deployment_id, app.current_request.json_body)
+
+
+@app.route("/deployments/{deployment_id}/alerts", authorizer=AUTH)
+@_authed
+def deployment_alerts(deployment_id):  # type: ignore[no-untyped-def]
+    return _call("alerts", deployment_id)
+
+
+@app.route("/deployments/{deployment_id}/audit", authorizer=AUTH)
+@_authed
+def deployment_audit(deployment_id):  # type: ignore[no-untyped-def]
+    return _call("audit_trail", deployment_id)
+
+
+@app.route("/deployments/{deployment_id}/record", authorizer=AUTH)
+@_authed
+def deployment_record(deployment_id):  # type: ignore[no-untyped-def]
+    return _call("record", deployment_id)
+
+
+@app.route("/deployments/{deployment_id}/record.html", authorizer=AUTH)
+@_authed
+def deployment_record_html(deployment_id):  # type: ignore[no-untyped-def]
+    from chalicelib.ops.records import record_html
+
+    page = record_html(_call("record", deployment_id))
+    return Response(page, headers={"Content-Type": "text/html; charset=utf-8"})
+
+
+@app.route("/alerts/{alert_id}", authorizer=AUTH)
+@_authed
+def get_alert(alert_id):  # type: ignore[no-untyped-def]
+    return _call("alert", alert_id, app.current_request.query_params)
+
+
+@app.route("/alerts/{alert_id}/adjudication", methods=["POST"], authorizer=AUTH)
+@_authed
+def adjudicate(alert_id):  # type: ignore[no-untyped-def]
+    return _call("adjudicate", alert_id, app.current_request.json_body)
+
+
+@app.route("/alerts/{alert_id}/outcome", methods=["POST"], authorizer=AUTH)
+@_authed
+def record_outcome(alert_id):  # type: ignore[no-untyped-def]
+    return _call("outcome", alert_id, app.current_request.json_body)

@@ -1,20 +1,293 @@
-"""Request bodies of the REST API, validated with pydantic so a bad body gets a clear 400."""
+"""The REST API behind app.py's routes: bodies validated with pydantic (a bad body gets a 400
+that says what is wrong), roles checked, errors mapped to HTTP statuses in one place."""
 
 from __future__ import annotations
 
-from typing import Literal
+import base64
+import binascii
+import functools
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from chalice import (
+    BadRequestError,
+    ChaliceViewError,
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    UnauthorizedError,
+)
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from chalicelib import names
+from chalicelib.alerts import adjudication
+from chalicelib.alerts.links import link_valid
+from chalicelib.auth import Forbidden, Principal, Unauthenticated, authenticate
+from chalicelib.matching.template import EnrollmentError
+from chalicelib.ops import audit, deployments, records, watchlists
+from chalicelib.ops.cameras import camera_upload_grant
+from chalicelib.ops.errors import NotFound
+from chalicelib.runtime import Runtime
+from chalicelib.store.tables import utcnow
+
+M = TypeVar("M", bound=BaseModel)
 
 
-class DeviceRegistration(BaseModel):
+class GoneError(ChaliceViewError):
+    STATUS_CODE = 410
+
+
+class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class DeviceRegistration(_Body):
     officer_id: str = Field(min_length=1, max_length=128)
     platform: Literal["gcm", "apns"]
     push_token: str = Field(min_length=8, max_length=4096)
+
+
+class NewWatchlist(_Body):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class NewSubject(_Body):
+    display_name: str = Field(min_length=1, max_length=200)
+    images_b64: list[str] = Field(min_length=1, max_length=10)
+    source: str = Field(min_length=1, max_length=500, description="where the image came from")
+    reason: str = Field(min_length=1, max_length=500, description="why this person is listed")
+
+
+class NewDeployment(_Body):
+    name: str = Field(min_length=1, max_length=200)
+    place: str = Field(min_length=1, max_length=300)
+    watchlist_id: str
+    cameras: list[str] = Field(min_length=1, max_length=50)
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+    target_fpir: float = Field(gt=0, le=0.01, description="false alerts per passer-by")
+    authorising_officer: str = Field(min_length=1, max_length=200)
+    reason: str = Field(min_length=1, max_length=1000)
+    deployment_id: str | None = None
+
+
+class Adjudication(_Body):
+    decision: Literal["true_alert", "false_alert"]
+    note: str | None = Field(default=None, max_length=1000)
+
+
+class Outcome(_Body):
+    outcome: Literal[adjudication.OUTCOMES]  # type: ignore[valid-type]
 
 
 def validation_message(exc: ValidationError) -> str:
     return "; ".join(
         f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
     )
+
+
+def parse(model: type[M], body: Any) -> M:
+    try:
+        return model.model_validate(body if body is not None else {})
+    except ValidationError as exc:
+        raise BadRequestError(validation_message(exc)) from None
+
+
+def errors_to_http(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Domain errors -> HTTP errors, in one place."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Unauthenticated as exc:
+            raise UnauthorizedError(str(exc)) from None
+        except Forbidden as exc:
+            raise ForbiddenError(str(exc)) from None
+        except NotFound as exc:
+            raise NotFoundError(str(exc)) from None
+        except watchlists.LifecycleError as exc:
+            raise ConflictError(str(exc)) from None
+        except (EnrollmentError, ValueError) as exc:
+            raise BadRequestError(str(exc)) from None
+
+    return wrapper
+
+
+class Api:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    @property
+    def tables(self) -> Any:
+        return self.rt.tables
+
+    def principal(self, request: Any) -> Principal:
+        return authenticate(request.headers, request.context, self.rt.settings.local_auth_secret)
+
+    # -- watchlists (operators) ------------------------------------------------------------
+    def create_watchlist(self, p: Principal, body: Any) -> dict[str, Any]:
+        p.require("operator")
+        b = parse(NewWatchlist, body)
+        wl = watchlists.create_watchlist(self.tables, b.name, self.rt.model_id,
+                                         created_by=p.sub)
+        return self.watchlist(p, wl)
+
+    def watchlist(self, p: Principal, watchlist_id: str) -> dict[str, Any]:
+        p.require("operator", "auditor")
+        wl = watchlists.get_watchlist(self.tables, watchlist_id)
+        subjects = [
+            {"subject_id": s.subject_id, "display_name": s.display_name,
+             "n_images": int(s.n_images), "image_quality": [float(q) for q in s.image_quality],
+             "source": s.source, "reason": s.reason}
+            for s in self.tables.Subject.query(watchlist_id)
+        ]
+        return {"watchlist_id": wl.watchlist_id, "name": wl.name, "status": wl.status,
+                "created_by": wl.created_by, "authorised_by": wl.authorised_by,
+                "deployment_id": wl.deployment_id, "model_id": wl.model_id,
+                "subjects": subjects}
+
+    def add_subject(self, p: Principal, watchlist_id: str, body: Any) -> dict[str, Any]:
+        p.require("operator")
+        b = parse(NewSubject, body)
+        try:
+            images = [(f"image {i + 1}", base64.b64decode(x, validate=True))
+                      for i, x in enumerate(b.images_b64)]
+        except (binascii.Error, ValueError):
+            raise BadRequestError("images_b64: each image must be base64") from None
+        done = watchlists.enroll_subject(
+            self.tables, self.rt.client("s3"), self.rt.settings.evidence_bucket,
+            self.rt.pipeline, watchlist_id, b.display_name, images, source=b.source,
+            reason=b.reason, actor=p.sub)
+        return {"subject_id": done.subject_id, "image_quality": done.image_quality}
+
+    def remove_subject(self, p: Principal, watchlist_id: str, subject_id: str) -> dict[str, Any]:
+        p.require("operator")
+        watchlists.remove_subject(self.tables, self.rt.client("s3"),
+                                  self.rt.settings.evidence_bucket, watchlist_id, subject_id,
+                                  p.sub)
+        return {"removed": subject_id}
+
+    def authorise(self, p: Principal, watchlist_id: str) -> dict[str, Any]:
+        p.require("operator")
+        watchlists.authorise_watchlist(self.tables, watchlist_id, p.sub)
+        return self.watchlist(p, watchlist_id)
+
+    # -- deployments -----------------------------------------------------------------------
+    def create_deployment(self, p: Principal, body: Any) -> dict[str, Any]:
+        p.require("operator")
+        b = parse(NewDeployment, body)
+        dep = deployments.create_deployment(
+            self.tables, b.name, b.watchlist_id, b.cameras, place=b.place,
+            target_fpir=b.target_fpir, deployment_id=b.deployment_id, starts_at=b.starts_at,
+            ends_at=b.ends_at, authorising_officer=b.authorising_officer, reason=b.reason,
+            created_by=p.sub)
+        return self.deployment(p, dep)
+
+    def deployment(self, p: Principal, deployment_id: str) -> dict[str, Any]:
+        p.require("operator", "auditor", "officer")
+        p.require_deployment(deployment_id)
+        rec = records.transparency_record(self.tables, deployment_id)
+        rec["watchlist_id"] = deployments.get_deployment(self.tables, deployment_id).watchlist_id
+        return rec
+
+    def end_deployment(self, p: Principal, deployment_id: str) -> dict[str, Any]:
+        p.require("operator")
+        deployments.end_deployment(self.tables, deployment_id, p.sub)
+        return self.deployment(p, deployment_id)
+
+    def camera_grant(self, p: Principal, deployment_id: str, camera_id: str) -> dict[str, Any]:
+        if "operator" not in p.roles:
+            p.require("camera")
+            if p.camera != f"{deployment_id}/{camera_id}":
+                raise Forbidden("a camera may only upload to its own prefix")
+        dep = deployments.get_deployment(self.tables, deployment_id)
+        if camera_id not in (dep.cameras or []):
+            raise NotFound(f"camera {camera_id} is not on deployment {deployment_id}")
+        now = utcnow()
+        if dep.status != "active" or not deployments.in_window(dep, now):
+            raise Forbidden("the deployment is not running now: no uploads")
+        end = dep.ends_at or now + timedelta(hours=1)
+        expires = max(1, min(3600, int((end - now).total_seconds())))
+        s = self.rt.settings
+        grant = camera_upload_grant(self.rt.client("s3"), s.frames_bucket, deployment_id,
+                                    camera_id, s.max_batch_bytes, expires_s=expires)
+        audit.record(self.tables, deployment_id, p.sub, "camera.grant", camera_id,
+                     expires_s=expires)
+        return {**grant, "expires_s": expires}
+
+    def register_device(self, p: Principal, deployment_id: str, body: Any) -> dict[str, Any]:
+        p.require("officer", "operator")
+        p.require_deployment(deployment_id)
+        b = parse(DeviceRegistration, body)
+        if "operator" not in p.roles and b.officer_id != p.sub:
+            raise Forbidden("officers register their own devices")
+        return deployments.register_device(
+            self.tables, self.rt.client("sns"),
+            names.platform_app_arn(self.rt.settings, b.platform), deployment_id, b.officer_id,
+            b.platform, b.push_token)
+
+    # -- alerts (officers of the deployment) -----------------------------------------------
+    def alerts(self, p: Principal, deployment_id: str) -> list[dict[str, Any]]:
+        p.require("officer", "operator", "auditor")
+        p.require_deployment(deployment_id)
+        deployments.get_deployment(self.tables, deployment_id)
+        rows = self.tables.Alert.by_deployment.query(deployment_id, scan_index_forward=False)
+        return [adjudication.alert_view(a) for a in rows]
+
+    def _alert_for(self, p: Principal, alert_id: str) -> Any:
+        alert = adjudication.get_alert(self.tables, alert_id)
+        p.require_deployment(alert.deployment_id)
+        return alert
+
+    def alert(self, p: Principal, alert_id: str, query: dict[str, str] | None) -> dict[str, Any]:
+        p.require("officer", "operator", "auditor")
+        query = query or {}
+        if "sig" in query:
+            s = self.rt.settings
+            if not link_valid(s.link_secret, alert_id, query.get("exp", ""), query["sig"]):
+                raise GoneError("this alert link has expired or is not valid")
+        alert = self._alert_for(p, alert_id)
+        view = adjudication.alert_view(alert)
+        s3, bucket = self.rt.client("s3"), self.rt.settings.evidence_bucket
+        view["crop_url"] = None if alert.crop_deleted_at else _presign(s3, bucket, alert.crop_key)
+        view["reference_url"] = None
+        try:
+            subject = self.tables.Subject.get(alert.watchlist_id, alert.subject_id)
+            if subject.reference_key:
+                view["reference_url"] = _presign(s3, bucket, subject.reference_key)
+        except self.tables.Subject.DoesNotExist:
+            pass  # the watchlist has been destroyed
+        audit.record(self.tables, alert.deployment_id, p.sub, "alert.viewed", alert_id)
+        return view
+
+    def adjudicate(self, p: Principal, alert_id: str, body: Any) -> dict[str, Any]:
+        p.require("officer")
+        b = parse(Adjudication, body)
+        self._alert_for(p, alert_id)
+        alert = adjudication.adjudicate(self.tables, alert_id, b.decision, p.sub, b.note)
+        return adjudication.alert_view(alert)
+
+    def outcome(self, p: Principal, alert_id: str, body: Any) -> dict[str, Any]:
+        p.require("officer")
+        b = parse(Outcome, body)
+        self._alert_for(p, alert_id)
+        alert = adjudication.record_outcome(self.tables, alert_id, b.outcome, p.sub)
+        return adjudication.alert_view(alert)
+
+    # -- accountability (auditors) ---------------------------------------------------------
+    def audit_trail(self, p: Principal, scope: str) -> list[dict[str, Any]]:
+        p.require("auditor")
+        return audit.entries(self.tables, scope)
+
+    def record(self, p: Principal, deployment_id: str) -> dict[str, Any]:
+        p.require("auditor", "operator")
+        rec = records.transparency_record(self.tables, deployment_id)
+        audit.record(self.tables, deployment_id, p.sub, "record.generated", deployment_id)
+        return rec
+
+
+def _presign(s3: Any, bucket: str, key: str) -> str:
+    return s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key},
+                                     ExpiresIn=300)

@@ -40,6 +40,14 @@ class Runtime:
 
         return build_pipeline(self.settings)
 
+    @functools.cached_property
+    def model_id(self) -> str:
+        """The recognizer's id without loading it (routes that only label watchlists)."""
+        from chalicelib.vision.embed import model_id_for
+        from chalicelib.vision.factory import recognizer_spec
+
+        return model_id_for(recognizer_spec(self.settings))
+
     def queue_url(self, name: str) -> str:
         return names.queue_url(self.settings, name)
 

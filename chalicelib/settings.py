@@ -36,8 +36,18 @@ class Settings:
     realert_after_s: int = 60
     track_fusion: bool = True
     track_best_k: int = 3
+    # Auth. On AWS the Cognito authorizer verifies tokens (its user pool ARN is set at deploy);
+    # locally the app verifies HS256 tokens signed with this secret. Never set it on AWS.
+    cognito_user_pool_arn: str = ""
+    local_auth_secret: str = ""
+    link_secret: str = ""  # signs the short-lived alert links in pushes
+    alert_link_ttl_s: int = 900
+    console_url: str = "/console"
     # Privacy and retention.
     crop_retention_days: int = 31
+    # Watchlists (subjects, images, embeddings) are destroyed this long after their deployment
+    # ends: the policy's 24 h is the limit, sooner is allowed.
+    watchlist_grace_hours: int = 1
     # Frame batch limits (see docs/frame-batch-format.md).
     max_frames_per_batch: int = 64
     max_frame_bytes: int = 4 * 1024 * 1024

@@ -13,6 +13,7 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from chalicelib.alerts.links import alert_link
 from chalicelib.alerts.notify import notify_alert
 from chalicelib.runtime import Runtime
 
@@ -25,7 +26,11 @@ class AlertsHandler:
 
     def _record(self, record: SQSRecord) -> dict[str, Any]:
         alert_id = json.loads(record.body)["alert_id"]
-        result = notify_alert(self.rt.tables, self.rt.client("sns"), self.rt.topic_arn, alert_id)
+        s = self.rt.settings
+        result = notify_alert(
+            self.rt.tables, self.rt.client("sns"), self.rt.topic_arn, alert_id,
+            lambda a: alert_link(s.console_url, s.link_secret, a, s.alert_link_ttl_s),
+        )
         logger.info("alert notified", alert_id=alert_id, pushed=result.pushed,
                     skipped=result.skipped)
         return {"alert_id": alert_id, "pushed": result.pushed}

@@ -7,6 +7,7 @@ sending; if sending fails the claim is released and the message retried.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,7 @@ class NotifyResult:
     skipped: str | None = None
 
 
-def push_payload(alert: AlertBase, pushed_at: str) -> dict[str, Any]:
+def push_payload(alert: AlertBase, pushed_at: str, link: str) -> dict[str, Any]:
     """What an officer's phone receives. The name is that of a watchlist subject (a match)."""
     data = {
         "alert_id": alert.alert_id,
@@ -34,7 +35,7 @@ def push_payload(alert: AlertBase, pushed_at: str) -> dict[str, Any]:
         "threshold": float(alert.threshold),
         "captured_at": alert.captured_at.isoformat(),
         "pushed_at": pushed_at,
-        "link": f"/alerts/{alert.alert_id}",
+        "link": link,
     }
     title = f"Possible match: {alert.display_name}"
     body = f"Camera {alert.camera_id}, score {float(alert.score):.2f}. Review before any action."
@@ -45,7 +46,10 @@ def push_payload(alert: AlertBase, pushed_at: str) -> dict[str, Any]:
     }
 
 
-def notify_alert(tables: Tables, sns: Any, topic_arn: str, alert_id: str) -> NotifyResult:
+def notify_alert(
+    tables: Tables, sns: Any, topic_arn: str, alert_id: str,
+    link_for: Callable[[str], str] = lambda alert_id: f"/alerts/{alert_id}",
+) -> NotifyResult:
     try:
         alert = tables.Alert.get(alert_id)
     except tables.Alert.DoesNotExist:
@@ -60,7 +64,7 @@ def notify_alert(tables: Tables, sns: Any, topic_arn: str, alert_id: str) -> Not
         if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
             return NotifyResult(alert_id, 0, "already notified")
         raise
-    payload = json.dumps(push_payload(alert, now.isoformat()))
+    payload = json.dumps(push_payload(alert, now.isoformat(), link_for(alert_id)))
     pushed = 0
     try:
         for device in tables.Device.query(alert.deployment_id):

@@ -17,6 +17,7 @@ import cv2
 from pynamodb.exceptions import PutError
 
 from chalicelib.ingest.process import Match
+from chalicelib.ops import audit
 from chalicelib.store import layout
 from chalicelib.store.tables import Tables, utcnow
 
@@ -93,6 +94,10 @@ def raise_alert(
             raise
         created = False
         alert = tables.Alert.get(alert_id)
+    if created:
+        audit.record(tables, ctx.deployment_id, "system", "alert.raised", alert_id,
+                     camera_id=ctx.camera_id, subject_id=match.subject_id,
+                     score=round(match.score, 4), threshold=ctx.threshold)
     if alert.notified_at is None:
         # Also re-sent when the row existed but its push never happened (a crash in between).
         sqs.send_message(QueueUrl=alerts_queue_url, MessageBody=json.dumps({"alert_id": alert_id}))

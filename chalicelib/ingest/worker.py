@@ -9,6 +9,8 @@ once per (bucket, key, etag) by powertools idempotency.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -28,8 +30,9 @@ from aws_lambda_powertools.utilities.idempotency import (
 
 from chalicelib.alerts.raise_alert import AlertContext, alert_id_for, raise_alert
 from chalicelib.alerts.sightings import claim_sighting
-from chalicelib.ingest.batch_format import BatchFormatError, BatchLimits, open_batch
+from chalicelib.ingest.batch_format import BatchFormatError, BatchLimits, Frame, open_batch
 from chalicelib.ingest.process import BatchOutcome, FusionPolicy, process_frames
+from chalicelib.ops.deployments import in_window
 from chalicelib.runtime import Runtime
 from chalicelib.store import layout
 from chalicelib.store.tables import idempotency_table_name
@@ -99,7 +102,8 @@ def process_object(rt: Runtime, bucket: str, key: str) -> dict[str, Any]:
     )
     s = rt.settings
     fusion = FusionPolicy(enabled=s.track_fusion, best_k=s.track_best_k)
-    outcome = process_frames(frames, pipeline, index, threshold, s.max_frame_pixels, fusion)
+    outcome = process_frames(_in_window(frames, deployment), pipeline, index, threshold,
+                             s.max_frame_pixels, fusion)
     ctx = AlertContext(
         deployment_id=deployment.deployment_id,
         camera_id=manifest.camera_id,
@@ -130,12 +134,20 @@ def process_object(rt: Runtime, bucket: str, key: str) -> dict[str, Any]:
     return summary
 
 
+def _in_window(frames: Iterator[Frame], deployment: Any) -> Iterator[Frame]:
+    """Frames captured outside the deployment's authorised window are not looked at."""
+    for f in frames:
+        yield f if in_window(deployment, f.captured_at) else replace(
+            f, data=None, problem="outside_window")
+
+
 def _count(tables: Any, deployment: Any, outcome: BatchOutcome) -> None:
     deployment.update(
         actions=[
             tables.Deployment.batches.add(1),
             tables.Deployment.frames.add(outcome.frames_processed),
             tables.Deployment.faces_seen.add(outcome.faces_seen),
+            tables.Deployment.tracks.add(outcome.tracks),
             tables.Deployment.frames_skipped.add(sum(outcome.frames_skipped.values())),
             tables.Deployment.faces_rejected.add(sum(outcome.faces_rejected.values())),
         ]

@@ -4,6 +4,7 @@ Chalice app and an event pump bound to it. Used by the demo, the benchmark and t
 from __future__ import annotations
 
 import os
+import secrets
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,7 +38,10 @@ def local_session(
     else:
         server = moto_server.start(log_path=log_path)
         env = server.env()
-    env.update({"LFR_STAGE": stage, "POWERTOOLS_METRICS_DISABLED": "true", **(extra_env or {})})
+    # The local stack verifies its own tokens and signs alert links with per-run secrets.
+    env.update({"LFR_STAGE": stage, "POWERTOOLS_METRICS_DISABLED": "true",
+                "LFR_LOCAL_AUTH_SECRET": secrets.token_hex(16),
+                "LFR_LINK_SECRET": secrets.token_hex(16), **(extra_env or {})})
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:

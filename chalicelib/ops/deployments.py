@@ -1,18 +1,29 @@
-"""Deployments and the officer devices registered on them."""
+"""Deployments: one place, one time window, its cameras, one authorised watchlist, a target
+false alert rate and the threshold calibrated for it; and the officer devices registered on it."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
+from chalicelib.ops import audit
+from chalicelib.ops.errors import NotFound
+from chalicelib.ops.watchlists import LifecycleError, get_watchlist
 from chalicelib.store import layout
-from chalicelib.store.tables import Tables
+from chalicelib.store.tables import Tables, utcnow
 
 PLATFORMS = ("gcm", "apns")
 
+__all__ = ["NotFound", "PLATFORMS", "create_deployment", "end_deployment", "get_deployment",
+           "register_device", "calibrated_threshold", "in_window"]
 
-class NotFound(LookupError):
-    pass
+
+def calibrated_threshold(model_id: str, target_fpir: float, watchlist_size: int) -> float:
+    """The threshold that keeps false alerts at the target for this recognizer and list size."""
+    from chalicelib.matching.calibration import load_stats, threshold_for
+
+    return float(threshold_for(load_stats(model_id), target_fpir, max(1, watchlist_size)))
 
 
 def create_deployment(
@@ -20,28 +31,50 @@ def create_deployment(
     name: str,
     watchlist_id: str,
     cameras: list[str],
-    threshold: float,
+    threshold: float | None = None,
     place: str | None = None,
     target_fpir: float | None = None,
     deployment_id: str | None = None,
+    starts_at: datetime | None = None,
+    ends_at: datetime | None = None,
+    authorising_officer: str | None = None,
+    reason: str | None = None,
+    created_by: str = "system",
+    require_authorised: bool = True,
 ) -> str:
+    """Binds an authorised watchlist to a new deployment; derives the threshold from the target
+    false positive identification rate unless an explicit threshold is given."""
     deployment_id = deployment_id or f"dep-{uuid.uuid4().hex[:12]}"
     bad = [c for c in [deployment_id, *cameras] if not layout.valid_id(c)]
     if bad:
         raise ValueError(f"invalid ids: {bad}")
-    tables.Watchlist.get(watchlist_id)  # must exist
+    if not cameras:
+        raise ValueError("a deployment needs at least one camera")
+    starts_at = starts_at or utcnow()
+    ends_at = ends_at or starts_at + timedelta(hours=12)
+    if ends_at <= starts_at:
+        raise ValueError("ends_at must be after starts_at")
+    wl = get_watchlist(tables, watchlist_id)
+    if require_authorised and wl.status != "authorised":
+        raise LifecycleError(f"watchlist {watchlist_id} is {wl.status}: it must be authorised "
+                             "(and not yet used by another deployment)")
+    size = tables.Subject.count(watchlist_id)
+    if threshold is None:
+        if target_fpir is None:
+            raise ValueError("give a target false positive identification rate (or a threshold)")
+        threshold = calibrated_threshold(wl.model_id, target_fpir, size)
     tables.Deployment(
-        deployment_id=deployment_id,
-        name=name,
-        watchlist_id=watchlist_id,
-        cameras=cameras,
-        place=place,
-        threshold=threshold,
-        target_fpir=target_fpir,
+        deployment_id=deployment_id, name=name, watchlist_id=watchlist_id, cameras=cameras,
+        place=place, threshold=round(float(threshold), 6), target_fpir=target_fpir,
+        starts_at=starts_at, ends_at=ends_at, authorising_officer=authorising_officer,
+        reason=reason, created_by=created_by, watchlist_size=size,
     ).save(condition=tables.Deployment.deployment_id.does_not_exist())
-    tables.Watchlist.get(watchlist_id).update(
-        actions=[tables.Watchlist.deployment_id.set(deployment_id)]
-    )
+    wl.update(actions=[tables.Watchlist.deployment_id.set(deployment_id),
+                       tables.Watchlist.status.set("active")])
+    audit.record(tables, deployment_id, created_by, "deployment.created", deployment_id,
+                 watchlist_id=watchlist_id, watchlist_size=size, threshold=threshold,
+                 target_fpir=target_fpir, place=place, authorising_officer=authorising_officer,
+                 reason=reason, starts_at=starts_at.isoformat(), ends_at=ends_at.isoformat())
     return deployment_id
 
 
@@ -50,6 +83,23 @@ def get_deployment(tables: Tables, deployment_id: str) -> Any:
         return tables.Deployment.get(deployment_id)
     except tables.Deployment.DoesNotExist:
         raise NotFound(f"deployment {deployment_id} not found") from None
+
+
+def in_window(deployment: Any, at: datetime) -> bool:
+    if deployment.starts_at and at < deployment.starts_at:
+        return False
+    end = deployment.ended_at or deployment.ends_at
+    return not (end and at > end)
+
+
+def end_deployment(tables: Tables, deployment_id: str, actor: str) -> None:
+    dep = get_deployment(tables, deployment_id)
+    if dep.status == "ended":
+        return
+    now = utcnow()
+    dep.update(actions=[tables.Deployment.status.set("ended"),
+                        tables.Deployment.ended_at.set(min(now, dep.ends_at or now))])
+    audit.record(tables, deployment_id, actor, "deployment.ended", deployment_id)
 
 
 def register_device(
@@ -76,4 +126,5 @@ def register_device(
         platform=platform,
         endpoint_arn=endpoint,
     ).save()
+    audit.record(tables, deployment_id, officer_id, "device.registered", device_id)
     return {"device_id": device_id, "endpoint_arn": endpoint}

@@ -1,4 +1,10 @@
-"""Watchlists: creation, enrollment into the vector table, and the per-container index cache."""
+"""Watchlists: lifecycle, enrollment into the vector table, and the per-container index cache.
+
+draft (subjects added, each with the source of its image and the reason for inclusion)
+  -> authorised (by an operator other than its author: Bridges v SWP asked who goes on a list)
+  -> active (bound to one deployment) -> destroyed (subjects, images, embeddings deleted no later
+  than 24 h after the deployment ends, by the retention sweep).
+"""
 
 from __future__ import annotations
 
@@ -10,9 +16,15 @@ import numpy as np
 
 from chalicelib.matching.index import ExactIndex
 from chalicelib.matching.template import EnrollmentError, build_template
+from chalicelib.ops import audit
+from chalicelib.ops.errors import NotFound
 from chalicelib.store import layout
-from chalicelib.store.tables import Tables
+from chalicelib.store.tables import Tables, utcnow
 from chalicelib.vision.pipeline import FacePipeline
+
+
+class LifecycleError(ValueError):
+    """The action is not allowed in the watchlist's or deployment's current state."""
 
 
 def create_watchlist(
@@ -27,7 +39,70 @@ def create_watchlist(
         created_by=created_by,
     )
     wl.save(condition=tables.Watchlist.watchlist_id.does_not_exist())
+    audit.record(tables, audit.watchlist_scope(wl.watchlist_id), created_by, "watchlist.created",
+                 wl.watchlist_id, name=name, model_id=model_id)
     return wl.watchlist_id
+
+
+def get_watchlist(tables: Tables, watchlist_id: str) -> Any:
+    try:
+        return tables.Watchlist.get(watchlist_id)
+    except tables.Watchlist.DoesNotExist:
+        raise NotFound(f"watchlist {watchlist_id} not found") from None
+
+
+def authorise_watchlist(tables: Tables, watchlist_id: str, actor: str) -> None:
+    wl = get_watchlist(tables, watchlist_id)
+    if wl.status != "draft":
+        raise LifecycleError(f"watchlist {watchlist_id} is {wl.status}, not draft")
+    if actor == wl.created_by:
+        raise LifecycleError("a watchlist must be authorised by someone other than its author")
+    n = tables.Subject.count(watchlist_id)
+    if n == 0:
+        raise LifecycleError("an empty watchlist cannot be authorised")
+    wl.update(
+        actions=[tables.Watchlist.status.set("authorised"),
+                 tables.Watchlist.authorised_by.set(actor),
+                 tables.Watchlist.authorised_at.set(utcnow())],
+        condition=tables.Watchlist.status == "draft",
+    )
+    audit.record(tables, audit.watchlist_scope(watchlist_id), actor, "watchlist.authorised",
+                 watchlist_id, subjects=n)
+
+
+def remove_subject(tables: Tables, s3: Any, evidence_bucket: str, watchlist_id: str,
+                   subject_id: str, actor: str) -> None:
+    """Take one person off a list at any stage (e.g. no longer wanted); warm workers reload."""
+    wl = get_watchlist(tables, watchlist_id)
+    try:
+        subject = tables.Subject.get(watchlist_id, subject_id)
+    except tables.Subject.DoesNotExist:
+        raise NotFound(f"subject {subject_id} not on watchlist {watchlist_id}") from None
+    if subject.reference_key:
+        s3.delete_object(Bucket=evidence_bucket, Key=subject.reference_key)
+    subject.delete()
+    wl.update(actions=[tables.Watchlist.version.add(1)])
+    audit.record(tables, wl.deployment_id or audit.watchlist_scope(watchlist_id), actor,
+                 "subject.removed", subject_id)
+
+
+def destroy_watchlist(tables: Tables, s3: Any, evidence_bucket: str, watchlist_id: str,
+                      actor: str) -> int:
+    """Delete every subject, reference image and embedding; keep the (empty) watchlist row and
+    the audit trail. Returns how many subjects were destroyed. Safe to run again."""
+    wl = get_watchlist(tables, watchlist_id)
+    n = 0
+    for subject in tables.Subject.query(watchlist_id):
+        if subject.reference_key:
+            s3.delete_object(Bucket=evidence_bucket, Key=subject.reference_key)
+        subject.delete()
+        n += 1
+    wl.update(actions=[tables.Watchlist.status.set("destroyed"),
+                       tables.Watchlist.destroyed_at.set(utcnow()),
+                       tables.Watchlist.version.add(1)])
+    audit.record(tables, wl.deployment_id or audit.watchlist_scope(watchlist_id), actor,
+                 "watchlist.destroyed", watchlist_id, subjects=n)
+    return n
 
 
 @dataclass(frozen=True)
@@ -47,9 +122,14 @@ def enroll_subject(
     source: str | None = None,
     reason: str | None = None,
     subject_id: str | None = None,
+    actor: str = "system",
 ) -> Enrolled:
     """Add (or replace) one subject; bumps the watchlist version so warm workers reload."""
-    watchlist = tables.Watchlist.get(watchlist_id)
+    watchlist = get_watchlist(tables, watchlist_id)
+    if watchlist.status != "draft":
+        raise LifecycleError(
+            f"watchlist {watchlist_id} is {watchlist.status}: subjects are added to drafts only"
+        )
     if watchlist.model_id != pipeline.model_id:
         raise EnrollmentError(
             f"watchlist {watchlist_id} holds {watchlist.model_id} embeddings; "
@@ -74,6 +154,8 @@ def enroll_subject(
         reason=reason,
     ).save()
     watchlist.update(actions=[tables.Watchlist.version.add(1)])
+    audit.record(tables, audit.watchlist_scope(watchlist_id), actor, "subject.added", subject_id,
+                 images=len(images), source=source, reason=reason)
     return Enrolled(subject_id, template.image_quality)
 
 

@@ -58,9 +58,12 @@ class WatchlistBase(_Base):
     deployment_id = UnicodeAttribute(null=True)
     model_id = UnicodeAttribute()
     version = NumberAttribute(default=0)
-    status = UnicodeAttribute(default="draft")
+    status = UnicodeAttribute(default="draft")  # draft -> authorised -> active -> destroyed
     created_at = UTCDateTimeAttribute(default=utcnow)
     created_by = UnicodeAttribute(default="system")
+    authorised_by = UnicodeAttribute(null=True)
+    authorised_at = UTCDateTimeAttribute(null=True)
+    destroyed_at = UTCDateTimeAttribute(null=True)
 
 
 class SubjectBase(_Base):
@@ -85,14 +88,22 @@ class DeploymentBase(_Base):
     watchlist_id = UnicodeAttribute(null=True)
     place = UnicodeAttribute(null=True)
     cameras = ListAttribute(of=UnicodeAttribute, default=list)
-    status = UnicodeAttribute(default="active")
+    status = UnicodeAttribute(default="active")  # active -> ended
     threshold = NumberAttribute(null=True)
     target_fpir = NumberAttribute(null=True)
+    starts_at = UTCDateTimeAttribute(null=True)
+    ends_at = UTCDateTimeAttribute(null=True)
+    ended_at = UTCDateTimeAttribute(null=True)
+    authorising_officer = UnicodeAttribute(null=True)
+    reason = UnicodeAttribute(null=True)
+    created_by = UnicodeAttribute(default="system")
+    watchlist_size = NumberAttribute(null=True)
     created_at = UTCDateTimeAttribute(default=utcnow)
     # Counts only: how many frames and faces were looked at, never what was in them.
     batches = NumberAttribute(default=0)
     frames = NumberAttribute(default=0)
     faces_seen = NumberAttribute(default=0)
+    tracks = NumberAttribute(default=0)
     frames_skipped = NumberAttribute(default=0)
     faces_rejected = NumberAttribute(default=0)
 
@@ -146,7 +157,16 @@ class AlertBase(_Base):
     created_at = UTCDateTimeAttribute(default=utcnow)
     crop_key = UnicodeAttribute()
     track_faces = NumberAttribute(default=1)
+    # South Wales Police glossary: alert -> true_alert | false_alert (an officer's adjudication),
+    # then the outcome of the engagement.
     status = UnicodeAttribute(default="alert")
+    adjudicated_by = UnicodeAttribute(null=True)
+    adjudicated_at = UTCDateTimeAttribute(null=True)
+    adjudication_note = UnicodeAttribute(null=True)
+    outcome = UnicodeAttribute(null=True)
+    outcome_by = UnicodeAttribute(null=True)
+    outcome_at = UTCDateTimeAttribute(null=True)
+    crop_deleted_at = UTCDateTimeAttribute(null=True)
     notified_at = UTCDateTimeAttribute(null=True)
     expires_at = UTCDateTimeAttribute()
     by_deployment = AlertsByDeployment()
@@ -164,6 +184,18 @@ class SightingBase(_Base):
     expires_at = TTLAttribute()
 
 
+class AuditBase(_Base):
+    """Append-only audit trail (written with attribute_not_exists; no code path updates it)."""
+
+    scope = UnicodeAttribute(hash_key=True)  # deployment id, or watchlist#<id> before one
+    entry = UnicodeAttribute(range_key=True)  # <ISO time>#<random>: ordered by time
+    actor = UnicodeAttribute()
+    action = UnicodeAttribute()
+    target = UnicodeAttribute()
+    details = MapAttribute(default=dict)
+    at = UTCDateTimeAttribute(default=utcnow)
+
+
 @dataclass(frozen=True)
 class Tables:
     Watchlist: type[WatchlistBase]
@@ -172,10 +204,11 @@ class Tables:
     Device: type[DeviceBase]
     Alert: type[AlertBase]
     Sighting: type[SightingBase]
+    Audit: type[AuditBase]
 
     def all(self) -> list[type[Model]]:
         return [self.Watchlist, self.Subject, self.Deployment, self.Device, self.Alert,
-                self.Sighting]
+                self.Sighting, self.Audit]
 
 
 def _bind(base: type[Model], table_name: str, settings: Settings) -> type[Model]:
@@ -202,6 +235,7 @@ def tables(settings: Settings) -> Tables:
         Device=_bind(DeviceBase, f"{p}-devices", settings),  # type: ignore[arg-type]
         Alert=_bind(AlertBase, f"{p}-alerts", settings),  # type: ignore[arg-type]
         Sighting=_bind(SightingBase, f"{p}-sightings", settings),  # type: ignore[arg-type]
+        Audit=_bind(AuditBase, f"{p}-audit", settings),  # type: ignore[arg-type]
     )
 
 

@@ -19,6 +19,11 @@ MODEL_NAME = "sface-2021dec-int8bq"
 _MAX_BATCH = 64  # bounds peak memory on crowded frames; batching buys nothing more on CPU
 
 
+def model_id_for(spec: ModelSpec) -> str:
+    """Embeddings are only comparable from the same file: the id carries its hash."""
+    return f"{MODEL_NAME}-{spec.sha256.lower()[:12]}"
+
+
 def l2_normalize(x: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(x, axis=-1, keepdims=True)
     return (x / np.maximum(norms, 1e-12)).astype(np.float32)
@@ -39,7 +44,7 @@ class SFaceRecognizer:
     @classmethod
     def from_spec(cls, spec: ModelSpec, threads: int = 1, flip: bool = True) -> SFaceRecognizer:
         model = make_batch_dynamic(fix_quantized_graph(load_model_bytes(spec)))
-        model_id = f"{MODEL_NAME}-{spec.sha256.lower()[:12]}"
+        model_id = model_id_for(spec)
         return cls(make_session(model, threads=threads), model_id, flip=flip)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,7 @@ from chalicelib.local.inspect import delivered_pushes
 from chalicelib.local.scenes import PEOPLE
 from chalicelib.matching.template import EnrollmentError
 from chalicelib.ops.deployments import create_deployment, register_device
-from chalicelib.ops.watchlists import create_watchlist, enroll_subject
+from chalicelib.ops.watchlists import authorise_watchlist, create_watchlist, enroll_subject
 from chalicelib.store import layout
 
 
@@ -66,7 +67,8 @@ def scenario_factory(rt: Any, local_stack: dict[str, Any]):  # type: ignore[no-u
              skip_unusable: bool = False, limit: int | None = None) -> Scenario:
         tag = uuid.uuid4().hex[:8]
         pipeline = rt.pipeline
-        wl = create_watchlist(rt.tables, f"test {tag}", pipeline.model_id)
+        wl = create_watchlist(rt.tables, f"test {tag}", pipeline.model_id,
+                              created_by="operator-1")
         subjects = {}
         for name, paths in enroll.items():
             if limit is not None and len(subjects) >= limit:
@@ -79,6 +81,7 @@ def scenario_factory(rt: Any, local_stack: dict[str, Any]):  # type: ignore[no-u
             except EnrollmentError:
                 if not skip_unusable:
                     raise
+        authorise_watchlist(rt.tables, wl, "operator-2")
         dep = create_deployment(
             rt.tables, f"test {tag}", wl, ["cam-1"],
             rt.settings.match_threshold if threshold is None else threshold,
@@ -106,3 +109,35 @@ def demo_person(name: str, n: int) -> Path:
 def log_records(caplog: Any, message: str) -> list[dict[str, Any]]:
     """The structured fields of the log records with the given message (powertools Logger)."""
     return [vars(r) for r in caplog.records if r.getMessage() == message]
+
+
+@dataclass
+class ApiClient:
+    """The Chalice app over its in-process HTTP test client, with JSON and tokens."""
+
+    client: Any
+    secret: str
+
+    def token(self, sub: str, roles: list[str], deployments: list[str] = (),  # type: ignore[assignment]
+              camera: str | None = None, ttl_s: int = 600, now: float | None = None) -> str:
+        from chalicelib.auth import issue_local_token
+
+        return issue_local_token(self.secret, sub, roles, deployments, camera, ttl_s, now)
+
+    def call(self, method: str, path: str, token: str | None = None,
+             body: Any = None) -> Any:
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        kwargs = {"headers": headers}
+        if body is not None:
+            kwargs["body"] = json.dumps(body)
+        return getattr(self.client.http, method.lower())(path, **kwargs)
+
+
+@pytest.fixture
+def api(local_stack: dict[str, Any]):  # type: ignore[no-untyped-def]
+    from chalice.test import Client
+
+    with Client(local_stack["app"]) as client:
+        yield ApiClient(client, local_stack["settings"].local_auth_secret)

@@ -10,7 +10,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-import pytest
 
 from chalicelib.gateway import GatewayOptions, PresignedUploader, run_gateway
 from chalicelib.local.inspect import all_keys, scan_items
@@ -190,39 +189,11 @@ def test_malformed_manifest_is_retried_then_dead_lettered(scenario_factory, loca
     assert sc.alerts() == []
 
 
-@pytest.mark.parametrize(
-    ("body", "status", "says"),
-    [
-        ({"officer_id": "o1", "platform": "fax", "push_token": "x" * 12}, 400, "platform"),
-        ({"officer_id": "o1", "platform": "gcm"}, 400, "push_token"),
-        ({"officer_id": "o1", "platform": "gcm", "push_token": "t" * 12, "x": 1}, 400, "x"),
-    ],
-)
-def test_device_registration_rejects_bad_bodies(local_stack, body, status, says) -> None:
-    from chalice.test import Client
-
-    with Client(local_stack["app"]) as client:
-        resp = client.http.post("/deployments/dep-x/devices",
-                                headers={"Content-Type": "application/json"},
-                                body=json.dumps(body))
-    assert resp.status_code == status
-    assert says in resp.json_body["Message"]
-
-
-def test_device_registration_unknown_deployment_is_404(local_stack) -> None:
-    from chalice.test import Client
-
-    with Client(local_stack["app"]) as client:
-        resp = client.http.post(
-            "/deployments/dep-nope/devices", headers={"Content-Type": "application/json"},
-            body=json.dumps({"officer_id": "o1", "platform": "gcm", "push_token": "t" * 12}))
-    assert resp.status_code == 404
-
-
-def test_warm_worker_sees_a_new_subject_and_the_deployment_topic_fires(
-    scenario_factory, local_stack
+def test_deployment_topic_fires_and_a_removed_subject_stops_matching_at_once(
+    scenario_factory, local_stack, caplog
 ) -> None:
-    sc = scenario_factory({"Barbara Lee": [demo_person("Barbara_Lee", 1)]})
+    sc = scenario_factory({"Barbara Lee": [demo_person("Barbara_Lee", 1)],
+                           "Gwen Moore": [demo_person("Gwen_Moore", 1)]})
     rt = sc.rt
     # A control room listens on the deployment topic, filtered to this deployment.
     sqs, sns = rt.client("sqs"), rt.client("sns")
@@ -235,15 +206,17 @@ def test_warm_worker_sees_a_new_subject_and_the_deployment_topic_fires(
     gwen = jpeg(demo_person("Gwen_Moore", 2))
     sc.upload(0, [gwen])
     local_stack["pump"].drain(timeout=120)
-    assert sc.alerts() == []  # not on the watchlist (yet): the warm index has one subject
-
-    from chalicelib.ops.watchlists import enroll_subject
-
-    path = demo_person("Gwen_Moore", 1)
-    enroll_subject(rt.tables, rt.client("s3"), rt.settings.evidence_bucket, rt.pipeline,
-                   sc.watchlist_id, "Gwen Moore", [(str(path), path.read_bytes())])
-    sc.upload(1, [gwen])
-    local_stack["pump"].drain(timeout=120)
     assert [a.display_name for a in sc.alerts()] == ["Gwen Moore"]
     got = sqs.receive_message(QueueUrl=q, WaitTimeSeconds=2).get("Messages", [])
     assert [json.loads(m["Body"])["alert_id"] for m in got] == [sc.alerts()[0].alert_id]
+
+    # Taken off the list (e.g. no longer wanted): the warm worker reloads its index at once.
+    from chalicelib.ops.watchlists import remove_subject
+
+    remove_subject(rt.tables, rt.client("s3"), rt.settings.evidence_bucket, sc.watchlist_id,
+                   sc.subjects["Gwen Moore"], "operator-1")
+    caplog.clear()
+    sc.upload(1, [gwen])
+    local_stack["pump"].drain(timeout=120)
+    lines = [x for x in log_records(caplog, "batch processed") if sc.deployment_id in x["key"]]
+    assert [(x["faces_seen"], x["matches"]) for x in lines] == [(1, 0)]

@@ -1,0 +1,38 @@
+"""The audit trail: who did what to which watchlist, deployment or alert, and when."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from chalicelib.store.tables import Tables, utcnow
+
+
+def record(
+    tables: Tables, scope: str, actor: str, action: str, target: str,
+    **details: str | int | float | None,
+) -> None:
+    """Append one entry. Details are ids and counts: never images, embeddings or non-matches."""
+    now = utcnow()
+    entry = tables.Audit(
+        scope=scope,
+        entry=f"{now.isoformat()}#{uuid.uuid4().hex[:8]}",
+        actor=actor,
+        action=action,
+        target=target,
+        details={k: str(v) for k, v in details.items() if v is not None},
+        at=now,
+    )
+    entry.save(condition=tables.Audit.entry.does_not_exist())
+
+
+def entries(tables: Tables, scope: str) -> list[dict[str, Any]]:
+    return [
+        {"at": e.at.isoformat(), "actor": e.actor, "action": e.action, "target": e.target,
+         "details": dict(e.details.as_dict() if hasattr(e.details, "as_dict") else e.details)}
+        for e in tables.Audit.query(scope)
+    ]
+
+
+def watchlist_scope(watchlist_id: str) -> str:
+    return f"watchlist#{watchlist_id}"

@@ -1,0 +1,5 @@
+"""Errors the API maps to HTTP statuses."""
+
+
+class NotFound(LookupError):
+    """404."""

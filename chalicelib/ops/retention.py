@@ -1,0 +1,46 @@
+"""Retention sweeps, run on a schedule. moto never purges TTL items and AWS purges them late,
+so nothing here relies on TTL: each rule is enforced by an explicit delete."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from chalicelib.ops import audit
+from chalicelib.ops.deployments import end_deployment
+from chalicelib.ops.watchlists import destroy_watchlist
+from chalicelib.store.tables import Tables
+
+ACTOR = "retention-sweep"
+
+
+def sweep(tables: Tables, s3: Any, evidence_bucket: str, now: datetime,
+          watchlist_grace: timedelta) -> dict[str, int]:
+    done = {"deployments_ended": 0, "watchlists_destroyed": 0, "subjects_destroyed": 0,
+            "crops_deleted": 0, "sightings_deleted": 0}
+    for dep in tables.Deployment.scan():
+        end = dep.ended_at or dep.ends_at
+        if end is None or end > now:
+            continue
+        if dep.status != "ended":
+            end_deployment(tables, dep.deployment_id, ACTOR)
+            done["deployments_ended"] += 1
+        if end + watchlist_grace <= now and dep.watchlist_id:
+            wl = tables.Watchlist.get(dep.watchlist_id)
+            if wl.status != "destroyed":
+                done["subjects_destroyed"] += destroy_watchlist(
+                    tables, s3, evidence_bucket, dep.watchlist_id, ACTOR)
+                done["watchlists_destroyed"] += 1
+    A = tables.Alert
+    for alert in A.scan(A.expires_at <= now):
+        if alert.crop_deleted_at is not None:
+            continue
+        s3.delete_object(Bucket=evidence_bucket, Key=alert.crop_key)
+        alert.update(actions=[A.crop_deleted_at.set(now)])
+        audit.record(tables, alert.deployment_id, ACTOR, "crop.deleted", alert.alert_id)
+        done["crops_deleted"] += 1
+    S = tables.Sighting
+    for sighting in S.scan(S.expires_at <= now):
+        sighting.delete()
+        done["sightings_deleted"] += 1
+    return done
