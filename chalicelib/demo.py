@@ -1,8 +1,10 @@
-"""`lfr demo`: the stream path end to end on a local stack, as an officer would see it.
+"""`lfr demo`: a deployment end to end on a local stack, as operators and officers see it.
 
-moto server on loopback, every resource created, a watchlist enrolled from public-domain
-portraits, two officers' phones registered, synthetic street footage streamed through the
-gateway in real time, the event pump standing in for Lambda, and the pushes the phones received.
+moto server on loopback and every resource; through the REST API a watchlist drafted from
+public-domain portraits and authorised by a second operator, a deployment with a calibrated
+threshold, two officers' phones; synthetic street footage streamed by the camera gateway in real
+time, the event pump standing in for Lambda; the pushes the phones received, the officers'
+adjudications, the end of the deployment, the retention sweep and the transparency record.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 WATCHLIST = ["Elizabeth_Warren", "Cory_Gardner", "Barbara_Lee", "James_Risch", "Gwen_Moore",
              "Dan_Benishek"]
 CAMERA = "van-1-front"
+TARGET_FPIR = 0.001
 FPS = 10.0
 
 
@@ -58,81 +61,125 @@ def run_demo(out: Path) -> int:
 
 
 def _run(out: Path, ls: Any) -> int:
+    import base64
+    from datetime import UTC, timedelta
+
     from chalice.test import Client
 
     from chalicelib.gateway import GatewayOptions, PresignedUploader, run_gateway
+    from chalicelib.local.api_client import ApiClient
     from chalicelib.local.inspect import all_keys, delivered_pushes
     from chalicelib.local.scenes import PEOPLE, render_scene, write_video
     from chalicelib.local.session import wait_idle
-    from chalicelib.ops.cameras import camera_upload_grant
-    from chalicelib.ops.deployments import create_deployment
-    from chalicelib.ops.watchlists import create_watchlist, enroll_subject
+    from chalicelib.ops.retention import sweep
 
-    rt, s, app, pump = ls.rt, ls.settings, ls.app, ls.pump
+    rt, s, pump = ls.rt, ls.settings, ls.pump
+    with Client(ls.app) as http:
+        api = ApiClient(http, s.local_auth_secret)
+        op1, op2 = api.token("operator-1", ["operator"]), api.token("operator-2", ["operator"])
 
-    print("2. loading the models and enrolling the watchlist")
-    t0 = time.perf_counter()
-    pipeline = rt.pipeline
-    wl = create_watchlist(rt.tables, "Demo watchlist", pipeline.model_id, watchlist_id="wl-demo")
-    for name in WATCHLIST:
-        image = PEOPLE / name / "1.jpg"
-        enroll_subject(rt.tables, rt.client("s3"), s.evidence_bucket, pipeline, wl,
-                       name.replace("_", " "), [(str(image), image.read_bytes())],
-                       source="US GPO Congressional Pictorial Directory (public domain)",
-                       reason="demo")
-    print(f"   {len(WATCHLIST)} subjects enrolled in {time.perf_counter() - t0:.1f} s")
-    dep = create_deployment(rt.tables, "Demo deployment", wl, [CAMERA], s.match_threshold,
-                            place="Demo street", deployment_id="dep-demo")
+        print("2. operator-1 drafts the watchlist through the API (loading the models)")
+        t0 = time.perf_counter()
+        wid = api.ok("POST", "/watchlists", op1, {"name": "Demo watchlist"})["watchlist_id"]
+        for name in WATCHLIST:
+            image = PEOPLE / name / "1.jpg"
+            api.ok("POST", f"/watchlists/{wid}/subjects", op1, {
+                "display_name": name.replace("_", " "),
+                "images_b64": [base64.b64encode(image.read_bytes()).decode()],
+                "source": "US GPO Congressional Pictorial Directory (public domain)",
+                "reason": "demo"})
+        print(f"   {len(WATCHLIST)} subjects enrolled in {time.perf_counter() - t0:.1f} s; "
+              "operator-2 authorises it")
+        api.ok("POST", f"/watchlists/{wid}/authorise", op2)
+        now = datetime.now(UTC)
+        dep = api.ok("POST", "/deployments", op1, {
+            "name": "Demo deployment", "place": "Demo street", "watchlist_id": wid,
+            "cameras": [CAMERA], "starts_at": (now - timedelta(minutes=1)).isoformat(),
+            "ends_at": (now + timedelta(hours=1)).isoformat(), "target_fpir": TARGET_FPIR,
+            "authorising_officer": "Supt. Demo", "reason": "demonstration",
+            "deployment_id": "dep-demo"})
+        did = dep["deployment_id"]
+        print(f"   deployment {did}: target false alert rate {TARGET_FPIR} per passer-by -> "
+              f"calibrated threshold {dep['threshold']:.3f} for {dep['watchlist_size']} subjects")
 
-    print("3. registering two officers' phones on the deployment (REST API)")
-    with Client(app) as http:
-        for officer, platform in (("officer-1", "gcm"), ("officer-2", "apns")):
-            resp = http.http.post(
-                f"/deployments/{dep}/devices", headers={"Content-Type": "application/json"},
-                body=json.dumps({"officer_id": officer, "platform": platform,
-                                 "push_token": f"demo-token-{officer}"}))
-            if resp.status_code != 200:
-                raise RuntimeError(f"device registration failed: {resp.body!r}")
+        print("3. two officers register their phones on the deployment")
+        officers = {o: api.token(o, ["officer"], [did]) for o in ("officer-1", "officer-2")}
+        for (officer, tok), platform in zip(officers.items(), ("gcm", "apns"), strict=True):
+            api.ok("POST", f"/deployments/{did}/devices", tok, {
+                "officer_id": officer, "platform": platform,
+                "push_token": f"demo-token-{officer}"})
 
-    print("4. rendering the camera footage (public-domain portraits on a street scene)")
-    frames = [f for i, sc in enumerate(scenes()) for f in render_scene(sc, 40, seed=i)]
-    video = write_video(frames, out / "footage" / f"{CAMERA}.avi", fps=FPS)
-    print(f"   {len(frames)} frames, {len(frames) / FPS:.0f} s at {FPS:.0f} fps -> {video}")
+        print("4. rendering the camera footage (public-domain portraits on a street scene)")
+        frames = [f for i, sc in enumerate(scenes()) for f in render_scene(sc, 40, seed=i)]
+        video = write_video(frames, out / "footage" / f"{CAMERA}.avi", fps=FPS)
+        print(f"   {len(frames)} frames, {len(frames) / FPS:.0f} s at {FPS:.0f} fps -> {video}")
 
-    print("5. streaming through the gateway in real time; the pump delivers events to the app")
-    pump.start()
-    try:
-        grant = camera_upload_grant(rt.client("s3"), s.frames_bucket, dep, CAMERA,
-                                    s.max_batch_bytes)
-        report = run_gateway(str(video), PresignedUploader(grant), dep, CAMERA,
-                             GatewayOptions(fps=5, batch_frames=5, realtime=True))
-        print(f"   sent {report.frames_sent} frames in {len(report.batches)} batches")
-        wait_idle(rt)
-    finally:
-        pump.stop()
+        print("5. the camera streams through the gateway in real time with its own upload "
+              "grant; the pump delivers events to the app")
+        camera = api.token(CAMERA, ["camera"], camera=f"{did}/{CAMERA}")
+        grant = api.ok("POST", f"/deployments/{did}/cameras/{CAMERA}/grant", camera)
+        pump.start()
+        try:
+            report = run_gateway(str(video), PresignedUploader(grant), did, CAMERA,
+                                 GatewayOptions(fps=5, batch_frames=5, realtime=True))
+            print(f"   sent {report.frames_sent} frames in {len(report.batches)} batches")
+            wait_idle(rt)
+        finally:
+            pump.stop()
 
-    pushes = delivered_pushes(ls.endpoint)
-    print(f"6. alerts as the officers' phones received them ({len(pushes)} pushes):")
-    for p in sorted(pushes, key=lambda p: (p.data.get("captured_at", ""), p.officer)):
-        _print_push(p.data, p.officer)
-    left = all_keys(rt.client("s3"), s.frames_bucket)
-    print(f"   frame objects left in S3: {len(left)}")
-    alerts = sorted(
-        ({"alert_id": a.alert_id, "subject": a.display_name, "score": float(a.score),
-          "threshold": float(a.threshold), "camera_id": a.camera_id,
-          "captured_at": a.captured_at.isoformat(),
-          "pushed_to": sorted(p.officer for p in pushes if p.data["alert_id"] == a.alert_id),
-          "capture_to_push_s": _latency(pushes, a.alert_id)}
-         for a in rt.tables.Alert.scan()),
-        key=lambda a: a["captured_at"],
-    )
-    expected = {"Cory Gardner", "Elizabeth Warren"}
-    seen = {a["subject"] for a in alerts}
+        pushes = delivered_pushes(ls.endpoint)
+        print(f"6. alerts as the officers' phones received them ({len(pushes)} pushes):")
+        for p in sorted(pushes, key=lambda p: (p.data.get("captured_at", ""), p.officer)):
+            _print_push(p.data, p.officer)
+        left = all_keys(rt.client("s3"), s.frames_bucket)
+        print(f"   frame objects left in S3: {len(left)}")
+
+        print("7. officer-1 reviews each alert (camera crop beside the watchlist image) and "
+              "records the adjudication and outcome")
+        expected = {"Cory Gardner", "Elizabeth Warren"}
+        alerts = api.ok("GET", f"/deployments/{did}/alerts", officers["officer-1"])
+        for a in alerts:
+            api.ok("GET", f"/alerts/{a['alert_id']}", officers["officer-1"])
+            # The demo knows who really walked past; in the field the officer decides.
+            decision = "true_alert" if a["subject"] in expected else "false_alert"
+            api.ok("POST", f"/alerts/{a['alert_id']}/adjudication", officers["officer-1"],
+                   {"decision": decision})
+            api.ok("POST", f"/alerts/{a['alert_id']}/outcome", officers["officer-1"],
+                   {"outcome": "engaged_released" if decision == "true_alert"
+                    else "not_engaged"})
+            print(f"   {a['subject']}: {decision}")
+
+        print("8. the deployment ends; the retention sweep destroys the watchlist")
+        api.ok("POST", f"/deployments/{did}/end", op1)
+        done = sweep(rt.tables, rt.client("s3"), s.evidence_bucket,
+                     datetime.now(UTC) + timedelta(hours=s.watchlist_grace_hours),
+                     timedelta(hours=s.watchlist_grace_hours))
+        print(f"   {done['subjects_destroyed']} subjects, their images and embeddings deleted")
+        auditor = api.token("auditor-1", ["auditor"])
+        record = api.ok("GET", f"/deployments/{did}/record", auditor)
+        alerts = api.ok("GET", f"/deployments/{did}/alerts", auditor)
+
+    print("9. transparency record:")
+    for key in ("place", "starts_at", "ends_at", "watchlist_size", "target_fpir", "threshold",
+                "faces_seen", "people_seen", "alerts", "true_alerts", "false_alerts",
+                "unadjudicated", "engagements", "arrests", "measured_fpir"):
+        print(f"   {key:<15} {record[key]}")
+    (out / "report.json").write_text(json.dumps(record, indent=2))
+    rows = [
+        {"alert_id": a["alert_id"], "subject": a["subject"], "score": a["score"],
+         "threshold": a["threshold"], "target_fpir": a["target_fpir"],
+         "camera_id": a["camera_id"], "captured_at": a["captured_at"], "status": a["status"],
+         "outcome": a["outcome"],
+         "pushed_to": sorted(p.officer for p in pushes if p.data["alert_id"] == a["alert_id"]),
+         "capture_to_push_s": _latency(pushes, a["alert_id"])}
+        for a in sorted(alerts, key=lambda a: a["captured_at"])
+    ]
+    seen = {a["subject"] for a in rows}
     (out / "alerts.json").write_text(json.dumps(
-        {"deployment_id": dep, "expected_subjects": sorted(expected), "alerts": alerts,
+        {"deployment_id": did, "expected_subjects": sorted(expected), "alerts": rows,
          "pushes": len(pushes), "frame_objects_left": len(left)}, indent=2))
-    print(f"   wrote {out / 'alerts.json'}: {len(alerts)} alerts for {sorted(seen)}; "
-          f"expected {sorted(expected)}")
+    print(f"   wrote {out / 'alerts.json'} ({len(rows)} alerts for {sorted(seen)}; expected "
+          f"{sorted(expected)}) and {out / 'report.json'}")
     return 0 if seen == expected and not left else 1
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -111,33 +110,11 @@ def log_records(caplog: Any, message: str) -> list[dict[str, Any]]:
     return [vars(r) for r in caplog.records if r.getMessage() == message]
 
 
-@dataclass
-class ApiClient:
-    """The Chalice app over its in-process HTTP test client, with JSON and tokens."""
-
-    client: Any
-    secret: str
-
-    def token(self, sub: str, roles: list[str], deployments: list[str] = (),  # type: ignore[assignment]
-              camera: str | None = None, ttl_s: int = 600, now: float | None = None) -> str:
-        from chalicelib.auth import issue_local_token
-
-        return issue_local_token(self.secret, sub, roles, deployments, camera, ttl_s, now)
-
-    def call(self, method: str, path: str, token: str | None = None,
-             body: Any = None) -> Any:
-        headers = {"Content-Type": "application/json"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        kwargs = {"headers": headers}
-        if body is not None:
-            kwargs["body"] = json.dumps(body)
-        return getattr(self.client.http, method.lower())(path, **kwargs)
-
-
 @pytest.fixture
 def api(local_stack: dict[str, Any]):  # type: ignore[no-untyped-def]
     from chalice.test import Client
 
     with Client(local_stack["app"]) as client:
+        from chalicelib.local.api_client import ApiClient
+
         yield ApiClient(client, local_stack["settings"].local_auth_secret)
