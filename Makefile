@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast lint bench clean
+.PHONY: venv browser demo test test-fast lint bench clean
 
 venv: $(STAMP)
 
@@ -19,7 +19,16 @@ $(STAMP): requirements.txt requirements-vision.txt requirements-models.txt requi
 demo: venv
 	$(BIN)/lfr demo
 
-test: venv
+# Debian's Chromium + ChromeDriver for the officer console's browser test. Installed when missing
+# and we may (root, as on CI); otherwise that test skips and says why.
+browser:
+	@if ! command -v chromedriver >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else echo "note: no chromium/chromedriver and not root: the console browser test will skip"; fi; \
+	fi
+
+test: venv browser
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
@@ -34,3 +43,45 @@ bench: venv
 
 clean:
 	rm -rf $(VENV) demo-out .lfr build dist *.egg-info
+
+# --- Deployment: inference layer, packaging, chalice deploy against moto (docs/deploy.md) -------
+# A Python 3.12 virtualenv of its own: Chalice takes the Lambda runtime from the Python it runs
+# under, and the vision wheels (manylinux_2_28) need python3.12's Amazon Linux 2023.
+PYTHON312 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) \
+	$(shell command -v python3.12 2>/dev/null))
+DEPLOY_VENV := build/venv-deploy
+DEPLOY_STAMP := $(DEPLOY_VENV)/.installed
+STAGE ?= dev
+LAYER_ARCH ?= arm64
+
+.PHONY: deploy-venv layer package deploy-local
+
+deploy-venv: $(DEPLOY_STAMP)
+
+$(DEPLOY_STAMP): requirements-deploy.txt requirements.txt requirements-vision.txt
+	@test -n "$(PYTHON312)" || { echo "needs a Python 3.12: make ... PYTHON312=/path/to/python3.12"; exit 1; }
+	test -x $(DEPLOY_VENV)/bin/python || $(PYTHON312) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(DEPLOY_VENV)/bin/pip install --quiet -r requirements-deploy.txt
+	$(DEPLOY_VENV)/bin/pip install --quiet --no-deps aws-sam-translator==1.115.0
+	touch $@
+
+# Wheels from PyPI (manylinux, python3.12), trimmed, + model files; prints sizes; fails if the
+# function (chalice package of $(STAGE)) plus the layer exceed 250 MB unzipped.
+layer: venv deploy-venv
+	rm -rf build/package/$(STAGE)-function
+	env -u AWS_ENDPOINT_URL AWS_DEFAULT_REGION=eu-west-2 \
+		$(DEPLOY_VENV)/bin/chalice package --stage $(STAGE) build/package/$(STAGE)-function
+	$(BIN)/python layers/build_layer.py --arch $(LAYER_ARCH) --python312 $(DEPLOY_VENV)/bin/python \
+		--function-zip build/package/$(STAGE)-function/deployment.zip
+
+# build/package/$(STAGE)/: sam.json (chalice package merged with infra/cfn.py), deployment.zip,
+# layer.zip, infra.json; both templates checked with cfn-lint.
+package: venv deploy-venv
+	test -f build/layer/lfr-inference-$(LAYER_ARCH).zip || $(MAKE) layer
+	$(BIN)/python -m infra.package --stage $(STAGE)
+
+# chalice deploy --stage local against a moto server started for the run, then boto3 checks.
+deploy-local: venv deploy-venv
+	test -f build/layer/lfr-inference-$(LAYER_ARCH).zip || $(MAKE) layer
+	env -u AWS_ENDPOINT_URL $(BIN)/python -m infra.deploy --stage local --moto
