@@ -1,1 +1,1 @@
-"""Deployment tooling: IAM policies, CloudFormation, deploy-local. Not packaged into the Lambda zip."""
+"""Deployment tooling: IAM policies, CloudFormation, deploy-local. Not in the Lambda zip."""

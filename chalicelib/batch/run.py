@@ -1,0 +1,265 @@
+"""Footage in S3 -> frames -> the stream path's processing and alerts, in one process.
+
+An archive is an object under archive/<deployment>/<camera>/: a video file (.mp4, .avi, .mov,
+.mkv, ...) or an archive of frames (.zip or .tar[.gz] of JPEG/PNG images, in name order). Frames
+are sampled and encoded exactly as the camera gateway does, grouped into chunks of the gateway's
+batch size, and each chunk goes through ingest/process.py `process_frames` and
+alerts/raise_alert.py `raise_alert`: the same decisions (deployment, watchlist, threshold, one
+alert per subject per chunk) and the same alert records, crops and officer notifications.
+
+Alert ids are derived from (deployment, camera, sequence, subject) as in the stream path; an
+archive's chunks get sequences of their own (derived from the object's key and ETag, far above any
+live camera's), so running the same archive twice raises the same alerts once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import tarfile
+import tempfile
+import time
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import PurePosixPath
+from typing import Any
+from urllib.parse import unquote_plus
+
+import cv2
+import numpy as np
+
+from chalicelib.alerts.raise_alert import AlertContext, alert_id_for, raise_alert
+from chalicelib.alerts.sightings import claim_sighting
+from chalicelib.gateway import GatewayOptions, encode, iter_frames
+from chalicelib.ingest.batch_format import BatchFormatError, Frame
+from chalicelib.ingest.process import BatchOutcome, FusionPolicy, process_frames
+from chalicelib.runtime import Runtime
+from chalicelib.store import layout
+
+log = logging.getLogger("lfr.batch")
+
+VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ts"}
+FRAME_ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
+_ARCHIVE_KEY = re.compile(r"^archive/(?P<deployment>[^/]+)/(?P<camera>[^/]+)/(?P<name>.+)$")
+# Archive chunk sequences start here: live cameras count up from 0 and never get near it.
+SEQUENCE_BASE = 10**15
+
+
+@dataclass(frozen=True)
+class ArchiveKey:
+    deployment_id: str
+    camera_id: str
+    name: str
+
+
+def parse_archive_key(key: str) -> ArchiveKey | None:
+    m = _ARCHIVE_KEY.match(key)
+    if not m or not (layout.valid_id(m["deployment"]) and layout.valid_id(m["camera"])):
+        return None
+    return ArchiveKey(m["deployment"], m["camera"], m["name"])
+
+
+def archive_sequence_base(key: str, etag: str) -> int:
+    digest = int(hashlib.sha256(f"{key}|{etag}".encode()).hexdigest()[:12], 16)
+    return SEQUENCE_BASE + (digest % 10**9) * 10**5
+
+
+@dataclass
+class BatchOptions:
+    fps: float = 5.0  # frames sampled per second of video (the gateway's default)
+    chunk_frames: int = 8  # frames decided together (the gateway's batch size)
+    max_side: int = 1280
+    jpeg_quality: int = 90
+
+
+@dataclass
+class ArchiveReport:
+    key: str
+    deployment_id: str
+    camera_id: str
+    chunks: int = 0
+    frames: int = 0
+    faces_seen: int = 0
+    alerts: list[str] = field(default_factory=list)
+    alerts_continued: int = 0
+    seconds: float = 0.0
+    providers: list[str] = field(default_factory=list)
+
+    @property
+    def frames_per_s(self) -> float:
+        return self.frames / self.seconds if self.seconds else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "deployment_id": self.deployment_id,
+                "camera_id": self.camera_id, "chunks": self.chunks, "frames": self.frames,
+                "faces_seen": self.faces_seen, "alerts": self.alerts,
+                "alerts_continued": self.alerts_continued,
+                "seconds": round(self.seconds, 2), "frames_per_s": round(self.frames_per_s, 2),
+                "providers": self.providers}
+
+
+def _kind(name: str) -> str:
+    lower = name.lower()
+    if lower.endswith(FRAME_ARCHIVE_SUFFIXES):
+        return "frames"
+    if PurePosixPath(lower).suffix in VIDEO_SUFFIXES:
+        return "video"
+    raise BatchFormatError(f"{name}: neither a video nor an archive of frames")
+
+
+def _image_members(path: str) -> Iterator[tuple[str, bytes]]:
+    """(name, bytes) of the images in a zip or tar, in name order."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            names = sorted(n for n in zf.namelist()
+                           if PurePosixPath(n).suffix.lower() in IMAGE_SUFFIXES)
+            for n in names:
+                yield n, zf.read(n)
+        return
+    with tarfile.open(path) as tf:
+        members = sorted((m for m in tf.getmembers() if m.isfile()
+                          and PurePosixPath(m.name).suffix.lower() in IMAGE_SUFFIXES),
+                         key=lambda m: m.name)
+        for m in members:
+            f = tf.extractfile(m)
+            if f is not None:
+                yield m.name, f.read()
+
+
+def iter_jpegs(path: str, kind: str, opts: BatchOptions) -> Iterator[bytes]:
+    """Frames as the JPEG bytes the gateway would have uploaded."""
+    gw = GatewayOptions(fps=opts.fps, max_side=opts.max_side, jpeg_quality=opts.jpeg_quality)
+    if kind == "video":
+        for frame in iter_frames(path, gw):
+            yield encode(frame, gw)
+        return
+    for name, data in _image_members(path):
+        if PurePosixPath(name).suffix.lower() in (".jpg", ".jpeg") and data[:3] == b"\xff\xd8\xff":
+            yield data  # already what a camera sends; decode limits apply downstream
+            continue
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if image is not None:
+            yield encode(image, gw)
+
+
+def _chunks(jpegs: Iterator[bytes], size: int) -> Iterator[list[bytes]]:
+    chunk: list[bytes] = []
+    for j in jpegs:
+        chunk.append(j)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _locate(s3: Any, bucket: str, key: str) -> tuple[str, dict[str, Any]]:
+    """The object's head; keys from S3 events arrive URL-encoded."""
+    for candidate in dict.fromkeys([key, unquote_plus(key)]):
+        try:
+            return candidate, s3.head_object(Bucket=bucket, Key=candidate)
+        except s3.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+                raise
+    raise FileNotFoundError(f"s3://{bucket}/{key} not found")
+
+
+def _providers(pipeline: Any) -> list[str]:
+    try:
+        return list(pipeline.detector.session.get_providers())
+    except AttributeError:
+        return []
+
+
+def process_archive(rt: Runtime, bucket: str, key: str,
+                    opts: BatchOptions | None = None) -> ArchiveReport:
+    opts = opts or BatchOptions()
+    s3 = rt.client("s3")
+    key, head = _locate(s3, bucket, key)
+    where = parse_archive_key(key)
+    if where is None:
+        raise BatchFormatError(f"object key {key!r} is not under archive/<deployment>/<camera>/")
+    kind = _kind(where.name)
+    tables = rt.tables
+    try:
+        deployment = tables.Deployment.get(where.deployment_id)
+    except tables.Deployment.DoesNotExist:
+        raise BatchFormatError(f"unknown deployment {where.deployment_id}") from None
+    if deployment.status != "active" or not deployment.watchlist_id:
+        raise BatchFormatError(f"deployment {deployment.deployment_id} is not active")
+    if deployment.cameras and where.camera_id not in deployment.cameras:
+        raise BatchFormatError(f"camera {where.camera_id} is not on this deployment")
+
+    index, subject_names = rt.index_cache.get(tables, deployment.watchlist_id)
+    pipeline = rt.pipeline
+    if len(index) and index.model_id != pipeline.model_id:
+        raise RuntimeError(f"watchlist model {index.model_id} != pipeline {pipeline.model_id}")
+    threshold = float(
+        deployment.threshold if deployment.threshold is not None else rt.settings.match_threshold
+    )
+    # When the footage was recorded: object metadata `recorded-at` (ISO 8601), else upload time.
+    recorded = head.get("Metadata", {}).get("recorded-at")
+    start = datetime.fromisoformat(recorded) if recorded else head["LastModified"]
+    base = archive_sequence_base(key, head.get("ETag", ""))
+    alerts_url = rt.queue_url(rt.settings.alerts_queue)
+    sqs = rt.client("sqs")
+    report = ArchiveReport(key, where.deployment_id, where.camera_id,
+                           providers=_providers(pipeline))
+
+    # The stream path's own steps, so the decisions cannot drift apart: the deployment's
+    # authorised window, track fusion, one alert per passing across chunks (sightings), counters.
+    from chalicelib.ingest.worker import _count, _in_window, metrics
+
+    s = rt.settings
+    fusion = FusionPolicy(enabled=s.track_fusion, best_k=s.track_best_k)
+
+    t0 = time.perf_counter()
+    with tempfile.NamedTemporaryFile(suffix=PurePosixPath(where.name).suffix or ".bin") as tmp:
+        s3.download_fileobj(bucket, key, tmp)
+        tmp.flush()
+        step = timedelta(seconds=1.0 / opts.fps)
+        frame_no = 0
+        for n, chunk in enumerate(_chunks(iter_jpegs(tmp.name, kind, opts), opts.chunk_frames)):
+            sequence = base + n
+            frames = []
+            for i, data in enumerate(chunk):
+                frames.append(Frame(i, f"{i:06d}.jpg", start + step * frame_no, data))
+                frame_no += 1
+            outcome: BatchOutcome = process_frames(
+                _in_window(iter(frames), deployment), pipeline, index, threshold,
+                s.max_frame_pixels, fusion)
+            ctx = AlertContext(
+                deployment_id=deployment.deployment_id, camera_id=where.camera_id,
+                sequence=sequence, watchlist_id=deployment.watchlist_id,
+                model_id=pipeline.model_id, threshold=threshold,
+                target_fpir=deployment.target_fpir,
+                crop_retention_days=s.crop_retention_days,
+            )
+            for m in outcome.matches:
+                alert_id = alert_id_for(ctx.deployment_id, ctx.camera_id, sequence, m.subject_id)
+                if not claim_sighting(tables, ctx.deployment_id, ctx.camera_id, m.subject_id,
+                                      alert_id, m.captured_at, s.realert_after_s):
+                    report.alerts_continued += 1  # the same passing as an alert already raised
+                    continue
+                raise_alert(tables, s3, sqs, s.evidence_bucket, alerts_url, ctx, m,
+                            subject_names.get(m.subject_id, m.subject_id))
+                report.alerts.append(alert_id)
+            _count(tables, deployment, outcome)
+            report.chunks += 1
+            report.frames += outcome.frames_processed
+            report.faces_seen += outcome.faces_seen
+            log.info("chunk %d: %s", n, outcome.counts())
+    report.seconds = time.perf_counter() - t0
+    metrics.flush_metrics()
+    return report
+
+
+def archive_keys(s3: Any, bucket: str, prefix: str) -> list[str]:
+    keys: list[str] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys.extend(o["Key"] for o in page.get("Contents", []))
+    return sorted(keys)
