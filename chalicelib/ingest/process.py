@@ -19,6 +19,7 @@ from datetime import datetime
 import numpy as np
 
 from chalicelib.ingest.batch_format import Frame
+from chalicelib.matching.decision import decide
 from chalicelib.matching.index import ExactIndex
 from chalicelib.vision.decode import FrameDecodeError, decode_jpeg
 from chalicelib.vision.pipeline import FacePipeline, GatedFace
@@ -145,9 +146,10 @@ def _decide_tracks(
         offset += len(best)
     results: dict[str, Match] = {}
     for track, best, candidates in zip(tracks, chosen, index.search(np.stack(fused)), strict=True):
-        if not candidates or candidates[0].score < threshold:
+        top = decide(candidates, threshold)
+        if top is None:
             continue  # nobody on the watchlist: forgotten here
-        top, view = candidates[0], best[0]
+        view = best[0]
         held = results.get(top.subject_id)
         if held is None or top.score > held.score:
             b = view.face.detection.box
