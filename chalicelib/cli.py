@@ -97,12 +97,12 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     tables = rt.tables
     if args.create:
         create_watchlist(tables, args.watchlist, rt.pipeline.model_id,
-                         watchlist_id=args.watchlist)
+                         watchlist_id=args.watchlist, created_by=args.by)
     images = [(p, Path(p).read_bytes()) for p in args.image]
     try:
         done = enroll_subject(
             tables, rt.client("s3"), rt.settings.evidence_bucket, rt.pipeline, args.watchlist,
-            args.name, images, source=args.source, reason=args.reason,
+            args.name, images, source=args.source, reason=args.reason, actor=args.by,
         )
     except EnrollmentError as exc:
         print(f"not enrolled: {exc}", file=sys.stderr)
@@ -116,10 +116,24 @@ def cmd_deployment_create(args: argparse.Namespace) -> int:
     from chalicelib.runtime import Runtime
 
     rt = Runtime(_settings())
-    threshold = args.threshold if args.threshold is not None else rt.settings.match_threshold
-    dep = create_deployment(rt.tables, args.name, args.watchlist, args.camera, threshold,
-                            place=args.place, deployment_id=args.id)
+    dep = create_deployment(rt.tables, args.name, args.watchlist, args.camera, args.threshold,
+                            place=args.place, deployment_id=args.id,
+                            target_fpir=args.target_fpir, created_by=args.by)
+    threshold = float(rt.tables.Deployment.get(dep).threshold)
     print(json.dumps({"deployment_id": dep, "threshold": threshold}))
+    return 0
+
+
+def cmd_watchlist_authorise(args: argparse.Namespace) -> int:
+    from chalicelib.ops.watchlists import LifecycleError, authorise_watchlist
+    from chalicelib.runtime import Runtime
+
+    try:
+        authorise_watchlist(Runtime(_settings()).tables, args.watchlist, args.by)
+    except LifecycleError as exc:
+        print(f"not authorised: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"watchlist_id": args.watchlist, "status": "authorised"}))
     return 0
 
 
@@ -170,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("--source", help="where the reference image came from")
     en.add_argument("--reason", help="why this person is on the watchlist")
     en.add_argument("--create", action="store_true", help="create the watchlist first")
+    en.add_argument("--by", default="operator", help="who enrolls (for the audit trail)")
     en.set_defaults(func=cmd_enroll)
 
     dp = sub.add_parser("deployment", help="deployments")
@@ -178,10 +193,18 @@ def build_parser() -> argparse.ArgumentParser:
     dc.add_argument("--name", required=True)
     dc.add_argument("--watchlist", required=True)
     dc.add_argument("--camera", action="append", required=True, help="repeat for more cameras")
-    dc.add_argument("--threshold", type=float)
+    dc.add_argument("--target-fpir", type=float, default=0.001,
+                    help="false alerts per passer-by to calibrate the threshold for")
+    dc.add_argument("--threshold", type=float, help="a fixed threshold instead of calibration")
+    dc.add_argument("--by", default="operator", help="who creates it (for the audit trail)")
     dc.add_argument("--place")
     dc.add_argument("--id")
     dc.set_defaults(func=cmd_deployment_create)
+
+    wa = sub.add_parser("authorise", help="authorise a draft watchlist (not by its author)")
+    wa.add_argument("--watchlist", required=True)
+    wa.add_argument("--by", required=True, help="the authorising operator")
+    wa.set_defaults(func=cmd_watchlist_authorise)
 
     gw = sub.add_parser("gateway", help="stream a video, folder or camera URL as frame batches")
     gw.add_argument("source")
@@ -193,6 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
     gw.add_argument("--first-sequence", type=int, default=0)
     gw.add_argument("--realtime", action="store_true")
     gw.set_defaults(func=cmd_gateway)
+
+    from chalicelib.batch.cli import add_commands as add_batch
+    from chalicelib.evaluation.cli import add_commands as add_eval
+
+    add_eval(sub)
+    add_batch(sub)
 
     demo = sub.add_parser("demo", help="the whole stream path end to end on a local stack")
     demo.add_argument("--out", default="demo-out")

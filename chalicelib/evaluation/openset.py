@@ -141,12 +141,14 @@ class FaceCache:
             return
         keys = [str(k) for k in z["keys"]]
         offsets = z["offsets"]
+        # Read each array once (an NpzFile re-reads an array on every access).
+        emb, det, box, sharp = z["emb"], z["det"], z["box"], z["sharp"]
+        shape, rejected, error = z["shape"], z["rejected"], z["error"]
         for i, key in enumerate(keys):
             a, b = int(offsets[i]), int(offsets[i + 1])
             self.items[key] = ImageFaces(
-                z["emb"][a:b], z["det"][a:b], z["box"][a:b], z["sharp"][a:b],
-                (int(z["shape"][i, 0]), int(z["shape"][i, 1])), int(z["rejected"][i]),
-                str(z["error"][i]),
+                emb[a:b].copy(), det[a:b].copy(), box[a:b].copy(), sharp[a:b].copy(),
+                (int(shape[i, 0]), int(shape[i, 1])), int(rejected[i]), str(error[i]),
             )
 
     def save(self) -> None:
@@ -183,7 +185,8 @@ def embed_images(
 ) -> dict[str, ImageFaces]:
     """Faces of every image (the worker's pipeline); images already in the cache are reused."""
     keys = [str(p) for p in paths]
-    todo = [k for k in dict.fromkeys(keys) if k not in cache.items]
+    resolved = {k: str(Path(k).resolve()) for k in keys}  # cache keys do not depend on the cwd
+    todo = [r for r in dict.fromkeys(resolved.values()) if r not in cache.items]
     if todo:
         bar = _progress(len(todo), "embedding", progress)
         if workers <= 1:
@@ -200,7 +203,7 @@ def embed_images(
                     bar(1)
         bar(0, close=True)
         cache.save()
-    return {k: cache.items[k] for k in keys}
+    return {k: cache.items[resolved[k]] for k in keys}
 
 
 def _progress(total: int, desc: str, enabled: bool) -> Callable[..., None]:
@@ -325,11 +328,31 @@ def _top_per_face(index: ExactIndex, f: ImageFaces) -> list[Candidate]:
     return [c[0] for c in index.search(f.embeddings, k=1) if c]
 
 
-def score_probes(split: Split, faces: dict[str, ImageFaces], index: ExactIndex) -> ProbeScores:
+LABELLED, ALL_FACES = "labelled", "all"
+
+
+def _judged(index: ExactIndex, f: ImageFaces, probe_faces: str) -> list[Candidate]:
+    """Top candidate of each face the ground truth speaks for.
+
+    labelled: only the face the folder names (the most central large face); other faces in the
+    photograph are bystanders of unknown identity (in news photographs they are often other
+    enrolled people: a correct alert on them is not a false one). all: every face, as if every
+    face in the image were the folder's person (mated) or nobody enrolled (non-mated).
+    """
+    tops = _top_per_face(index, f)
+    if probe_faces == ALL_FACES or not tops:
+        return tops
+    c = f.central()
+    return [] if c is None else [tops[c]]
+
+
+def score_probes(
+    split: Split, faces: dict[str, ImageFaces], index: ExactIndex, probe_faces: str = LABELLED
+) -> ProbeScores:
     ms, mc, ns = [], [], []
     m_none = n_none = 0
     for path, name in split.mated:
-        tops = _top_per_face(index, faces[str(path)])
+        tops = _judged(index, faces[str(path)], probe_faces)
         if not tops:
             m_none += 1
             ms.append(-np.inf)
@@ -339,7 +362,7 @@ def score_probes(split: Split, faces: dict[str, ImageFaces], index: ExactIndex) 
         ms.append(best.score)
         mc.append(best.subject_id == name)
     for path in split.nonmated:
-        tops = _top_per_face(index, faces[str(path)])
+        tops = _judged(index, faces[str(path)], probe_faces)
         if not tops:
             n_none += 1
         ns.append(max((c.score for c in tops), default=-np.inf))
@@ -366,16 +389,26 @@ def fpir_at(scores: ProbeScores, threshold: float) -> float:
     return float((ns >= threshold).mean()) if len(ns) else float("nan")
 
 
-def decide_probe(index: ExactIndex, f: ImageFaces, threshold: float) -> list[Candidate]:
-    """The worker's alert decisions for one image: `decide()` on each face's candidates."""
+def decide_probe(
+    index: ExactIndex, f: ImageFaces, threshold: float, probe_faces: str = LABELLED
+) -> tuple[list[Candidate], int]:
+    """The worker's alert decisions for one image: `decide()` on each face's candidates.
+
+    Returns the alerts on the judged faces (see _judged) and the number of alerts on the
+    others (bystanders: counted, not judged)."""
     if f.n == 0:
-        return []
-    out = []
-    for cands in index.search(f.embeddings, k=1):
+        return [], 0
+    judged = set(range(f.n)) if probe_faces == ALL_FACES else {f.central()}
+    out, other = [], 0
+    for i, cands in enumerate(index.search(f.embeddings, k=1)):
         hit = decide(cands, threshold)
-        if hit is not None:
+        if hit is None:
+            continue
+        if i in judged:
             out.append(hit)
-    return out
+        else:
+            other += 1
+    return out, other
 
 
 def det_curve(scores: ProbeScores) -> tuple[np.ndarray, np.ndarray]:
@@ -411,6 +444,7 @@ def evaluate(
     cache: FaceCache | None = None,
     identities: dict[str, list[Path]] | None = None,
     progress: bool = True,
+    probe_faces: str = LABELLED,
 ) -> EvalResult:
     from chalicelib.matching.calibration import load_stats
     from chalicelib.vision.factory import build_pipeline
@@ -425,17 +459,22 @@ def evaluate(
     cache = cache or FaceCache(model_id)
     faces = embed_images(paths, settings, cache, workers=workers, progress=progress)
     index, quality, refused = build_gallery(split, faces, model_id)
-    scores = score_probes(split, faces, index)
+    scores = score_probes(split, faces, index, probe_faces)
+    other_mode = ALL_FACES if probe_faces == LABELLED else LABELLED
+    other_scores = score_probes(split, faces, index, other_mode)
 
     threshold = threshold_for(stats, target_fpir, len(index))
     # The deployed decision, face by face, exactly as the worker takes it.
-    mated_hits = 0
+    mated_hits = bystander_alerts = false_alerts = 0
     for path, name in split.mated:
-        alerts = decide_probe(index, faces[str(path)], threshold)
+        alerts, other = decide_probe(index, faces[str(path)], threshold, probe_faces)
+        bystander_alerts += other
         if alerts and max(alerts, key=lambda c: c.score).subject_id == name:
             mated_hits += 1
-    false_alerts = sum(bool(decide_probe(index, faces[str(p)], threshold))
-                       for p in split.nonmated)
+    for path in split.nonmated:
+        alerts, other = decide_probe(index, faces[str(path)], threshold, probe_faces)
+        bystander_alerts += other
+        false_alerts += bool(alerts)
     n_m, n_n = len(split.mated), len(split.nonmated)
     report: dict[str, object] = {
         "model_id": model_id,
@@ -457,7 +496,19 @@ def evaluate(
             "measured_fpir": round(false_alerts / n_n, 6) if n_n else None,
             "false_alerts": false_alerts,
             "tpir": round(mated_hits / n_m, 6) if n_m else None,
+            "bystander_alerts": bystander_alerts,
             "stats_source": stats.get("source", {}).get("description", ""),
+        },
+        "probe_faces": probe_faces,
+        other_mode + "_faces": {
+            "rank1": round(float(other_scores.mated_correct.mean()), 6) if n_m else None,
+            "tpir_at_fpir": {
+                str(x): round(tpir_at(other_scores,
+                                      threshold_at_fpir(other_scores.nonmated_score, x)), 6)
+                for x in FPIR_POINTS
+            },
+            "calibrated_measured_fpir": round(fpir_at(other_scores, threshold), 6),
+            "calibrated_tpir": round(tpir_at(other_scores, threshold), 6),
         },
         "counts": {
             "reference_images": sum(len(v) for v in split.enrolled.values()),
@@ -483,6 +534,7 @@ def calibration_check(
     enroll: int = 1,
     repeats: int = 50,
     seed: int = 0,
+    central_only: bool = False,
 ) -> list[dict[str, object]]:
     """Measured FPIR of the calibrated threshold over many random watchlists of each size.
 
@@ -494,7 +546,7 @@ def calibration_check(
     """
     rng = np.random.default_rng(seed)
     names = sorted(identities)
-    templates, probe_rows, probe_owner = [], [], []
+    templates, probe_owner = [], []
     face_owner, face_image, face_emb = [], [], []
     for j, name in enumerate(names):
         images = identities[name]
@@ -512,22 +564,24 @@ def calibration_check(
             f = faces[str(p)]
             img = len(probe_owner)
             probe_owner.append(j)
-            for e in f.embeddings:
+            c = f.central()
+            rows = f.embeddings if not central_only else f.embeddings[[] if c is None else [c]]
+            for e in rows:
                 face_owner.append(j)
                 face_image.append(img)
                 face_emb.append(e)
-    del probe_rows
     usable = np.array([t is not None for t in templates])
     tmat = np.stack([t if t is not None else np.zeros_like(face_emb[0]) for t in templates])
     sims = np.stack(face_emb) @ tmat.T  # faces x identities
     face_image_a = np.array(face_image)
     probe_owner_a = np.array(probe_owner)
     n_images = len(probe_owner)
+    image_weight = 1.0 / np.bincount(probe_owner_a)[probe_owner_a]
     rows = []
     for size in sizes:
         if size >= len(names):
             raise ValueError(f"watchlist size {size} needs more than {len(names)} identities")
-        draws = []
+        draws, weights = [], []
         for _ in range(repeats):
             chosen = rng.choice(np.flatnonzero(usable), size=size, replace=False)
             on = np.zeros(len(names), bool)
@@ -536,14 +590,21 @@ def calibration_check(
             img_top = np.full(n_images, -np.inf)
             np.maximum.at(img_top, face_image_a, top)
             draws.append(img_top[~on[probe_owner_a]])
+            weights.append(image_weight[~on[probe_owner_a]])
         for target in targets:
             t = threshold_for(stats, target, size)
             fp = sum(int((d >= t).sum()) for d in draws)
             n = sum(len(d) for d in draws)
+            # Each off-list identity weighing the same (a passer-by is one person, however many
+            # photographs the data set happens to hold of them).
+            wfp = sum(float(w[d >= t].sum()) for d, w in zip(draws, weights, strict=True))
+            wn = sum(float(w.sum()) for w in weights)
             rows.append({
                 "target_fpir": target, "gallery_size": size, "threshold": round(t, 6),
                 "nonmated_searches": n, "false_positives": fp,
                 "measured_fpir": fp / n, "ratio": (fp / n) / target,
+                "measured_fpir_per_identity": wfp / wn,
+                "ratio_per_identity": (wfp / wn) / target,
             })
     return rows
 

@@ -1,0 +1,42 @@
+"""`lfr eval` end to end on a small slice of faces/dev (the real models, ~60 identities)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from tests.conftest import shared_data
+
+
+def run_lfr(argv: list[str]) -> int:
+    from chalicelib.evaluation.cli import add_commands
+
+    parser = argparse.ArgumentParser(prog="lfr")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+def test_eval_on_a_slice(tmp_path: Path) -> None:
+    data = shared_data("faces", "dev")
+    out, det = tmp_path / "eval.json", tmp_path / "det.png"
+    rc = run_lfr(["eval", "--data", str(data), "--limit", "60", "--seed", "0", "--enroll", "1",
+                  "--json", str(out), "--det", str(det), "--quiet",
+                  "--check-targets", "0.01", "--check-sizes", "20", "--repeats", "20"])
+    assert rc == 0
+    report = json.loads(out.read_text())
+    assert report["n_gallery"] == 30
+    assert report["n_mated"] > 0 and report["n_nonmated"] > 0
+    assert 0.9 <= report["rank1"] <= 1.0
+    assert set(report["tpir_at_fpir"]) == {"0.1", "0.01", "0.001"}
+    assert all(0.0 <= v <= 1.0 for v in report["tpir_at_fpir"].values())
+    assert report["tpir_at_fpir"]["0.1"] >= 0.85
+    cal = report["calibrated"]
+    assert set(cal) >= {"target_fpir", "threshold", "measured_fpir", "tpir"}
+    assert cal["target_fpir"] == 0.001
+    assert 0.3 < cal["threshold"] < 0.9
+    assert 0.0 <= cal["measured_fpir"] <= 0.05
+    assert cal["tpir"] >= 0.8
+    assert report["calibration_check"][0]["gallery_size"] == 20
+    assert det.exists() and det.stat().st_size > 1000
