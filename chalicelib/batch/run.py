@@ -31,11 +31,9 @@ from urllib.parse import unquote_plus
 import cv2
 import numpy as np
 
-from chalicelib.alerts.raise_alert import AlertContext, alert_id_for, raise_alert
-from chalicelib.alerts.sightings import claim_sighting
 from chalicelib.gateway import GatewayOptions, encode, iter_frames
 from chalicelib.ingest.batch_format import BatchFormatError, Frame
-from chalicelib.ingest.process import BatchOutcome, FusionPolicy, process_frames
+from chalicelib.ingest.decide import camera_context, decide_and_alert, metrics
 from chalicelib.runtime import Runtime
 from chalicelib.store import layout
 
@@ -184,39 +182,13 @@ def process_archive(rt: Runtime, bucket: str, key: str,
     if where is None:
         raise BatchFormatError(f"object key {key!r} is not under archive/<deployment>/<camera>/")
     kind = _kind(where.name)
-    tables = rt.tables
-    try:
-        deployment = tables.Deployment.get(where.deployment_id)
-    except tables.Deployment.DoesNotExist:
-        raise BatchFormatError(f"unknown deployment {where.deployment_id}") from None
-    if deployment.status != "active" or not deployment.watchlist_id:
-        raise BatchFormatError(f"deployment {deployment.deployment_id} is not active")
-    if deployment.cameras and where.camera_id not in deployment.cameras:
-        raise BatchFormatError(f"camera {where.camera_id} is not on this deployment")
-
-    index, subject_names = rt.index_cache.get(tables, deployment.watchlist_id)
-    pipeline = rt.pipeline
-    if len(index) and index.model_id != pipeline.model_id:
-        raise RuntimeError(f"watchlist model {index.model_id} != pipeline {pipeline.model_id}")
-    threshold = float(
-        deployment.threshold if deployment.threshold is not None else rt.settings.match_threshold
-    )
+    cam = camera_context(rt, where.deployment_id, where.camera_id)
     # When the footage was recorded: object metadata `recorded-at` (ISO 8601), else upload time.
     recorded = head.get("Metadata", {}).get("recorded-at")
     start = datetime.fromisoformat(recorded) if recorded else head["LastModified"]
     base = archive_sequence_base(key, head.get("ETag", ""))
-    alerts_url = rt.queue_url(rt.settings.alerts_queue)
-    sqs = rt.client("sqs")
     report = ArchiveReport(key, where.deployment_id, where.camera_id,
-                           providers=_providers(pipeline))
-
-    # The stream path's own steps, so the decisions cannot drift apart: the deployment's
-    # authorised window, track fusion, one alert per passing across chunks (sightings), counters.
-    from chalicelib.ingest.worker import _count, _in_window, metrics
-
-    s = rt.settings
-    fusion = FusionPolicy(enabled=s.track_fusion, best_k=s.track_best_k)
-
+                           providers=_providers(rt.pipeline))
     t0 = time.perf_counter()
     with tempfile.NamedTemporaryFile(suffix=PurePosixPath(where.name).suffix or ".bin") as tmp:
         s3.download_fileobj(bucket, key, tmp)
@@ -224,35 +196,17 @@ def process_archive(rt: Runtime, bucket: str, key: str,
         step = timedelta(seconds=1.0 / opts.fps)
         frame_no = 0
         for n, chunk in enumerate(_chunks(iter_jpegs(tmp.name, kind, opts), opts.chunk_frames)):
-            sequence = base + n
             frames = []
             for i, data in enumerate(chunk):
                 frames.append(Frame(i, f"{i:06d}.jpg", start + step * frame_no, data))
                 frame_no += 1
-            outcome: BatchOutcome = process_frames(
-                _in_window(iter(frames), deployment), pipeline, index, threshold,
-                s.max_frame_pixels, fusion)
-            ctx = AlertContext(
-                deployment_id=deployment.deployment_id, camera_id=where.camera_id,
-                sequence=sequence, watchlist_id=deployment.watchlist_id,
-                model_id=pipeline.model_id, threshold=threshold,
-                target_fpir=deployment.target_fpir,
-                crop_retention_days=s.crop_retention_days,
-            )
-            for m in outcome.matches:
-                alert_id = alert_id_for(ctx.deployment_id, ctx.camera_id, sequence, m.subject_id)
-                if not claim_sighting(tables, ctx.deployment_id, ctx.camera_id, m.subject_id,
-                                      alert_id, m.captured_at, s.realert_after_s):
-                    report.alerts_continued += 1  # the same passing as an alert already raised
-                    continue
-                raise_alert(tables, s3, sqs, s.evidence_bucket, alerts_url, ctx, m,
-                            subject_names.get(m.subject_id, m.subject_id))
-                report.alerts.append(alert_id)
-            _count(tables, deployment, outcome)
+            done = decide_and_alert(rt, cam, base + n, frames)
+            report.alerts += done.alerts
+            report.alerts_continued += done.continued
             report.chunks += 1
-            report.frames += outcome.frames_processed
-            report.faces_seen += outcome.faces_seen
-            log.info("chunk %d: %s", n, outcome.counts())
+            report.frames += done.outcome.frames_processed
+            report.faces_seen += done.outcome.faces_seen
+            log.info("chunk %d: %s", n, done.outcome.counts())
     report.seconds = time.perf_counter() - t0
     metrics.flush_metrics()
     return report

@@ -9,12 +9,10 @@ once per (bucket, key, etag) by powertools idempotency.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any
 from urllib.parse import unquote_plus
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import (
     BatchProcessor,
@@ -28,17 +26,13 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent_function,
 )
 
-from chalicelib.alerts.raise_alert import AlertContext, alert_id_for, raise_alert
-from chalicelib.alerts.sightings import claim_sighting
-from chalicelib.ingest.batch_format import BatchFormatError, BatchLimits, Frame, open_batch
-from chalicelib.ingest.process import BatchOutcome, FusionPolicy, process_frames
-from chalicelib.ops.deployments import in_window
+from chalicelib.ingest.batch_format import BatchFormatError, BatchLimits, open_batch
+from chalicelib.ingest.decide import camera_context, decide_and_alert, metrics
 from chalicelib.runtime import Runtime
 from chalicelib.store import layout
 from chalicelib.store.tables import idempotency_table_name
 
 logger = Logger(service="lfr-worker")
-metrics = Metrics(namespace="LiveFacialRecognition", service="lfr-worker")
 
 
 def s3_objects(body: str) -> list[dict[str, str]]:
@@ -83,80 +77,14 @@ def process_object(rt: Runtime, bucket: str, key: str) -> dict[str, Any]:
             f"manifest speaks for {manifest.deployment_id}/{manifest.camera_id} "
             f"but the object is under {where.deployment_id}/{where.camera_id}"
         )
-    tables = rt.tables
-    try:
-        deployment = tables.Deployment.get(manifest.deployment_id)
-    except tables.Deployment.DoesNotExist:
-        raise BatchFormatError(f"unknown deployment {manifest.deployment_id}") from None
-    if deployment.status != "active" or not deployment.watchlist_id:
-        raise BatchFormatError(f"deployment {deployment.deployment_id} is not active")
-    if deployment.cameras and manifest.camera_id not in deployment.cameras:
-        raise BatchFormatError(f"camera {manifest.camera_id} is not on this deployment")
-
-    index, subject_names = rt.index_cache.get(tables, deployment.watchlist_id)
-    pipeline = rt.pipeline
-    if len(index) and index.model_id != pipeline.model_id:
-        raise RuntimeError(f"watchlist model {index.model_id} != pipeline {pipeline.model_id}")
-    threshold = float(
-        deployment.threshold if deployment.threshold is not None else rt.settings.match_threshold
-    )
-    s = rt.settings
-    fusion = FusionPolicy(enabled=s.track_fusion, best_k=s.track_best_k)
-    outcome = process_frames(_in_window(frames, deployment), pipeline, index, threshold,
-                             s.max_frame_pixels, fusion)
-    ctx = AlertContext(
-        deployment_id=deployment.deployment_id,
-        camera_id=manifest.camera_id,
-        sequence=manifest.sequence,
-        watchlist_id=deployment.watchlist_id,
-        model_id=pipeline.model_id,
-        threshold=threshold,
-        target_fpir=deployment.target_fpir,
-        crop_retention_days=s.crop_retention_days,
-    )
-    alert_ids, continued = [], 0
-    for m in outcome.matches:
-        alert_id = alert_id_for(ctx.deployment_id, ctx.camera_id, ctx.sequence, m.subject_id)
-        if not claim_sighting(tables, ctx.deployment_id, ctx.camera_id, m.subject_id, alert_id,
-                              m.captured_at, s.realert_after_s):
-            continued += 1  # the same passing as an alert already raised
-            continue
-        raise_alert(tables, s3, rt.client("sqs"), s.evidence_bucket,
-                    rt.queue_url(s.alerts_queue), ctx, m,
-                    subject_names.get(m.subject_id, m.subject_id))
-        alert_ids.append(alert_id)
-    _count(tables, deployment, outcome)
+    cam = camera_context(rt, manifest.deployment_id, manifest.camera_id)
+    done = decide_and_alert(rt, cam, manifest.sequence, frames)
     # Nothing of the frames outlives their processing, matched or not.
     s3.delete_object(Bucket=bucket, Key=key)
-    summary = {"key": key, "status": "processed", "alerts": alert_ids,
-               "alerts_continued": continued, **outcome.counts()}
-    summary["timings_ms"] = {k: round(v, 1) for k, v in outcome.timings_ms.items()}
+    summary = {"key": key, "status": "processed", "alerts": done.alerts,
+               "alerts_continued": done.continued, **done.outcome.counts()}
+    summary["timings_ms"] = {k: round(v, 1) for k, v in done.outcome.timings_ms.items()}
     return summary
-
-
-def _in_window(frames: Iterator[Frame], deployment: Any) -> Iterator[Frame]:
-    """Frames captured outside the deployment's authorised window are not looked at."""
-    for f in frames:
-        yield f if in_window(deployment, f.captured_at) else replace(
-            f, data=None, problem="outside_window")
-
-
-def _count(tables: Any, deployment: Any, outcome: BatchOutcome) -> None:
-    deployment.update(
-        actions=[
-            tables.Deployment.batches.add(1),
-            tables.Deployment.frames.add(outcome.frames_processed),
-            tables.Deployment.faces_seen.add(outcome.faces_seen),
-            tables.Deployment.tracks.add(outcome.tracks),
-            tables.Deployment.frames_skipped.add(sum(outcome.frames_skipped.values())),
-            tables.Deployment.faces_rejected.add(sum(outcome.faces_rejected.values())),
-        ]
-    )
-    metrics.add_metric("FramesProcessed", MetricUnit.Count, outcome.frames_processed)
-    metrics.add_metric("FramesSkipped", MetricUnit.Count, sum(outcome.frames_skipped.values()))
-    metrics.add_metric("FacesSeen", MetricUnit.Count, outcome.faces_seen)
-    metrics.add_metric("FacesRejected", MetricUnit.Count, sum(outcome.faces_rejected.values()))
-    metrics.add_metric("Alerts", MetricUnit.Count, len(outcome.matches))
 
 
 class FramesHandler:

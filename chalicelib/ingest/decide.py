@@ -1,0 +1,113 @@
+"""From one camera's frames to alerts: the steps the stream worker and the batch job share, so
+their decisions cannot drift apart (deployment checks, the authorised window, track fusion,
+the calibrated threshold, one alert per passing across batches, counters)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from aws_lambda_powertools import Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from chalicelib.alerts.raise_alert import AlertContext, alert_id_for, raise_alert
+from chalicelib.alerts.sightings import claim_sighting
+from chalicelib.ingest.batch_format import BatchFormatError, Frame
+from chalicelib.ingest.process import BatchOutcome, FusionPolicy, process_frames
+from chalicelib.matching.index import ExactIndex
+from chalicelib.ops.deployments import in_window
+from chalicelib.runtime import Runtime
+
+metrics = Metrics(namespace="LiveFacialRecognition", service="lfr-worker")
+
+
+@dataclass
+class CameraContext:
+    """Everything needed to decide on frames of one camera of one running deployment."""
+
+    deployment: Any
+    camera_id: str
+    index: ExactIndex
+    subject_names: dict[str, str]
+    threshold: float
+
+
+@dataclass
+class Decided:
+    outcome: BatchOutcome
+    alerts: list[str] = field(default_factory=list)
+    continued: int = 0  # matches that continue an alert already raised for the same passing
+
+
+def camera_context(rt: Runtime, deployment_id: str, camera_id: str) -> CameraContext:
+    """Raises BatchFormatError (the batch is retried, then dead-lettered) when the deployment
+    is unknown, not running, or does not own the camera."""
+    tables = rt.tables
+    try:
+        deployment = tables.Deployment.get(deployment_id)
+    except tables.Deployment.DoesNotExist:
+        raise BatchFormatError(f"unknown deployment {deployment_id}") from None
+    if deployment.status != "active" or not deployment.watchlist_id:
+        raise BatchFormatError(f"deployment {deployment.deployment_id} is not active")
+    if deployment.cameras and camera_id not in deployment.cameras:
+        raise BatchFormatError(f"camera {camera_id} is not on this deployment")
+    index, subject_names = rt.index_cache.get(tables, deployment.watchlist_id)
+    if len(index) and index.model_id != rt.pipeline.model_id:
+        raise RuntimeError(f"watchlist model {index.model_id} != pipeline {rt.pipeline.model_id}")
+    threshold = float(
+        deployment.threshold if deployment.threshold is not None else rt.settings.match_threshold
+    )
+    return CameraContext(deployment, camera_id, index, subject_names, threshold)
+
+
+def decide_and_alert(rt: Runtime, cam: CameraContext, sequence: int,
+                     frames: Iterable[Frame]) -> Decided:
+    s, dep = rt.settings, cam.deployment
+    fusion = FusionPolicy(enabled=s.track_fusion, best_k=s.track_best_k)
+    outcome = process_frames(_in_window(frames, dep), rt.pipeline, cam.index, cam.threshold,
+                             s.max_frame_pixels, fusion)
+    ctx = AlertContext(
+        deployment_id=dep.deployment_id, camera_id=cam.camera_id, sequence=sequence,
+        watchlist_id=dep.watchlist_id, model_id=rt.pipeline.model_id, threshold=cam.threshold,
+        target_fpir=dep.target_fpir, crop_retention_days=s.crop_retention_days,
+    )
+    done = Decided(outcome)
+    for m in outcome.matches:
+        alert_id = alert_id_for(ctx.deployment_id, ctx.camera_id, sequence, m.subject_id)
+        if not claim_sighting(rt.tables, ctx.deployment_id, ctx.camera_id, m.subject_id,
+                              alert_id, m.captured_at, s.realert_after_s):
+            done.continued += 1
+            continue
+        raise_alert(rt.tables, rt.client("s3"), rt.client("sqs"), s.evidence_bucket,
+                    rt.queue_url(s.alerts_queue), ctx, m,
+                    cam.subject_names.get(m.subject_id, m.subject_id))
+        done.alerts.append(alert_id)
+    _count(rt.tables, dep, outcome)
+    return done
+
+
+def _in_window(frames: Iterable[Frame], deployment: Any) -> Iterator[Frame]:
+    """Frames captured outside the deployment's authorised window are not looked at."""
+    for f in frames:
+        yield f if in_window(deployment, f.captured_at) else replace(
+            f, data=None, problem="outside_window")
+
+
+def _count(tables: Any, deployment: Any, outcome: BatchOutcome) -> None:
+    """Counts only: how much was looked at, never what was in it."""
+    deployment.update(
+        actions=[
+            tables.Deployment.batches.add(1),
+            tables.Deployment.frames.add(outcome.frames_processed),
+            tables.Deployment.faces_seen.add(outcome.faces_seen),
+            tables.Deployment.tracks.add(outcome.tracks),
+            tables.Deployment.frames_skipped.add(sum(outcome.frames_skipped.values())),
+            tables.Deployment.faces_rejected.add(sum(outcome.faces_rejected.values())),
+        ]
+    )
+    metrics.add_metric("FramesProcessed", MetricUnit.Count, outcome.frames_processed)
+    metrics.add_metric("FramesSkipped", MetricUnit.Count, sum(outcome.frames_skipped.values()))
+    metrics.add_metric("FacesSeen", MetricUnit.Count, outcome.faces_seen)
+    metrics.add_metric("FacesRejected", MetricUnit.Count, sum(outcome.faces_rejected.values()))
+    metrics.add_metric("Alerts", MetricUnit.Count, len(outcome.matches))
