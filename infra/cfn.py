@@ -190,6 +190,41 @@ def topic(sp: spec_mod.Spec) -> dict[str, Any]:
         "TopicName": sp.topic, "KmsMasterKeyId": {"Ref": KEY}, "Tags": _tags(sp)}}}
 
 
+def users(sp: spec_mod.Spec) -> dict[str, Any]:
+    """Who may call the API: a Cognito user pool whose groups are the app's roles. Officers
+    carry `custom:deployments`, cameras `custom:camera` (chalicelib/auth.py reads both). Its ARN
+    is given to `chalice deploy` as LFR_COGNITO_USER_POOL_ARN, which attaches the authorizer."""
+    pool = {"Type": "AWS::Cognito::UserPool", "Properties": {
+        "UserPoolName": f"{sp.settings.prefix}-users",
+        "AdminCreateUserConfig": {"AllowAdminCreateUserOnly": True},
+        "MfaConfiguration": "ON",
+        "EnabledMfas": ["SOFTWARE_TOKEN_MFA"],
+        "Policies": {"PasswordPolicy": {"MinimumLength": 14, "RequireLowercase": True,
+                                        "RequireUppercase": True, "RequireNumbers": True,
+                                        "RequireSymbols": True}},
+        "Schema": [
+            {"Name": "deployments", "AttributeDataType": "String", "Mutable": True},
+            {"Name": "camera", "AttributeDataType": "String", "Mutable": True},
+        ],
+        "UserPoolTags": {"project": "lfr", "stage": sp.settings.stage},
+    }}
+    client = {"Type": "AWS::Cognito::UserPoolClient", "Properties": {
+        "UserPoolId": {"Ref": "UserPool"}, "ClientName": f"{sp.settings.prefix}-console",
+        "GenerateSecret": False, "IdTokenValidity": 60, "AccessTokenValidity": 60,
+        "TokenValidityUnits": {"IdToken": "minutes", "AccessToken": "minutes"},
+        "ExplicitAuthFlows": ["ALLOW_USER_SRP_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+        # Custom attributes are set by administrators only (who is assigned where).
+        "WriteAttributes": ["email"],
+        "ReadAttributes": ["email", "custom:deployments", "custom:camera"],
+    }}
+    groups = {
+        f"{role.capitalize()}Group": {"Type": "AWS::Cognito::UserPoolGroup", "Properties": {
+            "UserPoolId": {"Ref": "UserPool"}, "GroupName": role}}
+        for role in ("operator", "officer", "auditor", "camera")
+    }
+    return {"UserPool": pool, "UserPoolClient": client, **groups}
+
+
 def batch(sp: spec_mod.Spec) -> dict[str, Any]:
     """AWS Batch on GPU instances: `lfr batch` for every upload under archive/."""
     s = sp.settings
@@ -312,7 +347,8 @@ PARAMETERS = {
 
 def resources(stage: str) -> dict[str, Any]:
     sp = spec_mod.build(spec_mod.stage_settings(stage))
-    return {**kms(sp), **queues(sp), **buckets(sp), **tables(sp), **topic(sp), **batch(sp)}
+    return {**kms(sp), **queues(sp), **buckets(sp), **tables(sp), **topic(sp), **users(sp),
+            **batch(sp)}
 
 
 def outputs(stage: str) -> dict[str, Any]:
@@ -321,6 +357,8 @@ def outputs(stage: str) -> dict[str, Any]:
         "FramesQueueUrl": {"Value": {"Ref": "FramesQueue"}},
         "AlertsQueueUrl": {"Value": {"Ref": "AlertsQueue"}},
         "DeploymentTopicArn": {"Value": {"Ref": "DeploymentTopic"}},
+        "UserPoolArn": {"Value": {"Fn::GetAtt": ["UserPool", "Arn"]}},
+        "UserPoolClientId": {"Value": {"Ref": "UserPoolClient"}},
         "GpuJobQueueArn": {"Value": {"Ref": "GpuJobQueue"}},
         "BatchRepositoryUri": {"Value": {"Fn::GetAtt": ["BatchRepository", "RepositoryUri"]}},
     }
@@ -330,6 +368,9 @@ def infra_template(stage: str) -> dict[str, Any]:
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": f"lfr {stage}: everything beyond the Lambda functions",
+        # Commercial regions only: Cognito (the API's identities) is not offered in AWS China.
+        "Metadata": {"cfn-lint": {"config": {"regions": [
+            "eu-west-2", "eu-west-1", "eu-central-1", "us-east-1", "us-west-2"]}}},
         "Parameters": PARAMETERS,
         "Resources": resources(stage),
         "Outputs": outputs(stage),

@@ -63,8 +63,11 @@ class Arns:
         return any(t.name == f"{self.s.table_prefix}-{short}" for t in self.sp.tables)
 
     def app_tables(self) -> list[str]:
-        """Every table of the app but the idempotency store, and their indexes."""
-        names = [t.name for t in self.sp.tables if t.logical != "IdempotencyTable"]
+        """Every table of the app but the idempotency store and the audit trail (append-only:
+        no function may update or delete it), and their indexes."""
+        audit = f"{self.s.table_prefix}-audit"
+        names = [t.name for t in self.sp.tables
+                 if t.logical != "IdempotencyTable" and t.name != audit]
         return [self.table(n) for n in names] + [self.table(n) + "/index/*" for n in names]
 
 
@@ -131,6 +134,7 @@ def api_handler(a: Arns) -> list[dict[str, Any]]:
     s = a.s
     return [
         _stmt("AppTables", CRUD, a.app_tables()),
+        _stmt("AuditAppendAndRead", ["dynamodb:PutItem", "dynamodb:Query"], [a.t("audit")]),
         _stmt("ReferenceImages", ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"],
               [a.objects(s.evidence_bucket, "references/")]),
         _stmt("AlertCrops", ["s3:GetObject", "s3:DeleteObject"],
@@ -148,6 +152,7 @@ def retention_sweep(a: Arns) -> list[dict[str, Any]]:
     s = a.s
     return [
         _stmt("AppTables", CRUD, a.app_tables()),
+        _stmt("AppendAudit", ["dynamodb:PutItem"], [a.t("audit")]),
         _stmt("ExpireEvidence", ["s3:DeleteObject"],
               [a.objects(s.evidence_bucket, "crops/"),
                a.objects(s.evidence_bucket, "references/")]),
