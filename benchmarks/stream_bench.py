@@ -27,7 +27,7 @@ CLIP, REF = DATA / "short_hamilton_clip.mp4", DATA / "lin-manuel-miranda.png"
 def stages(args: argparse.Namespace) -> None:
     from chalicelib.gateway import GatewayOptions, encode, iter_frames
     from chalicelib.ingest.batch_format import Frame
-    from chalicelib.ingest.process import process_frames
+    from chalicelib.ingest.process import BatchOutcome, process_frames
     from chalicelib.matching.index import ExactIndex
     from chalicelib.matching.template import build_template
     from chalicelib.settings import Settings
@@ -43,19 +43,31 @@ def stages(args: argparse.Namespace) -> None:
     now = datetime.now(UTC)
     frames = [Frame(i, f"{i}.jpg", now, encode(f, opts))
               for i, f in enumerate(iter_frames(str(CLIP), opts))]
+    # Batches as the gateway sends them; costs summed over the batches.
+    out = BatchOutcome()
     t0 = time.perf_counter()
-    out = process_frames(frames, pipe, index, s.match_threshold, s.max_frame_pixels)
+    for i in range(0, len(frames), args.batch_frames):
+        part = process_frames(frames[i : i + args.batch_frames], pipe, index, s.match_threshold,
+                              s.max_frame_pixels)
+        out.frames_processed += part.frames_processed
+        out.faces_seen += part.faces_seen
+        out.faces_rejected.update(part.faces_rejected)
+        out.tracks += part.tracks
+        out.faces_embedded += part.faces_embedded
+        out.timings_ms.update(part.timings_ms)
     wall = time.perf_counter() - t0
     n = out.frames_processed
-    faces = out.faces_seen - sum(out.faces_rejected.values())
-    print(f"== per-stage cost, {n} frames of {CLIP.name} at {args.fps} fps, "
+    faces = out.faces_embedded
+    print(f"== per-stage cost, {n} frames of {CLIP.name} at {args.fps} fps in batches of "
+          f"{args.batch_frames}, "
           f"onnxruntime threads={args.threads}, flip-embedding={s.embed_flip}")
     print(f"   model load (both sessions): {load_s * 1000:.0f} ms")
     for stage in ("decode", "detect", "align", "embed", "match"):
         print(f"   {stage:<7} {out.timings_ms.get(stage, 0.0) / n:7.1f} ms/frame")
     print(f"   total   {wall * 1000 / n:7.1f} ms/frame ({n / wall:.1f} frames/s on this CPU); "
-          f"{faces} faces embedded ({out.timings_ms.get('embed', 0.0) / max(faces, 1):.1f} "
-          f"ms/face), {sum(out.faces_rejected.values())} gated out")
+          f"{out.faces_seen} faces seen, {sum(out.faces_rejected.values())} gated out, "
+          f"{out.tracks} tracks, {faces} faces embedded "
+          f"({out.timings_ms.get('embed', 0.0) / max(faces, 1):.1f} ms/face)")
 
 
 def latency(args: argparse.Namespace) -> None:
@@ -65,16 +77,17 @@ def latency(args: argparse.Namespace) -> None:
     from chalicelib.local.session import local_session, wait_idle
     from chalicelib.ops.cameras import camera_upload_grant
     from chalicelib.ops.deployments import create_deployment, register_device
-    from chalicelib.ops.watchlists import create_watchlist, enroll_subject
+    from chalicelib.ops.watchlists import authorise_watchlist, create_watchlist, enroll_subject
 
     env = {"POWERTOOLS_LOG_LEVEL": "WARNING", "LFR_ONNX_THREADS": str(args.threads)}
     with local_session("bench", extra_env=env) as ls:
         rt, s = ls.rt, ls.settings
         pipe = rt.pipeline
-        wl = create_watchlist(rt.tables, "bench", pipe.model_id)
+        wl = create_watchlist(rt.tables, "bench", pipe.model_id, created_by="operator-1")
         enroll_subject(rt.tables, rt.client("s3"), s.evidence_bucket, pipe, wl,
                        "Lin-Manuel Miranda", [(str(REF), REF.read_bytes())])
-        dep = create_deployment(rt.tables, "bench", wl, ["cam-1"], s.match_threshold)
+        authorise_watchlist(rt.tables, wl, "operator-2")
+        dep = create_deployment(rt.tables, "bench", wl, ["cam-1"], target_fpir=0.001)
         register_device(rt.tables, rt.client("sns"), names.platform_app_arn(s, "gcm"), dep,
                         "officer-1", "gcm", "bench-token-1")
         grant = camera_upload_grant(rt.client("s3"), s.frames_bucket, dep, "cam-1",
