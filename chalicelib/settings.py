@@ -60,6 +60,9 @@ class Settings:
     recognizer_sha256: str = ""
     onnx_threads: int = 1
     detect_max_side: int = 960
+    # Images smaller than this (reference photos, thumbnails) are upscaled before detection:
+    # on faces/dev (seed 0, enroll 1) TPIR at FPIR 0.001 went 0.927 -> 0.946 (0.938 at 320).
+    detect_min_side: int = 448
     min_face_px: int = 32
     embed_flip: bool = True
     extra: dict[str, str] = field(default_factory=dict, compare=False)

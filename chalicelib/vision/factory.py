@@ -28,7 +28,8 @@ def recognizer_spec(s: Settings) -> ModelSpec:
 def build_pipeline(s: Settings) -> FacePipeline:
     """One onnxruntime session per model per process (cached on the settings)."""
     detector = RetinaFaceDetector.from_spec(
-        detector_spec(s), threads=s.onnx_threads, max_side=s.detect_max_side
+        detector_spec(s), threads=s.onnx_threads, max_side=s.detect_max_side,
+        min_side=s.detect_min_side,
     )
     recognizer = SFaceRecognizer.from_spec(
         recognizer_spec(s), threads=s.onnx_threads, flip=s.embed_flip
