@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import os
+import secrets
 import signal
 import sys
 import time
@@ -36,7 +37,9 @@ def cmd_local_up(args: argparse.Namespace) -> int:
         return 1
     STATE.parent.mkdir(exist_ok=True)
     server = moto_server.start(args.port, log_path=STATE.parent / "moto.log")
-    env = {**server.env(), "LFR_STAGE": args.stage}
+    # The local API verifies its own tokens (`lfr token`) and signs alert links: per-stack secrets.
+    env = {**server.env(), "LFR_STAGE": args.stage,
+           "LFR_LOCAL_AUTH_SECRET": secrets.token_hex(16), "LFR_LINK_SECRET": secrets.token_hex(16)}
     os.environ.update(env)
     resources.create_all(Settings.from_env())
     pump_log = open(STATE.parent / "pump.log", "ab")  # noqa: SIM115
@@ -47,14 +50,29 @@ def cmd_local_up(args: argparse.Namespace) -> int:
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    state = {"env": {k: env[k] for k in ("AWS_ENDPOINT_URL", "LFR_STAGE")},
+    state = {"env": {k: env[k] for k in ("AWS_ENDPOINT_URL", "LFR_STAGE",
+                                         "LFR_LOCAL_AUTH_SECRET", "LFR_LINK_SECRET")},
              "moto_pid": server.process.pid if server.process else None, "pump_pid": pump.pid}
     STATE.write_text(json.dumps(state, indent=2))
     print(f"local stack up: moto server {server.endpoint}, stage {args.stage}, "
           f"event pump pid {pump.pid} (logs in {STATE.parent}/)")
-    print("use it from a shell with:")
+    print("use it from a shell (e.g. `.venv/bin/chalice local --stage local` for the API and "
+          "the console at /console) with:")
     for k, v in {**moto_server.LOCAL_ENV, **state["env"]}.items():
         print(f"  export {k}={v}")
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """A signed token for the local API (on AWS, Cognito issues them)."""
+    from chalicelib.auth import issue_local_token
+
+    s = _settings()
+    if not s.local_auth_secret:
+        print("no LFR_LOCAL_AUTH_SECRET: tokens are for the local stack only", file=sys.stderr)
+        return 2
+    print(issue_local_token(s.local_auth_secret, args.sub, args.role, args.deployment or (),
+                            args.camera, ttl_s=args.ttl))
     return 0
 
 
@@ -200,6 +218,15 @@ def build_parser() -> argparse.ArgumentParser:
     dc.add_argument("--place")
     dc.add_argument("--id")
     dc.set_defaults(func=cmd_deployment_create)
+
+    tk = sub.add_parser("token", help="a signed token for the local API")
+    tk.add_argument("--sub", required=True, help="who (e.g. officer-1)")
+    tk.add_argument("--role", action="append", required=True,
+                    choices=["operator", "officer", "auditor", "camera"])
+    tk.add_argument("--deployment", action="append", help="an officer's deployments")
+    tk.add_argument("--camera", help="a camera's <deployment>/<camera>")
+    tk.add_argument("--ttl", type=int, default=3600)
+    tk.set_defaults(func=cmd_token)
 
     wa = sub.add_parser("authorise", help="authorise a draft watchlist (not by its author)")
     wa.add_argument("--watchlist", required=True)
