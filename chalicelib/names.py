@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 from chalicelib.clients import client
 from chalicelib.settings import Settings
@@ -35,6 +34,3 @@ def reset() -> None:
     queue_url.cache_clear()
     account_id.cache_clear()
 
-
-def sns(settings: Settings) -> Any:
-    return client("sns", settings)

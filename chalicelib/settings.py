@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 
 def _get(env: Mapping[str, str], name: str, default: str) -> str:
@@ -65,7 +65,6 @@ class Settings:
     detect_min_side: int = 448
     min_face_px: int = 32
     embed_flip: bool = True
-    extra: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def table_prefix(self) -> str:
@@ -90,7 +89,7 @@ class Settings:
         }
         casts = {f.name: f.type for f in fields(cls)}
         for f in fields(cls):
-            if f.name in values or f.name == "extra":
+            if f.name in values:
                 continue
             raw = env.get("LFR_" + f.name.upper())
             if raw is None or raw == "":
