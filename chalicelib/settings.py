@@ -48,6 +48,8 @@ class Settings:
     # Watchlists (subjects, images, embeddings) are destroyed this long after their deployment
     # ends: the policy's 24 h is the limit, sooner is allowed.
     watchlist_grace_hours: int = 1
+    # Deliveries of a queue message before SQS moves it to the dead-letter queue.
+    max_receive_count: int = 3
     # Frame batch limits (see docs/frame-batch-format.md).
     max_frames_per_batch: int = 64
     max_frame_bytes: int = 4 * 1024 * 1024

@@ -112,6 +112,12 @@ class FramesHandler:
             except BatchFormatError as exc:
                 logger.error("batch rejected", key=obj["key"], reason=str(exc))
                 metrics.add_metric("BatchesRejected", MetricUnit.Count, 1)
+                if int(record.attributes.approximate_receive_count) >= \
+                        self.rt.settings.max_receive_count:
+                    # Last try: the message goes to the DLQ with the key and the reason logged;
+                    # the frames, faces of passers-by, do not wait a day for the lifecycle rule.
+                    self.rt.client("s3").delete_object(Bucket=obj["bucket"], Key=obj["key"])
+                    logger.error("rejected batch deleted unprocessed", key=obj["key"])
                 raise
             logger.info("batch processed", **{k: v for k, v in result.items() if k != "alerts"},
                         alerts=len(result.get("alerts", [])))

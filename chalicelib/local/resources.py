@@ -15,7 +15,7 @@ from chalicelib.store import layout
 from chalicelib.store.tables import idempotency_table_name, tables
 
 # Lambda retries a failing record this often before SQS moves it to the dead-letter queue.
-MAX_RECEIVE_COUNT = 3
+MAX_RECEIVE_COUNT = Settings.max_receive_count
 FRAMES_VISIBILITY_S = 120  # > the worker's timeout, as AWS requires for an event source mapping
 ALERTS_VISIBILITY_S = 30
 

@@ -187,6 +187,9 @@ def test_malformed_manifest_is_retried_then_dead_lettered(scenario_factory, loca
     assert len(rejected) >= 2, "retried before dead-lettering"
     assert all("sequence" in x["reason"] and "captured_at" in x["reason"] for x in rejected)
     assert sc.alerts() == []
+    # After the last try the frames are deleted, not left for the lifecycle rule.
+    assert log_records(caplog, "rejected batch deleted unprocessed")
+    assert key not in all_keys(rt.client("s3"), rt.settings.frames_bucket)
 
 
 def test_deployment_topic_fires_and_a_removed_subject_stops_matching_at_once(
