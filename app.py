@@ -76,10 +76,15 @@ def health():  # type: ignore[no-untyped-def]
     return {"status": "ok", "stage": _S.stage}
 
 
+@functools.cache
+def _console_page() -> str:
+    return CONSOLE.read_text()
+
+
 @app.route("/console")
 def console():  # type: ignore[no-untyped-def]
     # The page shell holds no data; every call it makes carries the officer's token.
-    return Response(CONSOLE.read_text(), headers={"Content-Type": "text/html; charset=utf-8"})
+    return Response(_console_page(), headers={"Content-Type": "text/html; charset=utf-8"})
 
 
 @app.route("/watchlists", methods=["POST"], authorizer=AUTH)

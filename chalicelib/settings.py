@@ -21,14 +21,15 @@ class Settings:
     region: str = "eu-west-2"
     # None on AWS; http://127.0.0.1:PORT for moto server, http://localhost:4566 for LocalStack.
     endpoint_url: str | None = None
-    # Names of everything the app talks to. One prefix per stage keeps stages apart in one account.
-    prefix: str = "lfr-dev"
-    frames_bucket: str = "lfr-dev-frames"
-    evidence_bucket: str = "lfr-dev-evidence"
-    frames_queue: str = "lfr-dev-frames"
-    alerts_queue: str = "lfr-dev-alerts"
-    deployment_topic: str = "lfr-dev-deployments"
-    push_platform_app: str = "lfr-dev-officers"
+    # Names of everything the app talks to. One prefix per stage keeps stages apart in one
+    # account: empty means lfr-<stage>, and each name empty means <prefix>-<suffix> below.
+    prefix: str = ""
+    frames_bucket: str = ""
+    evidence_bucket: str = ""
+    frames_queue: str = ""
+    alerts_queue: str = ""
+    deployment_topic: str = ""
+    push_platform_app: str = ""
     # Decision (replaced by per-deployment calibration later): cosine similarity to alert at.
     match_threshold: float = 0.5
     # A subject seen again on the same camera within this many seconds of its last sighting
@@ -68,36 +69,42 @@ class Settings:
     min_face_px: int = 32
     embed_flip: bool = True
 
+    def __post_init__(self) -> None:
+        if not self.prefix:
+            object.__setattr__(self, "prefix", f"lfr-{self.stage}")
+        for name, suffix in _DERIVED_NAMES.items():
+            if not getattr(self, name):
+                object.__setattr__(self, name, f"{self.prefix}-{suffix}")
+
     @property
     def table_prefix(self) -> str:
         return self.prefix
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """AWS's own variables for region and endpoint; LFR_<FIELD> for every other field."""
         env = os.environ if env is None else env
-        stage = _get(env, "LFR_STAGE", "dev")
-        prefix = _get(env, "LFR_PREFIX", f"lfr-{stage}")
         values: dict[str, object] = {
-            "stage": stage,
-            "prefix": prefix,
+            "stage": _get(env, "LFR_STAGE", "dev"),
             "region": _get(env, "AWS_REGION", _get(env, "AWS_DEFAULT_REGION", "eu-west-2")),
             "endpoint_url": env.get("AWS_ENDPOINT_URL") or None,
-            "frames_bucket": _get(env, "LFR_FRAMES_BUCKET", f"{prefix}-frames"),
-            "evidence_bucket": _get(env, "LFR_EVIDENCE_BUCKET", f"{prefix}-evidence"),
-            "frames_queue": _get(env, "LFR_FRAMES_QUEUE", f"{prefix}-frames"),
-            "alerts_queue": _get(env, "LFR_ALERTS_QUEUE", f"{prefix}-alerts"),
-            "deployment_topic": _get(env, "LFR_DEPLOYMENT_TOPIC", f"{prefix}-deployments"),
-            "push_platform_app": _get(env, "LFR_PUSH_PLATFORM_APP", f"{prefix}-officers"),
         }
-        casts = {f.name: f.type for f in fields(cls)}
         for f in fields(cls):
-            if f.name in values:
-                continue
             raw = env.get("LFR_" + f.name.upper())
-            if raw is None or raw == "":
+            if f.name in values or raw is None or raw == "":
                 continue
-            values[f.name] = _cast(casts[f.name], raw, f.name)
+            values[f.name] = _cast(f.type, raw, f.name)
         return cls(**values)  # type: ignore[arg-type]
+
+
+_DERIVED_NAMES = {
+    "frames_bucket": "frames",
+    "evidence_bucket": "evidence",
+    "frames_queue": "frames",
+    "alerts_queue": "alerts",
+    "deployment_topic": "deployments",
+    "push_platform_app": "officers",
+}
 
 
 def _cast(type_name: object, raw: str, name: str) -> object:
