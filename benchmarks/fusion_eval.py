@@ -8,7 +8,9 @@ run the worker's own code (ingest/process.py) and differ only in FusionPolicy.en
   per-frame: every face is decided on its own, an alert if any face of the sequence matches;
   fused:     faces are tracked, each track's best 3 faces are fused and decided once.
 
-    .venv/bin/python benchmarks/fusion_eval.py [--gallery 150] [--threshold 0.5]
+    .venv/bin/python benchmarks/fusion_eval.py [--gallery 150] [--threshold T]
+
+T defaults to the fixed fallback threshold of Settings (match_threshold).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ def sequence_frames(paths: list[Path]) -> list[bytes]:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--gallery", type=int, default=150)
-    ap.add_argument("--threshold", type=float, default=0.5)
+    ap.add_argument("--threshold", type=float, default=None)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     if not DEV.exists():
@@ -56,6 +58,8 @@ def main() -> int:
     from chalicelib.vision.factory import build_pipeline
 
     s = Settings()
+    if args.threshold is None:
+        args.threshold = s.match_threshold
     pipe = build_pipeline(s)
     people = {p.name: sorted(p.glob("*.jpg")) for p in sorted(DEV.iterdir()) if p.is_dir()}
     names = sorted(people)

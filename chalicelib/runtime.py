@@ -43,10 +43,9 @@ class Runtime:
     @functools.cached_property
     def model_id(self) -> str:
         """The recognizer's id without loading it (routes that only label watchlists)."""
-        from chalicelib.vision.embed import model_id_for
-        from chalicelib.vision.factory import recognizer_spec
+        from chalicelib.vision.factory import embedding_id
 
-        return model_id_for(recognizer_spec(self.settings))
+        return embedding_id(self.settings)
 
     def queue_url(self, name: str) -> str:
         return names.queue_url(self.settings, name)

@@ -30,8 +30,10 @@ class Settings:
     alerts_queue: str = ""
     deployment_topic: str = ""
     push_platform_app: str = ""
-    # Decision (replaced by per-deployment calibration later): cosine similarity to alert at.
-    match_threshold: float = 0.5
+    # Fixed cosine threshold for scores on centred embeddings, used only where no calibrated
+    # one is given (a deployment always records its own). 0.44 keeps the per-comparison false
+    # match rate of the uncentred 0.5 it replaces (~2 in a million, shipped impostor model).
+    match_threshold: float = 0.44
     # A subject seen again on the same camera within this many seconds of its last sighting
     # continues the alert already raised (one alert per person passing, not one per batch).
     realert_after_s: int = 60
@@ -67,7 +69,12 @@ class Settings:
     # on faces/dev (seed 0, enroll 1) TPIR at FPIR 0.001 went 0.927 -> 0.946 (0.938 at 320).
     detect_min_side: int = 448
     min_face_px: int = 32
+    mirror_landmarks: bool = True
     embed_flip: bool = True
+    # Subtract the background centre of the embedding space (chalicelib.matching.centre);
+    # an empty path means the centre shipped with the recognizer.
+    embed_centre: bool = True
+    embed_centre_path: str = ""
 
     def __post_init__(self) -> None:
         if not self.prefix:

@@ -60,6 +60,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     cal.add_argument("--out", type=Path, default=None,
                      help="stats JSON to write (default: calibration-<model id>.json)")
     cal.add_argument("--description", default="", help="where the background faces came from")
+    cal.add_argument("--measure-centre", type=Path, default=None, metavar="PATH",
+                     help="first measure the embedding space's background centre on these "
+                          "faces and write it to PATH, then fit the statistics for embeddings "
+                          "centred on it (how the shipped centre was made; a new centre is a "
+                          "new embedding space: watchlists must be enrolled again)")
     _common(cal)
     cal.set_defaults(func=cmd_calibrate)
 
@@ -88,17 +93,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
         calibration_check,
         det_curve,
         evaluate,
+        pipeline_key,
         write_json,
     )
     from chalicelib.matching.calibration import load_stats
     from chalicelib.settings import Settings
-    from chalicelib.vision.factory import build_pipeline
+    from chalicelib.vision.factory import embedding_id
 
     settings = Settings.from_env()
-    model_id = build_pipeline(settings).model_id
+    model_id = embedding_id(settings)
     stats = load_stats(model_id, args.stats)
     identities = _identities(args, args.data)
-    cache = FaceCache(model_id, args.cache)
+    cache = FaceCache(model_id, args.cache, pipeline_key(settings))
     result = evaluate(
         args.data, seed=args.seed, enroll=args.enroll, watchlist_size=args.watchlist_size,
         target_fpir=args.target_fpir, settings=settings, stats=stats, workers=args.workers,
@@ -155,17 +161,26 @@ def _print_eval(report: dict, det_path: Path) -> None:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
+    import dataclasses
+
     import numpy as np
 
-    from chalicelib.evaluation.openset import FaceCache, calibration_check, embed_images
+    from chalicelib.evaluation.openset import (
+        FaceCache,
+        calibration_check,
+        embed_images,
+        pipeline_key,
+    )
     from chalicelib.matching.calibration import fit_impostor_model, thresholds_table
     from chalicelib.settings import Settings
-    from chalicelib.vision.factory import build_pipeline
+    from chalicelib.vision.factory import embedding_id
 
     settings = Settings.from_env()
-    model_id = build_pipeline(settings).model_id
+    if args.measure_centre:
+        settings = dataclasses.replace(settings, embed_centre=False)
+    model_id = embedding_id(settings)
     identities = _identities(args, args.background)
-    cache = FaceCache(model_id, args.cache)
+    cache = FaceCache(model_id, args.cache, pipeline_key(settings))
     paths = [p for v in identities.values() for p in v]
     faces = embed_images(paths, settings, cache, workers=args.workers, progress=not args.quiet)
     embs, labels = [], []
@@ -188,10 +203,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         "n_identities": len(names),
         "n_images": len(paths),
         "n_faces_used": len(embs),
-        "face_choice": "the most central large face passing the quality gate, one per image",
+        "face_choice": "the most central large face, one per image, where it passed the "
+                       "quality gate",
         "identities_sha256": hashlib.sha256("\n".join(names).encode()).hexdigest(),
         "identities": names,
     }
+    if args.measure_centre:
+        model_id, faces, embs = _measure_centre(args.measure_centre, model_id, embs, labels,
+                                                faces, source)
     stats = fit_impostor_model(np.stack(embs), labels, model_id=model_id, source=source)
     out = args.out or Path(f"calibration-{model_id}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -212,3 +231,25 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                   f"per identity ratio {row['ratio_per_identity']:.2f}")
     print(f"wrote {out}")
     return 0
+
+
+def _measure_centre(
+    path: Path, base_id: str, embs: list, labels: list[str], faces: dict, source: dict
+) -> tuple[str, dict, list]:
+    """Measure and write the centre; return the centred embedding space's id and faces."""
+    import dataclasses
+
+    import numpy as np
+
+    from chalicelib.matching.centre import centre_document, centre_from_document, measure_centre
+    from chalicelib.vision.embed import centred_id, l2_normalize
+
+    doc = centre_document(measure_centre(np.stack(embs), labels), base_id,
+                          {k: v for k, v in source.items() if k != "identities"})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    centre = centre_from_document(doc, base_id)  # exactly the numbers the pipeline will load
+    print(f"embedding centre of {source['n_identities']} identities written to {path}")
+    centred = {k: dataclasses.replace(f, embeddings=l2_normalize(f.embeddings - centre))
+               if f.n else f for k, f in faces.items()}
+    return centred_id(base_id, centre), centred, list(l2_normalize(np.stack(embs) - centre))

@@ -57,6 +57,7 @@ class ImageFaces:
     shape: tuple[int, int]  # (height, width) of the image
     rejected: int = 0  # faces the quality gate refused
     error: str = ""  # why the image could not be read, if it could not
+    refused_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
 
     @property
     def n(self) -> int:
@@ -65,19 +66,23 @@ class ImageFaces:
     def central(self) -> int | None:
         """The most central large face: what an operator means by 'the face in this photo'.
 
-        Among faces at least half as large (area) as the largest, the one whose centre is
-        nearest the image centre.
+        Among all detected faces at least half as large (area) as the largest, the one whose
+        centre is nearest the image centre. Chosen before the quality gate: when the gate kept
+        that face out, the image has no usable labelled face (None), rather than a bystander
+        standing in for the person the folder names.
         """
         if self.n == 0:
             return None
-        wh = self.boxes[:, 2:4] - self.boxes[:, 0:2]
+        boxes = np.concatenate([self.boxes, self.refused_boxes.reshape(-1, 4)])
+        wh = boxes[:, 2:4] - boxes[:, 0:2]
         area = wh[:, 0] * wh[:, 1]
         large = area >= 0.5 * area.max()
         h, w = self.shape
-        centre = (self.boxes[:, 0:2] + self.boxes[:, 2:4]) / 2
+        centre = (boxes[:, 0:2] + boxes[:, 2:4]) / 2
         dist = np.hypot((centre[:, 0] - w / 2) / max(w, 1), (centre[:, 1] - h / 2) / max(h, 1))
         dist = np.where(large, dist, np.inf)
-        return int(np.argmin(dist))
+        i = int(np.argmin(dist))
+        return i if i < self.n else None
 
     def quality(self, i: int) -> float:
         side = float(min(self.boxes[i, 2] - self.boxes[i, 0], self.boxes[i, 3] - self.boxes[i, 1]))
@@ -122,14 +127,24 @@ def _analyse_path(path: str) -> tuple[str, ImageFaces]:
         sharpness=np.array([sharpness(f.crop) for f in faces], dtype=np.float32),
         shape=(int(image.shape[0]), int(image.shape[1])),
         rejected=int(sum(analysis.rejected.values())),
+        refused_boxes=np.array([d.box[:4] for d in analysis.refused],
+                               dtype=np.float32).reshape(-1, 4),
     )
 
 
-class FaceCache:
-    """Faces per image path for one recognizer; optionally persisted as .npz between runs."""
+def pipeline_key(s: Settings) -> str:
+    """What, besides the embedding space, changes the faces an image gives."""
+    return (f"min_side={s.detect_min_side},max_side={s.detect_max_side},"
+            f"mirror={s.mirror_landmarks},flip={s.embed_flip},min_face={s.min_face_px}")
 
-    def __init__(self, model_id: str, path: Path | None = None) -> None:
+
+class FaceCache:
+    """Faces per image path for one recognizer and pipeline configuration; optionally
+    persisted as .npz between runs (a file written under another configuration is ignored)."""
+
+    def __init__(self, model_id: str, path: Path | None = None, key: str = "") -> None:
         self.model_id = model_id
+        self.key = key
         self.path = path
         self.items: dict[str, ImageFaces] = {}
         if path is not None and path.exists():
@@ -137,18 +152,23 @@ class FaceCache:
 
     def _load(self, path: Path) -> None:
         z = np.load(path, allow_pickle=False)
-        if str(z["model_id"]) != self.model_id:
+        if str(z["model_id"]) != self.model_id or "key" not in z or str(z["key"]) != self.key:
             return
         keys = [str(k) for k in z["keys"]]
         offsets = z["offsets"]
         # Read each array once (an NpzFile re-reads an array on every access).
         emb, det, box, sharp = z["emb"], z["det"], z["box"], z["sharp"]
         shape, rejected, error = z["shape"], z["rejected"], z["error"]
+        if "rbox" not in z:
+            return  # written before refused faces were kept: embed again
+        rbox, roff = z["rbox"], z["roffsets"]
         for i, key in enumerate(keys):
             a, b = int(offsets[i]), int(offsets[i + 1])
+            ra, rb = int(roff[i]), int(roff[i + 1])
             self.items[key] = ImageFaces(
                 emb[a:b].copy(), det[a:b].copy(), box[a:b].copy(), sharp[a:b].copy(),
                 (int(shape[i, 0]), int(shape[i, 1])), int(rejected[i]), str(error[i]),
+                rbox[ra:rb].copy(),
             )
 
     def save(self) -> None:
@@ -163,6 +183,7 @@ class FaceCache:
         np.savez(
             tmp,
             model_id=np.array(self.model_id),
+            key=np.array(self.key),
             keys=np.array(keys),
             offsets=offsets,
             emb=np.concatenate([f.embeddings.reshape(-1, dim) for f in faces]).astype(np.float32),
@@ -172,6 +193,9 @@ class FaceCache:
             shape=np.array([f.shape for f in faces], dtype=np.int32).reshape(-1, 2),
             rejected=np.array([f.rejected for f in faces], dtype=np.int32),
             error=np.array([f.error for f in faces]),
+            roffsets=np.cumsum([0] + [len(f.refused_boxes) for f in faces]),
+            rbox=np.concatenate([f.refused_boxes.reshape(-1, 4) for f in faces]).astype(
+                np.float32),
         )
         tmp.replace(self.path)
 
@@ -184,6 +208,8 @@ def embed_images(
     progress: bool = True,
 ) -> dict[str, ImageFaces]:
     """Faces of every image (the worker's pipeline); images already in the cache are reused."""
+    if cache.key != pipeline_key(settings):
+        raise ValueError(f"face cache made for {cache.key!r}, not {pipeline_key(settings)!r}")
     keys = [str(p) for p in paths]
     resolved = {k: str(Path(k).resolve()) for k in keys}  # cache keys do not depend on the cwd
     todo = [r for r in dict.fromkeys(resolved.values()) if r not in cache.items]
@@ -456,7 +482,7 @@ def evaluate(
     split = make_split(identities, seed, enroll, watchlist_size)
     paths = [p for refs in split.enrolled.values() for p in refs]
     paths += [p for p, _ in split.mated] + list(split.nonmated)
-    cache = cache or FaceCache(model_id)
+    cache = cache or FaceCache(model_id, key=pipeline_key(settings))
     faces = embed_images(paths, settings, cache, workers=workers, progress=progress)
     index, quality, refused = build_gallery(split, faces, model_id)
     scores = score_probes(split, faces, index, probe_faces)

@@ -287,8 +287,8 @@ def fit_impostor_model(
         "n_probe_faces": int(n),
         "n_identities": int(labels.max() + 1),
         "n_impostor_scores": int(total),
-        "score": "cosine similarity of L2-normalised embeddings (flip-summed as the pipeline "
-                 "embeds), probe face vs single-image gallery entry of another identity",
+        "score": "cosine similarity of the pipeline's embeddings (flip-summed, centred, "
+                 "L2-normalised), probe face vs single-image gallery entry of another identity",
         "probes": {
             "levels": [float(x) for x in lv],
             "quantiles": [[round(float(x), 5) for x in row] for row in quantiles],

@@ -15,6 +15,8 @@ _STEPS = (8, 16, 32)
 _ANCHOR_SIZES = ((16, 32), (64, 128), (256, 512))
 _VARIANCE_CENTRE, _VARIANCE_SIZE = 0.1, 0.2
 _ALIGN = 32  # the largest stride: padding to it keeps every feature map exact
+# Landmark order in a mirror image: the right eye becomes the left one, and so on.
+_MIRROR_ORDER = [1, 0, 2, 4, 3]
 
 
 def make_priors(height: int, width: int) -> np.ndarray:
@@ -88,15 +90,22 @@ class RetinaFaceDetector:
             self._priors[key] = make_priors(height, width)
         return self._priors[key]
 
-    def _prepare(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def input_scale(self, height: int, width: int) -> float:
+        """The factor an image of this size is resized by before the network sees it."""
+        if self.min_side and max(height, width) < self.min_side:
+            return self.min_side / max(height, width)
+        return min(1.0, self.max_side / max(height, width))
+
+    def _prepare(
+        self, image_bgr: np.ndarray, scale: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         if image_bgr.ndim == 2:
             image_bgr = cv2.cvtColor(image_bgr, cv2.COLOR_GRAY2BGR)
         elif image_bgr.shape[2] == 4:
             image_bgr = cv2.cvtColor(image_bgr, cv2.COLOR_BGRA2BGR)
         h, w = image_bgr.shape[:2]
-        scale = min(1.0, self.max_side / max(h, w))
-        if self.min_side and max(h, w) < self.min_side:
-            scale = self.min_side / max(h, w)
+        if scale is None:
+            scale = self.input_scale(h, w)
         if scale != 1.0:
             size = (max(1, round(w * scale)), max(1, round(h * scale)))
             interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
@@ -110,11 +119,12 @@ class RetinaFaceDetector:
         # Actual per-axis scale (after rounding) so boxes map back exactly.
         return blob, np.array([rw / w, rh / h], dtype=np.float32)
 
-    def detect(self, image_bgr: np.ndarray) -> list[Detection]:
+    def detect(self, image_bgr: np.ndarray, scale: float | None = None) -> list[Detection]:
+        """Faces in the image; `scale` overrides the resize factor chosen from its size."""
         h, w = image_bgr.shape[:2]
         if h == 0 or w == 0:
             return []
-        blob, scale = self._prepare(image_bgr)
+        blob, scale = self._prepare(image_bgr, scale)
         loc, conf, landms = self.session.run(self._output_names, {self._input_name: blob})
         all_priors = self._priors_for(blob.shape[2], blob.shape[3])
         if len(all_priors) != loc.shape[1]:
@@ -147,3 +157,43 @@ class RetinaFaceDetector:
             )
             for i in range(len(keep))
         ]
+
+    def mirrored_landmarks(self, image_bgr: np.ndarray, det: Detection) -> np.ndarray | None:
+        """The face's five landmarks found again in the mirror image of a crop around it,
+        mapped back to image coordinates (None when the mirror pass does not find it).
+
+        Averaging them with the first pass's landmarks cancels part of the detector's
+        left-right bias and noise, which steadies the alignment the recognizer depends on. The
+        crop (twice the face box) is resized by the factor the whole image was, so the face is
+        seen at the same size; it costs one small detector run per face.
+        """
+        h, w = image_bgr.shape[:2]
+        x1, y1, x2, y2 = (float(v) for v in det.box[:4])
+        half = max(x2 - x1, y2 - y1)
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+        xa, ya = max(0, int(cx - half)), max(0, int(cy - half))
+        xb, yb = min(w, int(np.ceil(cx + half))), min(h, int(np.ceil(cy + half)))
+        if xb - xa < 8 or yb - ya < 8:
+            return None
+        crop = np.ascontiguousarray(image_bgr[ya:yb, xa:xb, ...][:, ::-1])
+        cw = xb - xa
+        found = self.detect(crop, scale=self.input_scale(h, w))
+        if not found:
+            return None
+        want = np.array([cw - (x2 - xa), y1 - ya, cw - (x1 - xa), y2 - ya], dtype=np.float32)
+        ious = [_iou(d.box, want) for d in found]
+        best = int(np.argmax(ious))
+        if ious[best] < 0.5:
+            return None
+        points = found[best].landmarks.reshape(5, 2)[_MIRROR_ORDER].astype(np.float32)
+        points[:, 0] = cw - points[:, 0] + xa
+        points[:, 1] += ya
+        return points
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0

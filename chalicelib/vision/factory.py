@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
+
 from chalicelib.settings import Settings
 from chalicelib.vision.detect import RetinaFaceDetector
-from chalicelib.vision.embed import SFaceRecognizer
+from chalicelib.vision.embed import SFaceRecognizer, model_id_for
 from chalicelib.vision.models import ModelSpec, default_detector_spec, default_recognizer_spec
 from chalicelib.vision.pipeline import FacePipeline
 from chalicelib.vision.quality import QualityPolicy
@@ -24,6 +26,21 @@ def recognizer_spec(s: Settings) -> ModelSpec:
     return default_recognizer_spec()
 
 
+@functools.lru_cache(maxsize=4)
+def embedding_centre(s: Settings) -> np.ndarray | None:
+    """The background centre subtracted from every embedding (None when switched off)."""
+    if not s.embed_centre:
+        return None
+    from chalicelib.matching.centre import load_centre
+
+    return load_centre(model_id_for(recognizer_spec(s)), s.embed_centre_path or None)
+
+
+def embedding_id(s: Settings) -> str:
+    """The id of the embedding space (model file and centre) without loading the model."""
+    return model_id_for(recognizer_spec(s), embedding_centre(s))
+
+
 @functools.lru_cache(maxsize=2)
 def build_pipeline(s: Settings) -> FacePipeline:
     """One onnxruntime session per model per process (cached on the settings)."""
@@ -32,6 +49,8 @@ def build_pipeline(s: Settings) -> FacePipeline:
         min_side=s.detect_min_side,
     )
     recognizer = SFaceRecognizer.from_spec(
-        recognizer_spec(s), threads=s.onnx_threads, flip=s.embed_flip
+        recognizer_spec(s), threads=s.onnx_threads, flip=s.embed_flip,
+        centre=embedding_centre(s),
     )
-    return FacePipeline(detector, recognizer, QualityPolicy(min_face_px=s.min_face_px))
+    return FacePipeline(detector, recognizer, QualityPolicy(min_face_px=s.min_face_px),
+                        mirror_landmarks=s.mirror_landmarks)

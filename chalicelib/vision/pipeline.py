@@ -47,6 +47,7 @@ class FrameAnalysis:
     faces: list[FaceObservation]
     rejected: dict[str, int] = field(default_factory=dict)  # quality reason -> count
     timings_ms: dict[str, float] = field(default_factory=dict)  # "detect", "align", "embed"
+    refused: list[Detection] = field(default_factory=list)  # the faces the gate kept out
 
 
 @dataclass
@@ -54,15 +55,23 @@ class GatedFrame:
     faces: list[GatedFace]
     rejected: dict[str, int]
     timings_ms: dict[str, float]
+    refused: list[Detection] = field(default_factory=list)
 
 
 class FacePipeline:
     def __init__(
-        self, detector: RetinaFaceDetector, recognizer: SFaceRecognizer, policy: QualityPolicy
+        self,
+        detector: RetinaFaceDetector,
+        recognizer: SFaceRecognizer,
+        policy: QualityPolicy,
+        mirror_landmarks: bool = False,
     ) -> None:
         self.detector = detector
         self.recognizer = recognizer
         self.policy = policy
+        # Average each gated face's landmarks with those of a mirror pass (see
+        # RetinaFaceDetector.mirrored_landmarks) and align again from them.
+        self.mirror_landmarks = mirror_landmarks
 
     @property
     def model_id(self) -> str:
@@ -74,16 +83,31 @@ class FacePipeline:
         detections = self.detector.detect(image_bgr)
         t1 = time.perf_counter()
         kept: list[GatedFace] = []
+        refused: list[Detection] = []
         rejected: dict[str, int] = {}
         for det in detections:
             crop = align_face(image_bgr, det.landmarks)
             reason = assess(image_bgr, det, crop, self.policy)
             if reason is None:
+                if self.mirror_landmarks:
+                    det, crop = self._steadied(image_bgr, det, crop)
                 kept.append(GatedFace(det, crop, face_quality(det, crop)))
             else:
                 rejected[reason] = rejected.get(reason, 0) + 1
+                refused.append(det)
         t2 = time.perf_counter()
-        return GatedFrame(kept, rejected, {"detect": (t1 - t0) * 1e3, "align": (t2 - t1) * 1e3})
+        timings = {"detect": (t1 - t0) * 1e3, "align": (t2 - t1) * 1e3}
+        return GatedFrame(kept, rejected, timings, refused)
+
+    def _steadied(
+        self, image_bgr: np.ndarray, det: Detection, crop: np.ndarray
+    ) -> tuple[Detection, np.ndarray]:
+        mirrored = self.detector.mirrored_landmarks(image_bgr, det)
+        if mirrored is None:
+            return det, crop
+        points = (det.landmarks.reshape(5, 2) + mirrored) / 2
+        det = Detection(det.box, det.score, points.astype(np.float32))
+        return det, align_face(image_bgr, det.landmarks)
 
     def embed(self, crops: list[np.ndarray]) -> np.ndarray:
         return self.recognizer.embed(crops)
@@ -109,5 +133,5 @@ class FacePipeline:
             # Batch cost shared out by face count (per-face cost is flat on CPU).
             timings = {**frame.timings_ms, "embed": embed_ms * n / len(crops) if crops else 0.0}
             offset += n
-            results.append(FrameAnalysis(faces, frame.rejected, timings))
+            results.append(FrameAnalysis(faces, frame.rejected, timings, frame.refused))
         return results

@@ -298,6 +298,23 @@ def test_flipped_image_same_identity(detector, recognizer) -> None:
         assert float(fa @ fb) >= 0.85, rel
 
 
+@needs_data
+def test_mirror_pass_finds_the_same_landmarks_in_order(detector: RetinaFaceDetector) -> None:
+    for rel in SINGLE_FACE:
+        image = _read(rel)
+        det = _face(detector, image)[0]
+        mirrored = detector.mirrored_landmarks(image, det)
+        assert mirrored is not None, rel
+        first = det.landmarks.reshape(5, 2)
+        eyes = float(np.linalg.norm(first[0] - first[1]))
+        # Same points in the same order: a left-right swap would be off by a whole eye distance.
+        assert np.linalg.norm(mirrored - first, axis=1).max() < 0.25 * eyes, rel
+        assert mirrored[0, 0] < mirrored[1, 0] and mirrored[3, 0] < mirrored[4, 0], rel
+    blank = np.full((200, 200, 3), 127, np.uint8)
+    nothing = Detection(np.array([50, 50, 150, 150], np.float32), 0.9, np.zeros((5, 2), np.float32))
+    assert detector.mirrored_landmarks(blank, nothing) is None
+
+
 # --- quality ------------------------------------------------------------------------------
 
 
