@@ -62,7 +62,7 @@ def stages(args: argparse.Namespace) -> None:
           f"{args.batch_frames}, "
           f"onnxruntime threads={args.threads}, flip-embedding={s.embed_flip}")
     print(f"   model load (both sessions): {load_s * 1000:.0f} ms")
-    for stage in ("decode", "detect", "align", "embed", "match"):
+    for stage in ("decode", "detect", "mirror", "align", "embed", "match"):
         print(f"   {stage:<7} {out.timings_ms.get(stage, 0.0) / n:7.1f} ms/frame")
     print(f"   total   {wall * 1000 / n:7.1f} ms/frame ({n / wall:.1f} frames/s on this CPU); "
           f"{out.faces_seen} faces seen, {sum(out.faces_rejected.values())} gated out, "
