@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from .models import ModelSpec, load_model_bytes, make_session
+from .track import iou
 from .types import Detection
 
 _MEAN_BGR = np.array([104.0, 117.0, 123.0], dtype=np.float32)
@@ -181,7 +182,7 @@ class RetinaFaceDetector:
         if not found:
             return None
         want = np.array([cw - (x2 - xa), y1 - ya, cw - (x1 - xa), y2 - ya], dtype=np.float32)
-        ious = [_iou(d.box, want) for d in found]
+        ious = [iou(d.box, want) for d in found]
         best = int(np.argmax(ious))
         if ious[best] < 0.5:
             return None
@@ -190,10 +191,3 @@ class RetinaFaceDetector:
         points[:, 1] += ya
         return points
 
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0

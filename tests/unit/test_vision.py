@@ -32,6 +32,7 @@ from chalicelib.vision.models import (
 )
 from chalicelib.vision.pipeline import FacePipeline, decode_jpeg
 from chalicelib.vision.quality import QualityPolicy, assess
+from chalicelib.vision.track import iou
 from chalicelib.vision.types import Detection
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -63,14 +64,6 @@ def _jpeg(image: np.ndarray, quality: int = 90) -> bytes:
     ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     assert ok
     return buf.tobytes()
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
 
 
 @pytest.fixture(scope="module")
@@ -226,7 +219,7 @@ def test_crowd_recall(detector: RetinaFaceDetector) -> None:
         assert abs(len(dets) - len(truth)) <= max(1, round(0.2 * len(truth))), name
         scores = [d.score for d in dets]
         assert scores == sorted(scores, reverse=True)
-        found += sum(max((_iou(t, d.box) for d in dets), default=0.0) >= 0.4 for t in truth)
+        found += sum(max((iou(t, d.box) for d in dets), default=0.0) >= 0.4 for t in truth)
         total += len(truth)
     assert found / total >= 0.85
 
@@ -238,8 +231,8 @@ def test_downscaled_input_maps_back_to_source_pixels(detector: RetinaFaceDetecto
     full, reduced = detector.detect(image), small.detect(image)
     assert len(full) == len(reduced) > 0
     for det in full:
-        best = max(reduced, key=lambda r: _iou(det.box, r.box))
-        assert _iou(det.box, best.box) > 0.7
+        best = max(reduced, key=lambda r: iou(det.box, r.box))
+        assert iou(det.box, best.box) > 0.7
         assert np.abs(det.landmarks - best.landmarks).max() < 0.1 * det.width
 
 
