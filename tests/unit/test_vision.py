@@ -357,7 +357,7 @@ def test_pipeline_analyze(detector, recognizer) -> None:
     assert len(single.faces) == 1
     face = single.faces[0]
     assert face.crop.shape == (112, 112, 3) and face.embedding.shape == (128,)
-    assert set(single.timings_ms) == {"detect", "align", "embed"}
+    assert set(single.timings_ms) == {"detect", "mirror", "align", "embed"}
 
     many = pipeline.analyze_many(frames)
     assert [len(r.faces) for r in many] == [1, 3]
