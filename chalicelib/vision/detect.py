@@ -190,4 +190,3 @@ class RetinaFaceDetector:
         points[:, 0] = cw - points[:, 0] + xa
         points[:, 1] += ya
         return points
-
