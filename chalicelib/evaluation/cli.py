@@ -7,6 +7,10 @@ import hashlib
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from chalicelib.settings import Settings
 
 SUBSETS = {
     "all": None,
@@ -209,7 +213,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         "identities": names,
     }
     if args.measure_centre:
-        model_id, faces, embs = _measure_centre(args.measure_centre, model_id, embs, labels,
+        model_id, faces, embs = _measure_centre(args.measure_centre, settings, embs, labels,
                                                 faces, source)
     stats = fit_impostor_model(np.stack(embs), labels, model_id=model_id, source=source)
     out = args.out or Path(f"calibration-{model_id}.json")
@@ -235,7 +239,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def _measure_centre(
-    path: Path, base_id: str, embs: list, labels: list[str], faces: dict, source: dict
+    path: Path, settings: Settings, embs: list, labels: list[str], faces: dict, source: dict
 ) -> tuple[str, dict, list]:
     """Measure and write the centre; return the centred embedding space's id and faces."""
     import dataclasses
@@ -243,14 +247,17 @@ def _measure_centre(
     import numpy as np
 
     from chalicelib.matching.centre import centre_document, centre_from_document, measure_centre
-    from chalicelib.vision.embed import centred_id, l2_normalize
+    from chalicelib.vision.embed import l2_normalize, model_id_for
+    from chalicelib.vision.factory import recognizer_spec, space_with
 
-    doc = centre_document(measure_centre(np.stack(embs), labels), base_id,
+    file_id = model_id_for(recognizer_spec(settings))
+    doc = centre_document(measure_centre(np.stack(embs), labels), file_id,
                           {k: v for k, v in source.items() if k != "identities"})
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=1) + "\n")
-    centre = centre_from_document(doc, base_id)  # exactly the numbers the pipeline will load
+    centre = centre_from_document(doc, file_id)  # exactly the numbers the pipeline will load
     print(f"embedding centre of {source['n_identities']} identities written to {path}")
     centred = {k: dataclasses.replace(f, embeddings=l2_normalize(f.embeddings - centre))
                if f.n else f for k, f in faces.items()}
-    return centred_id(base_id, centre), centred, list(l2_normalize(np.stack(embs) - centre))
+    space = space_with(settings, centre)
+    return space, centred, list(l2_normalize(np.stack(embs) - centre))

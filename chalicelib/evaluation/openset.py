@@ -133,9 +133,8 @@ def _analyse_path(path: str) -> tuple[str, ImageFaces]:
 
 
 def pipeline_key(s: Settings) -> str:
-    """What, besides the embedding space, changes the faces an image gives."""
-    return (f"min_side={s.detect_min_side},max_side={s.detect_max_side},"
-            f"mirror={s.mirror_landmarks},flip={s.embed_flip},min_face={s.min_face_px}")
+    """What, besides the embedding space, changes the faces an image gives: the gate."""
+    return f"min_face={s.min_face_px}"
 
 
 class FaceCache:

@@ -20,17 +20,22 @@ MODEL_NAME = "sface-2021dec-int8bq"
 _MAX_BATCH = 64  # bounds peak memory on crowded frames; batching buys nothing more on CPU
 
 
-def model_id_for(spec: ModelSpec, centre: np.ndarray | None = None) -> str:
-    """Embeddings are only comparable from the same file and the same centre (see
-    chalicelib.matching.centre): the id carries the hash of both."""
-    return centred_id(f"{MODEL_NAME}-{spec.sha256.lower()[:12]}", centre)
+def model_id_for(spec: ModelSpec) -> str:
+    """The recognizer file's id: embeddings are only comparable from the same file."""
+    return f"{MODEL_NAME}-{spec.sha256.lower()[:12]}"
 
 
-def centred_id(base_id: str, centre: np.ndarray | None) -> str:
-    if centre is None:
-        return base_id
-    digest = hashlib.sha256(np.asarray(centre, dtype="<f4").tobytes()).hexdigest()
-    return f"{base_id}-c{digest[:8]}"
+def space_id(file_id: str, centre: np.ndarray | None = None, config: str = "") -> str:
+    """The embedding space's id: the recognizer file, the centre subtracted from its output
+    (chalicelib.matching.centre) and the configuration of the steps before it (detection
+    scale, landmarks, flip-sum). Templates and impostor statistics belong to one space: a
+    watchlist or a calibration from another one is refused, never silently compared."""
+    out = file_id
+    if centre is not None:
+        out += "-c" + hashlib.sha256(np.asarray(centre, dtype="<f4").tobytes()).hexdigest()[:8]
+    if config:
+        out += "-p" + hashlib.sha256(config.encode()).hexdigest()[:6]
+    return out
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
@@ -56,10 +61,11 @@ class SFaceRecognizer:
     @classmethod
     def from_spec(
         cls, spec: ModelSpec, threads: int = 1, flip: bool = True,
-        centre: np.ndarray | None = None,
+        centre: np.ndarray | None = None, model_id: str = "",
     ) -> SFaceRecognizer:
+        """`model_id` names the embedding space (see space_id); by default the file and centre."""
         model = make_batch_dynamic(fix_quantized_graph(load_model_bytes(spec)))
-        model_id = model_id_for(spec, centre)
+        model_id = model_id or space_id(model_id_for(spec), centre)
         return cls(make_session(model, threads=threads), model_id, flip=flip, centre=centre)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ import numpy as np
 
 from chalicelib.settings import Settings
 from chalicelib.vision.detect import RetinaFaceDetector
-from chalicelib.vision.embed import SFaceRecognizer, model_id_for
+from chalicelib.vision.embed import SFaceRecognizer, model_id_for, space_id
 from chalicelib.vision.models import ModelSpec, default_detector_spec, default_recognizer_spec
 from chalicelib.vision.pipeline import FacePipeline
 from chalicelib.vision.quality import QualityPolicy
@@ -36,9 +36,19 @@ def embedding_centre(s: Settings) -> np.ndarray | None:
     return load_centre(model_id_for(recognizer_spec(s)), s.embed_centre_path or None)
 
 
+def embedding_config(s: Settings) -> str:
+    """The settings that shape each face's embedding before the recognizer sees it."""
+    return (f"min_side={s.detect_min_side},max_side={s.detect_max_side},"
+            f"mirror={s.mirror_landmarks},flip={s.embed_flip}")
+
+
+def space_with(s: Settings, centre: np.ndarray | None) -> str:
+    return space_id(model_id_for(recognizer_spec(s)), centre, embedding_config(s))
+
+
 def embedding_id(s: Settings) -> str:
-    """The id of the embedding space (model file and centre) without loading the model."""
-    return model_id_for(recognizer_spec(s), embedding_centre(s))
+    """The id of the embedding space these settings make, without loading the model."""
+    return space_with(s, embedding_centre(s))
 
 
 @functools.lru_cache(maxsize=2)
@@ -50,7 +60,7 @@ def build_pipeline(s: Settings) -> FacePipeline:
     )
     recognizer = SFaceRecognizer.from_spec(
         recognizer_spec(s), threads=s.onnx_threads, flip=s.embed_flip,
-        centre=embedding_centre(s),
+        centre=embedding_centre(s), model_id=embedding_id(s),
     )
     return FacePipeline(detector, recognizer, QualityPolicy(min_face_px=s.min_face_px),
                         mirror_landmarks=s.mirror_landmarks)

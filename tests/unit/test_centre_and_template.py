@@ -16,7 +16,7 @@ from chalicelib.matching.centre import (
     measure_centre,
 )
 from chalicelib.matching.template import EnrollmentError, build_template
-from chalicelib.vision.embed import SFaceRecognizer, centred_id, model_id_for
+from chalicelib.vision.embed import SFaceRecognizer, model_id_for, space_id
 from chalicelib.vision.models import default_recognizer_spec
 from chalicelib.vision.pipeline import FaceObservation, FrameAnalysis
 from chalicelib.vision.types import Detection
@@ -46,14 +46,27 @@ def test_centre_document_round_trip_and_wrong_model(tmp_path: Path) -> None:
         load_centre("model-x", tmp_path / "missing.json")
 
 
-def test_embedding_space_id_carries_the_centre() -> None:
-    spec = default_recognizer_spec()
-    base = model_id_for(spec)
+def test_embedding_space_id_carries_the_centre_and_the_configuration() -> None:
+    import dataclasses
+
+    from chalicelib.settings import Settings
+    from chalicelib.vision.factory import embedding_id
+
+    base = model_id_for(default_recognizer_spec())
     c1, c2 = np.full(128, 0.1, np.float32), np.full(128, 0.2, np.float32)
-    assert model_id_for(spec, None) == base
-    assert model_id_for(spec, c1).startswith(base + "-c")
-    assert model_id_for(spec, c1) != model_id_for(spec, c2)
-    assert model_id_for(spec, c1) == centred_id(base, c1.copy())
+    assert space_id(base) == base
+    assert space_id(base, c1).startswith(base + "-c")
+    assert space_id(base, c1) != space_id(base, c2)
+    assert space_id(base, c1, "mirror=True") != space_id(base, c1, "mirror=False")
+    # Shipped defaults name the space the shipped statistics were measured in; any setting
+    # that changes the embeddings names another, for which there are none.
+    s = Settings()
+    shipped = embedding_id(s)
+    assert (Path(__file__).parents[2] / "chalicelib/matching/stats" / f"{shipped}.json").exists()
+    for change in ({"mirror_landmarks": False}, {"embed_flip": False}, {"detect_min_side": 320},
+                   {"embed_centre": False}):
+        assert embedding_id(dataclasses.replace(s, **change)) != shipped, change
+    assert embedding_id(dataclasses.replace(s, min_face_px=40)) == shipped  # the gate only
 
 
 class _Out:
@@ -134,17 +147,18 @@ def test_labelled_face_is_chosen_before_the_gate() -> None:
 
 def test_measured_centre_names_the_space_the_pipeline_will_load(tmp_path: Path) -> None:
     from chalicelib.evaluation.cli import _measure_centre
+    from chalicelib.settings import Settings
+    from chalicelib.vision.factory import embedding_id
 
     rng = np.random.default_rng(0)
     embs = [_unit(list(v)) for v in rng.normal(size=(6, 128)) + 1.0]
     faces = {"a.jpg": ImageFaces(np.stack(embs[:3]), np.ones(3), np.zeros((3, 4)), np.ones(3),
                                  (10, 10))}
-    base = model_id_for(default_recognizer_spec())
     path = tmp_path / "centre.json"
     space, centred_faces, centred = _measure_centre(
-        path, base, embs, ["A", "A", "B", "B", "C", "C"], faces, {"n_identities": 3})
-    loaded = load_centre(base, path)
-    assert space == model_id_for(default_recognizer_spec(), loaded)
+        path, Settings(), embs, ["A", "A", "B", "B", "C", "C"], faces, {"n_identities": 3})
+    loaded = load_centre(model_id_for(default_recognizer_spec()), path)
+    assert space == embedding_id(Settings(embed_centre_path=str(path)))
     expected = (embs[0:3] - loaded) / np.linalg.norm(embs[0:3] - loaded, axis=1, keepdims=True)
     assert np.allclose(centred_faces["a.jpg"].embeddings, expected, atol=1e-6)
     assert np.allclose(centred[0], expected[0], atol=1e-6)
