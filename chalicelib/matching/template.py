@@ -10,7 +10,6 @@ import numpy as np
 
 from chalicelib.vision.pipeline import FacePipeline
 from chalicelib.vision.quality import sharpness
-from chalicelib.vision.types import Detection
 
 # A reference face at least this many pixels on its shorter side, and at least this sharp
 # (variance of the Laplacian of the aligned 112x112 crop), loses nothing for its size or blur.
@@ -65,10 +64,6 @@ def decode_image(data: bytes, label: str) -> np.ndarray:
     return image
 
 
-def _area(d: Detection) -> float:
-    return float(max(d.box[2] - d.box[0], 0) * max(d.box[3] - d.box[1], 0))
-
-
 def build_template(pipeline: FacePipeline, images: list[tuple[str, bytes]]) -> Template:
     """Template from each image's single face, with a quality per reference image.
 
@@ -89,7 +84,8 @@ def build_template(pipeline: FacePipeline, images: list[tuple[str, bytes]]) -> T
             why = ", ".join(sorted(analysis.rejected)) or "no face detected"
             raise EnrollmentError(f"{label}: no usable face ({why})")
         face = analysis.faces[0]
-        if any(_area(d) > _area(face.detection) for d in analysis.refused):
+        area = face.detection.width * face.detection.height
+        if any(d.width * d.height > area for d in analysis.refused):
             # The photo's main face failed the gate: the usable one is someone in the background.
             why = ", ".join(sorted(analysis.rejected))
             raise EnrollmentError(f"{label}: the main face is not usable ({why}); "
