@@ -46,7 +46,7 @@ class FaceObservation:
 class FrameAnalysis:
     faces: list[FaceObservation]
     rejected: dict[str, int] = field(default_factory=dict)  # quality reason -> count
-    timings_ms: dict[str, float] = field(default_factory=dict)  # "detect", "align", "embed"
+    timings_ms: dict[str, float] = field(default_factory=dict)  # ms per stage
     refused: list[Detection] = field(default_factory=list)  # the faces the gate kept out
 
 
