@@ -1,73 +1,154 @@
 """Stream-path benchmark (not a test): prints figures, asserts nothing.
 
-1. Per-stage milliseconds per frame (decode, detect, align, embed, match) of the worker's own
-   processing code over the clip, as the gateway would sample it.
+1. Cost: frames per CPU-second of the worker's own processing (ingest/process.py, tracks
+   carried from batch to batch as the worker carries them) over short_hamilton_clip.mp4 as the
+   gateway samples it, at several settings, each in a fresh process: CPU time is getrusage of
+   the whole process (all threads), not wall time. `--baseline REV` measures the same clip with
+   the code of git revision REV (a temporary worktree) in the same run, for the ratio.
 2. Capture -> push latency on the local stack: the clip streamed in real time through the
    gateway, S3 (moto server), the frames queue, the worker, the alerts queue and the notifier,
-   until the push reaches a registered phone endpoint.
+   until the push reaches a registered phone endpoint; p50/p95 and the stage breakdown.
 
 Needs ../shared/data/video (internal test data); says so and exits when absent.
-    .venv/bin/python benchmarks/stream_bench.py [--fps 5] [--batch-frames 5] [--threads 1]
+    .venv/bin/python benchmarks/stream_bench.py [--baseline 24f8138] [--fps 5] [--batch-frames 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
+import json
 import os
+import resource
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
-from datetime import UTC, datetime
+from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "video"
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "video"
 CLIP, REF = DATA / "short_hamilton_clip.mp4", DATA / "lin-manuel-miranda.png"
+STAGES = ("decode", "detect", "region", "mirror", "align", "embed", "match")
+# name -> settings; the deployed stage sets LFR_ONNX_THREADS=2 (.chalice/config.json).
+CONFIGS = {
+    "per-frame (every frame detected, every face decided)":
+        {"LFR_ONNX_THREADS": "2", "LFR_TRACK_FUSION": "false", "LFR_KEY_INTERVAL_S": "0"},
+    "deployed (2 threads)": {"LFR_ONNX_THREADS": "2"},
+    "1 thread": {"LFR_ONNX_THREADS": "1"},
+    "2 threads, spinning on": {"LFR_ONNX_THREADS": "2", "LFR_ONNX_SPINNING": "true"},
+    "no continuity (each batch alone)": {"LFR_ONNX_THREADS": "2", "LFR_TRACK_CONTINUITY": "false"},
+}
+BASELINE_CONFIGS = {"deployed (2 threads)": {"LFR_ONNX_THREADS": "2"},
+                    "1 thread": {"LFR_ONNX_THREADS": "1"}}
 
 
-def stages(args: argparse.Namespace) -> None:
+def cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def measure(env: dict[str, str], fps: float, batch_frames: int) -> dict[str, object]:
+    """One configuration in this process (whatever chalicelib is importable: this tree's or a
+    baseline's). Only stable interfaces are used, so that older revisions run it too."""
     from chalicelib.gateway import GatewayOptions, encode, iter_frames
+    from chalicelib.ingest import process
     from chalicelib.ingest.batch_format import Frame
-    from chalicelib.ingest.process import BatchOutcome, process_frames
     from chalicelib.matching.index import ExactIndex
     from chalicelib.matching.template import build_template
     from chalicelib.settings import Settings
     from chalicelib.vision.factory import build_pipeline
 
-    s = Settings.from_env({"LFR_ONNX_THREADS": str(args.threads)})
-    t0 = time.perf_counter()
+    s = Settings.from_env(env)
+    c0 = cpu_s()
     pipe = build_pipeline(s)
-    load_s = time.perf_counter() - t0
+    load_cpu = cpu_s() - c0
     template = build_template(pipe, [(str(REF), REF.read_bytes())])
     index = ExactIndex(["lmm"], template.embedding[None, :], pipe.model_id)
-    opts = GatewayOptions(fps=args.fps)
-    now = datetime.now(UTC)
-    frames = [Frame(i, f"{i}.jpg", now, encode(f, opts))
+    opts = GatewayOptions(fps=fps)
+    t0 = datetime.now(UTC)
+    frames = [Frame(i, f"{i:06d}.jpg", t0 + timedelta(seconds=i / fps), encode(f, opts))
               for i, f in enumerate(iter_frames(str(CLIP), opts))]
-    # Batches as the gateway sends them; costs summed over the batches.
-    out = BatchOutcome()
-    t0 = time.perf_counter()
-    for i in range(0, len(frames), args.batch_frames):
-        part = process_frames(frames[i : i + args.batch_frames], pipe, index, s.match_threshold,
-                              s.max_frame_pixels)
-        out.frames_processed += part.frames_processed
-        out.faces_seen += part.faces_seen
-        out.faces_rejected.update(part.faces_rejected)
-        out.tracks += part.tracks
-        out.faces_embedded += part.faces_embedded
-        out.timings_ms.update(part.timings_ms)
-    wall = time.perf_counter() - t0
-    n = out.frames_processed
-    faces = out.faces_embedded
-    print(f"== per-stage cost, {n} frames of {CLIP.name} at {args.fps} fps in batches of "
-          f"{args.batch_frames}, "
-          f"onnxruntime threads={args.threads}, flip-embedding={s.embed_flip}")
-    print(f"   model load (both sessions): {load_s * 1000:.0f} ms")
-    for stage in ("decode", "detect", "mirror", "align", "embed", "match"):
-        print(f"   {stage:<7} {out.timings_ms.get(stage, 0.0) / n:7.1f} ms/frame")
-    print(f"   total   {wall * 1000 / n:7.1f} ms/frame ({n / wall:.1f} frames/s on this CPU); "
-          f"{out.faces_seen} faces seen, {sum(out.faces_rejected.values())} gated out, "
-          f"{out.tracks} tracks, {faces} faces embedded "
-          f"({out.timings_ms.get('embed', 0.0) / max(faces, 1):.1f} ms/face)")
+    try:
+        from chalicelib.ingest.decide import fusion_policy
+
+        fusion = fusion_policy(s)
+    except ImportError:  # revisions before continuity
+        fusion = process.FusionPolicy(enabled=s.track_fusion, best_k=s.track_best_k)
+    carries = "carried" in inspect.signature(process.process_frames).parameters
+    carried = None
+    counts: Counter[str] = Counter()
+    timings: Counter[str] = Counter()
+    matched: list[tuple[int, str, float]] = []
+    c0, w0 = cpu_s(), time.perf_counter()
+    for n, i in enumerate(range(0, len(frames), batch_frames)):
+        part = [Frame(j, f.name, f.captured_at, f.data)
+                for j, f in enumerate(frames[i : i + batch_frames])]
+        args = (part, pipe, index, s.match_threshold, s.max_frame_pixels, fusion)
+        out = process.process_frames(*args, carried=carried) if carries else \
+            process.process_frames(*args)
+        if carries and getattr(s, "track_continuity", False):
+            carried = out.carry
+        counts.update({k: v for k, v in out.counts().items() if isinstance(v, int)})
+        timings.update(out.timings_ms)
+        matched += [(n, m.subject_id, round(m.score, 3)) for m in out.matches]
+    cpu, wall = cpu_s() - c0, time.perf_counter() - w0
+    frames_n = counts["frames_processed"]
+    return {
+        "frames": frames_n, "batches": n + 1, "cpu_s": cpu, "wall_s": wall,
+        "frames_per_cpu_s": frames_n / cpu, "load_cpu_s": load_cpu,
+        "ms_per_frame": {k: timings.get(k, 0.0) / frames_n for k in STAGES},
+        "counts": dict(counts),
+        # One alert per passing: matches of one subject within the re-alert window are one.
+        "alerts": sorted({subject for _, subject, _ in matched}),
+        "batches_matched": len({b for b, _, _ in matched}),
+        "matches": matched,
+    }
+
+
+def run_measure(env: dict[str, str], args: argparse.Namespace,
+                tree: Path = ROOT) -> dict[str, object]:
+    """measure() in a fresh process, importing chalicelib from `tree`."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--measure", json.dumps(env),
+           "--fps", str(args.fps), "--batch-frames", str(args.batch_frames)]
+    penv = {**os.environ, "PYTHONPATH": str(tree), "POWERTOOLS_METRICS_DISABLED": "true"}
+    out = subprocess.run(cmd, cwd=tree, env=penv, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def cost(args: argparse.Namespace) -> None:
+    rows: list[tuple[str, dict[str, object]]] = []
+    if args.baseline:
+        with tempfile.TemporaryDirectory() as tmp:
+            tree = Path(tmp) / "baseline"
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree),
+                            args.baseline], check=True, capture_output=True)
+            try:
+                for name, env in BASELINE_CONFIGS.items():
+                    rows.append((f"baseline {args.baseline}: {name}", run_measure(env, args, tree)))
+            finally:
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
+                                str(tree)], check=False, capture_output=True)
+    for name, env in CONFIGS.items():
+        rows.append((name, run_measure(env, args)))
+    base = rows[0][1]["frames_per_cpu_s"]
+    print(f"== cost: {rows[0][1]['frames']} frames of {CLIP.name} sampled at {args.fps} fps, "
+          f"batches of {args.batch_frames}; CPU of the whole process (all threads)")
+    print(f"   {'configuration':<58} {'frames/CPU-s':>12} {'x':>6} {'load CPU-s':>10} "
+          f"{'embedded':>8} {'decisions':>9} {'keyframes':>9}  alerts (batches matched)")
+    for name, r in rows:
+        c = r["counts"]
+        print(f"   {name:<58} {r['frames_per_cpu_s']:12.1f} "
+              f"{r['frames_per_cpu_s'] / base:6.2f} {r['load_cpu_s']:10.2f} "
+              f"{c.get('faces_embedded', 0):8d} {c.get('decisions', c.get('tracks', 0)):9d} "
+              f"{c.get('keyframes', r['frames']):9d}  {r['alerts']} ({r['batches_matched']})")
+    print(f"   ms per frame by stage: {'  '.join(f'{s:>7}' for s in STAGES)}")
+    for name, r in rows:
+        ms = r["ms_per_frame"]
+        print(f"   {name[:22]:<22} {'  '.join(f'{ms.get(s, 0.0):7.2f}' for s in STAGES)}")
 
 
 def latency(args: argparse.Namespace) -> None:
@@ -79,7 +160,7 @@ def latency(args: argparse.Namespace) -> None:
     from chalicelib.ops.deployments import create_deployment, register_device
     from chalicelib.ops.watchlists import authorise_watchlist, create_watchlist, enroll_subject
 
-    env = {"POWERTOOLS_LOG_LEVEL": "WARNING", "LFR_ONNX_THREADS": str(args.threads)}
+    env = {"POWERTOOLS_LOG_LEVEL": "WARNING", "LFR_ONNX_THREADS": "2"}
     with local_session("bench", extra_env=env) as ls:
         rt, s = ls.rt, ls.settings
         pipe = rt.pipeline
@@ -92,40 +173,62 @@ def latency(args: argparse.Namespace) -> None:
                         "officer-1", "gcm", "bench-token-1")
         grant = camera_upload_grant(rt.client("s3"), s.frames_bucket, dep, "cam-1",
                                     s.max_batch_bytes)
+        opts = GatewayOptions(fps=args.fps, batch_frames=args.batch_frames, realtime=True)
         ls.pump.start()
+        c0 = cpu_s()
         try:
-            run_gateway(str(CLIP), PresignedUploader(grant), dep, "cam-1",
-                        GatewayOptions(fps=args.fps, batch_frames=args.batch_frames,
-                                       realtime=True))
+            report = run_gateway(str(CLIP), PresignedUploader(grant), dep, "cam-1", opts)
             wait_idle(rt)
         finally:
             ls.pump.stop()
-        lat = sorted(
-            (datetime.fromisoformat(p.data["pushed_at"])
-             - datetime.fromisoformat(p.data["captured_at"])).total_seconds()
-            for p in delivered_pushes(ls.endpoint))
-    print(f"== capture -> push on the local stack (moto server, event pump, 1 worker), "
-          f"real-time gateway at {args.fps} fps, {args.batch_frames} frames per batch")
-    if not lat:
+        cpu = cpu_s() - c0
+        sent = {b.sequence: b for b in report.sent}
+        alerts = {a.alert_id: a for a in rt.tables.Alert.scan()}
+        rows = []
+        for p in delivered_pushes(ls.endpoint):
+            a = alerts[p.data["alert_id"]]
+            b = sent[int(a.batch_sequence)]
+            captured = datetime.fromisoformat(p.data["captured_at"])
+            pushed = datetime.fromisoformat(p.data["pushed_at"])
+            rows.append({"total": (pushed - captured).total_seconds(),
+                         "fill": (b.sealed_at - captured).total_seconds(),
+                         "upload": (b.uploaded_at - b.sealed_at).total_seconds(),
+                         "queue+worker": (a.created_at - b.uploaded_at).total_seconds(),
+                         "alerts queue+push": (pushed - a.created_at).total_seconds()})
+    print(f"== capture -> push on the local stack (moto server, event pump: one thread per "
+          f"queue), real-time gateway at {args.fps} fps, batches of at most "
+          f"{args.batch_frames} frames or {opts.max_batch_age_s} s")
+    print(f"   process CPU while streaming: {cpu:.1f} s for {report.frames_sent} frames "
+          f"(gateway, worker, notifier and boto3 together; moto server not counted)")
+    if not rows:
         print("   no pushes arrived")
         return
-    print(f"   {len(lat)} pushes: median {statistics.median(lat):.2f} s, "
-          f"min {lat[0]:.2f} s, max {lat[-1]:.2f} s "
-          f"(includes waiting for the batch to fill: {args.batch_frames / args.fps:.1f} s)")
+    totals = sorted(r["total"] for r in rows)
+    p95 = totals[min(len(totals) - 1, int(round(0.95 * (len(totals) - 1))))]
+    print(f"   {len(rows)} pushes: p50 {statistics.median(totals):.2f} s, p95 {p95:.2f} s, "
+          f"max {totals[-1]:.2f} s")
+    print("   stage breakdown (median s): " + ", ".join(
+        f"{k} {statistics.median(r[k] for r in rows):.2f}" for k in rows[0] if k != "total"))
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--fps", type=float, default=5.0)
-    p.add_argument("--batch-frames", type=int, default=5)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--batch-frames", type=int, default=3)
+    p.add_argument("--baseline", default="", help="git revision to measure as the baseline")
+    p.add_argument("--skip-latency", action="store_true")
+    p.add_argument("--measure", help=argparse.SUPPRESS)
     args = p.parse_args()
     if not CLIP.exists() or not REF.exists():
         print(f"skipped: needs {DATA} (internal test data in ../shared/data)")
         return 0
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
-    stages(args)
-    latency(args)
+    if args.measure:
+        print(json.dumps(measure(json.loads(args.measure), args.fps, args.batch_frames)))
+        return 0
+    cost(args)
+    if not args.skip_latency:
+        latency(args)
     return 0
 
 

@@ -24,10 +24,20 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 class GatewayOptions:
     fps: float = 5.0  # frames sampled per second of footage
     batch_frames: int = 8  # a batch is sent when it holds this many frames...
-    max_batch_age_s: float = 2.0  # ...or when its first frame is this old (live sources)
+    # ...or when its first frame is this old (live sources). Bounds the capture -> push latency
+    # from below: the first frame of a batch waits this long before it is uploaded.
+    max_batch_age_s: float = 0.4
     max_side: int = 1280  # frames are downscaled to this before JPEG encoding
     jpeg_quality: int = 90
     realtime: bool = False  # pace file sources at their own frame rate, as a live camera
+
+
+@dataclass(frozen=True)
+class SentBatch:
+    sequence: int
+    frames: int
+    sealed_at: datetime  # when the batch was closed (its last frame taken)
+    uploaded_at: datetime  # when the upload returned
 
 
 @dataclass
@@ -35,6 +45,7 @@ class GatewayReport:
     frames_read: int = 0
     frames_sent: int = 0
     batches: list[str] = field(default_factory=list)
+    sent: list[SentBatch] = field(default_factory=list)
 
 
 def iter_frames(source: str, opts: GatewayOptions) -> Iterator[np.ndarray]:
@@ -121,7 +132,9 @@ def run_gateway(
         if not pending:
             return
         key = layout.batch_key(deployment_id, camera_id, sequence)
+        sealed = datetime.now(UTC)
         uploader.upload(key, pack_batch(deployment_id, camera_id, sequence, pending))
+        report.sent.append(SentBatch(sequence, len(pending), sealed, datetime.now(UTC)))
         report.batches.append(key)
         report.frames_sent += len(pending)
         pending.clear()
@@ -133,7 +146,8 @@ def run_gateway(
             opened = time.monotonic()
         # Capture time is when the gateway took the frame, as for a live camera.
         pending.append((datetime.now(UTC), encode(frame, opts)))
-        if len(pending) >= opts.batch_frames or time.monotonic() - opened > opts.max_batch_age_s:
+        if len(pending) >= opts.batch_frames or \
+                time.monotonic() - opened >= opts.max_batch_age_s - 1e-3:
             flush()
     flush()
     return report

@@ -38,7 +38,15 @@ class Settings:
     # continues the alert already raised (one alert per person passing, not one per batch).
     realert_after_s: int = 60
     track_fusion: bool = True
-    track_best_k: int = 3
+    # Faces of a track embedded and fused for its first decision; faces embedded per passing
+    # in all (a decided track is embedded again only on a clearly better view).
+    track_best_k: int = 2
+    track_max_embedded: int = 4
+    # Tracks continue across the batches of one camera (ingest/continuity.py).
+    track_continuity: bool = True
+    # Full-frame detection at most this far apart (capture time); between them the detector
+    # looks only around the tracks that still want a view. 0: every frame.
+    key_interval_s: float = 0.6
     # Auth. On AWS the Cognito authorizer verifies tokens (its user pool ARN is set at deploy);
     # locally the app verifies HS256 tokens signed with this secret. Never set it on AWS.
     cognito_user_pool_arn: str = ""
@@ -64,6 +72,8 @@ class Settings:
     recognizer_path: str = ""
     recognizer_sha256: str = ""
     onnx_threads: int = 1
+    # Let idle onnxruntime threads spin-wait (lower latency per call, ~2x the CPU at 2 threads).
+    onnx_spinning: bool = False
     detect_max_side: int = 960
     # Images smaller than this (reference photos, thumbnails) are upscaled before detection:
     # on faces/dev (seed 0, enroll 1) TPIR at FPIR 0.001 went 0.927 -> 0.946 (0.938 at 320).

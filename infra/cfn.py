@@ -262,6 +262,11 @@ def batch(sp: spec_mod.Spec) -> dict[str, Any]:
                        "dynamodb:Query"],
             "Resource": [_arn("SightingsTable"),
                          {"Fn::Sub": "${SightingsTable.Arn}/index/*"}]})
+    if "TracksTable" in names:
+        job_policy["Statement"].append({
+            "Sid": "CameraTracks", "Effect": "Allow",
+            "Action": ["dynamodb:GetItem", "dynamodb:PutItem"],
+            "Resource": [_arn("TracksTable")]})
     def role(service: str, **props: Any) -> dict[str, Any]:
         return {"Type": "AWS::IAM::Role", "Properties": {
             "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{

@@ -84,6 +84,10 @@ def _audit_and_sightings(a: Arns) -> list[dict[str, Any]]:
         out.append(_stmt("Sightings", ["dynamodb:GetItem", "dynamodb:PutItem",
                                        "dynamodb:UpdateItem", "dynamodb:Query"],
                          [a.t("sightings"), a.t("sightings") + "/index/*"]))
+    if a.has("tracks"):
+        # A camera's track state, written in one transaction with the deployment's counters.
+        out.append(_stmt("CameraTracks", ["dynamodb:GetItem", "dynamodb:PutItem"],
+                         [a.t("tracks")]))
     return out
 
 

@@ -58,3 +58,16 @@ def claim_sighting(
             if getattr(exc, "cause_response_code", None) != "ConditionalCheckFailedException":
                 raise
     return False
+
+
+def extend_sighting(tables: Tables, deployment_id: str, camera_id: str, subject_id: str,
+                    seen: datetime) -> None:
+    """A matched passing seen again (its track continued): push its last_seen forward."""
+    S = tables.Sighting
+    try:
+        S(camera_key(deployment_id, camera_id), subject_id).update(
+            actions=[S.last_seen.set(seen), S.expires_at.set(seen + _KEEP)],
+            condition=S.subject_id.exists() & (S.last_seen < seen))
+    except UpdateError as exc:
+        if getattr(exc, "cause_response_code", None) != "ConditionalCheckFailedException":
+            raise

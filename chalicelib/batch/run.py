@@ -34,6 +34,7 @@ import numpy as np
 from chalicelib.gateway import GatewayOptions, encode, iter_frames
 from chalicelib.ingest.batch_format import BatchFormatError, Frame
 from chalicelib.ingest.decide import camera_context, decide_and_alert, metrics
+from chalicelib.ingest.track_store import MemoryTrackStore
 from chalicelib.runtime import Runtime
 from chalicelib.store import layout
 
@@ -195,12 +196,15 @@ def process_archive(rt: Runtime, bucket: str, key: str,
         tmp.flush()
         step = timedelta(seconds=1.0 / opts.fps)
         frame_no = 0
+        # One process sees the whole archive in order: tracks continue from chunk to chunk in
+        # memory (the stream path keeps them in DynamoDB).
+        store = MemoryTrackStore()
         for n, chunk in enumerate(_chunks(iter_jpegs(tmp.name, kind, opts), opts.chunk_frames)):
             frames = []
             for i, data in enumerate(chunk):
                 frames.append(Frame(i, f"{i:06d}.jpg", start + step * frame_no, data))
                 frame_no += 1
-            done = decide_and_alert(rt, cam, base + n, frames)
+            done = decide_and_alert(rt, cam, base + n, frames, store=store)
             report.alerts += done.alerts
             report.alerts_continued += done.continued
             report.chunks += 1

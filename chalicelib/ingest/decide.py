@@ -4,6 +4,7 @@ the calibrated threshold, one alert per passing across batches, counters)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -12,9 +13,10 @@ from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from chalicelib.alerts.raise_alert import AlertContext, alert_id_for, raise_alert
-from chalicelib.alerts.sightings import claim_sighting
+from chalicelib.alerts.sightings import camera_key, claim_sighting, extend_sighting
 from chalicelib.ingest.batch_format import BatchFormatError, Frame
 from chalicelib.ingest.process import BatchOutcome, FusionPolicy, process_frames
+from chalicelib.ingest.track_store import DynamoTrackStore, TrackStore
 from chalicelib.matching.index import ExactIndex
 from chalicelib.ops.deployments import in_window
 from chalicelib.runtime import Runtime
@@ -38,6 +40,7 @@ class Decided:
     outcome: BatchOutcome
     alerts: list[str] = field(default_factory=list)
     continued: int = 0  # matches that continue an alert already raised for the same passing
+    already_applied: bool = False  # a retry of a batch whose state and counts had landed
 
 
 def camera_context(rt: Runtime, deployment_id: str, camera_id: str) -> CameraContext:
@@ -61,12 +64,25 @@ def camera_context(rt: Runtime, deployment_id: str, camera_id: str) -> CameraCon
     return CameraContext(deployment, camera_id, index, subject_names, threshold)
 
 
-def decide_and_alert(rt: Runtime, cam: CameraContext, sequence: int,
-                     frames: Iterable[Frame]) -> Decided:
+def fusion_policy(s: Any) -> FusionPolicy:
+    return FusionPolicy(enabled=s.track_fusion, best_k=s.track_best_k,
+                        max_embedded=s.track_max_embedded, key_interval_s=s.key_interval_s)
+
+
+def decide_and_alert(rt: Runtime, cam: CameraContext, sequence: int, frames: Iterable[Frame],
+                     batch_id: str = "", store: TrackStore | None = None) -> Decided:
+    """`batch_id` names this batch's content (object key and ETag): a batch applied once is
+    not applied again. `store` holds the camera's tracks between batches (DynamoDB)."""
     s, dep = rt.settings, cam.deployment
-    fusion = FusionPolicy(enabled=s.track_fusion, best_k=s.track_best_k)
+    continuity = s.track_continuity and s.track_fusion
+    store = store or DynamoTrackStore(rt.tables)
+    key = camera_key(dep.deployment_id, cam.camera_id)
+    now = time.time()
+    carried, version = store.load(key, now) if continuity else (None, 0)
+    if carried is not None and batch_id and batch_id in carried.applied:
+        return Decided(BatchOutcome(), already_applied=True)
     outcome = process_frames(_in_window(frames, dep), rt.pipeline, cam.index, cam.threshold,
-                             s.max_frame_pixels, fusion)
+                             s.max_frame_pixels, fusion_policy(s), carried, now)
     ctx = AlertContext(
         deployment_id=dep.deployment_id, camera_id=cam.camera_id, sequence=sequence,
         watchlist_id=dep.watchlist_id, model_id=rt.pipeline.model_id, threshold=cam.threshold,
@@ -83,7 +99,18 @@ def decide_and_alert(rt: Runtime, cam: CameraContext, sequence: int,
                     rt.queue_url(s.alerts_queue), ctx, m,
                     cam.subject_names.get(m.subject_id, m.subject_id))
         done.alerts.append(alert_id)
-    _count(rt.tables, dep, outcome)
+    for subject_id, seen in outcome.sustained:
+        # A matched passing still in view: its sighting stays fresh, so no second alert.
+        extend_sighting(rt.tables, ctx.deployment_id, ctx.camera_id, subject_id, seen)
+    counters = _counters(rt.tables, outcome)
+    if continuity:
+        if batch_id:
+            outcome.carry.applied[batch_id] = now
+        store.save(key, outcome.carry, version, now, dep, counters)
+    else:
+        dep.update(actions=counters)
+    _metrics(outcome)
+    metrics.add_metric("Alerts", MetricUnit.Count, len(done.alerts))
     return done
 
 
@@ -94,20 +121,27 @@ def _in_window(frames: Iterable[Frame], deployment: Any) -> Iterator[Frame]:
             f, data=None, problem="outside_window")
 
 
-def _count(tables: Any, deployment: Any, outcome: BatchOutcome) -> None:
+def _counters(tables: Any, outcome: BatchOutcome) -> list[Any]:
     """Counts only: how much was looked at, never what was in it."""
-    deployment.update(
-        actions=[
-            tables.Deployment.batches.add(1),
-            tables.Deployment.frames.add(outcome.frames_processed),
-            tables.Deployment.faces_seen.add(outcome.faces_seen),
-            tables.Deployment.tracks.add(outcome.tracks),
-            tables.Deployment.frames_skipped.add(sum(outcome.frames_skipped.values())),
-            tables.Deployment.faces_rejected.add(sum(outcome.faces_rejected.values())),
-        ]
-    )
+    D = tables.Deployment
+    return [
+        D.batches.add(1),
+        D.frames.add(outcome.frames_processed),
+        D.faces_seen.add(outcome.faces_seen),
+        D.tracks.add(outcome.tracks),
+        D.passings.add(outcome.passings),
+        D.faces_embedded.add(outcome.faces_embedded),
+        D.decisions.add(outcome.decisions),
+        D.frames_skipped.add(sum(outcome.frames_skipped.values())),
+        D.faces_rejected.add(sum(outcome.faces_rejected.values())),
+    ]
+
+
+def _metrics(outcome: BatchOutcome) -> None:
     metrics.add_metric("FramesProcessed", MetricUnit.Count, outcome.frames_processed)
     metrics.add_metric("FramesSkipped", MetricUnit.Count, sum(outcome.frames_skipped.values()))
     metrics.add_metric("FacesSeen", MetricUnit.Count, outcome.faces_seen)
     metrics.add_metric("FacesRejected", MetricUnit.Count, sum(outcome.faces_rejected.values()))
-    metrics.add_metric("Alerts", MetricUnit.Count, len(outcome.matches))
+    metrics.add_metric("FacesEmbedded", MetricUnit.Count, outcome.faces_embedded)
+    metrics.add_metric("Passings", MetricUnit.Count, outcome.passings)
+    metrics.add_metric("Matches", MetricUnit.Count, len(outcome.matches))

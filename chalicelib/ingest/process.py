@@ -1,11 +1,14 @@
-"""Processing of one frame batch: the pure core (no AWS). The worker wraps it with storage.
+"""Processing of one frame batch of one camera: the pure core (no AWS). The worker wraps it
+with storage.
 
-decode -> detect, align, quality gate -> link faces into tracks -> embed each track's best few
-faces -> fuse them into one embedding -> one 1:N decision per track -> best track per subject.
+decode -> detect (the whole frame every `key_interval_s`, between them only around the tracks
+that still want a view) -> align, quality gate -> link faces into tracks, continuing the tracks
+of earlier batches -> embed a track's best faces once per passing (again only on a clearly better
+view, within a budget) -> fuse -> one 1:N decision -> best track per subject.
 
 Privacy by construction: faces, crops and embeddings live only inside this function; what leaves
-it is counts, timings and the matches. A track that matches nobody is dropped the moment its
-score is known.
+it is counts, timings, the matches, and the camera's track state (ingest/continuity.py:
+geometry, times, quality and decision flags; no embedding, no pixels, no score).
 """
 
 from __future__ import annotations
@@ -19,17 +22,30 @@ from datetime import datetime
 import numpy as np
 
 from chalicelib.ingest.batch_format import Frame
+from chalicelib.ingest.continuity import CameraTracks, CarriedTrack
 from chalicelib.matching.decision import decide
 from chalicelib.matching.index import ExactIndex
 from chalicelib.vision.decode import FrameDecodeError, decode_jpeg
-from chalicelib.vision.pipeline import FacePipeline, GatedFace
-from chalicelib.vision.track import Track, TrackerPolicy, link_tracks
+from chalicelib.vision.detect import crop_around
+from chalicelib.vision.pipeline import FacePipeline, GatedFace, GatedFrame
+from chalicelib.vision.track import Track, Tracker, TrackerPolicy, link_cost, size
+from chalicelib.vision.types import Detection
 
 
 @dataclass(frozen=True)
 class FusionPolicy:
-    enabled: bool = True  # False: every face decided on its own (the per-frame baseline)
-    best_k: int = 3  # faces of a track embedded and fused, best quality first
+    enabled: bool = True  # False: every face of every frame decided on its own (the baseline)
+    best_k: int = 2  # faces of a track embedded and fused for its first decision
+    # Faces embedded per passing, all batches together; after the first decision a track is
+    # embedded again only on a view whose quality is `better_view` times the best one so far.
+    max_embedded: int = 4
+    better_view: float = 1.25
+    # Full-frame detection at most this far apart in capture time (new faces are found on
+    # these); between them the detector looks only around tracks that still want a view.
+    # 0: every frame.
+    key_interval_s: float = 0.6
+    # A region search costs about its area; past this share of the frame, detect it all.
+    max_region_share: float = 0.5
     tracker: TrackerPolicy = TrackerPolicy()
 
 
@@ -44,14 +60,19 @@ class Match:
     box: tuple[float, float, float, float]
     crop: np.ndarray  # the best face with some context, BGR, for the officer's adjudication
     track_faces: int = 1  # faces of the person in this batch
+    track_id: str = ""
 
 
-@dataclass(frozen=True)
-class _Seen:
+@dataclass
+class _View:
+    """One face of a track, enough to embed it later and show it to an officer."""
+
     frame_index: int
     captured_at: datetime
     face: GatedFace
-    context: np.ndarray
+    scale: float  # the frame's detection scale (the mirror pass must see the face as big)
+    work: np.ndarray | None = None  # the frame around the face; dropped once not a best view
+    origin: tuple[int, int] = (0, 0)
 
 
 @dataclass
@@ -59,12 +80,19 @@ class BatchOutcome:
     frames_total: int = 0
     frames_processed: int = 0
     frames_skipped: Counter[str] = field(default_factory=Counter)
+    keyframes: int = 0  # frames detected whole
     faces_seen: int = 0
     faces_rejected: Counter[str] = field(default_factory=Counter)
-    tracks: int = 0
+    tracks: int = 0  # tracks with a face in this batch
+    passings: int = 0  # of them, people first seen in this batch (not continued)
+    continued: int = 0  # tracks continued from an earlier batch
     faces_embedded: int = 0
+    decisions: int = 0
     matches: list[Match] = field(default_factory=list)
+    # (subject, last capture time) of passings that matched in an earlier batch and go on.
+    sustained: list[tuple[str, datetime]] = field(default_factory=list)
     timings_ms: Counter[str] = field(default_factory=Counter)
+    carry: CameraTracks = field(default_factory=CameraTracks)  # for the camera's next batch
 
     def counts(self) -> dict[str, object]:
         """Counts only: safe to log and to put in metrics."""
@@ -72,10 +100,14 @@ class BatchOutcome:
             "frames_total": self.frames_total,
             "frames_processed": self.frames_processed,
             "frames_skipped": dict(self.frames_skipped),
+            "keyframes": self.keyframes,
             "faces_seen": self.faces_seen,
             "faces_rejected": dict(self.faces_rejected),
             "tracks": self.tracks,
+            "passings": self.passings,
+            "continued": self.continued,
             "faces_embedded": self.faces_embedded,
+            "decisions": self.decisions,
             "matches": len(self.matches),
         }
 
@@ -87,10 +119,20 @@ def process_frames(
     threshold: float,
     max_pixels: int,
     fusion: FusionPolicy = FusionPolicy(),
+    carried: CameraTracks | None = None,
+    now: float | None = None,
 ) -> BatchOutcome:
-    """One alert per subject per batch, from the person's best track and best view."""
+    """One alert per subject per passing, from the person's best views.
+
+    `carried`: the camera's state after its earlier batches (None: this batch stands alone);
+    the state after this batch is returned in `outcome.carry`. `now`: wall clock, for expiry.
+    """
+    now = time.time() if now is None else now
+    state = (carried or CameraTracks()).pruned(now)
+    summaries = {t.tid: t for t in state.tracks} if fusion.enabled else {}
+    tracker: Tracker[_View] = Tracker(fusion.tracker, [_as_track(t) for t in summaries.values()])
     out = BatchOutcome()
-    per_frame: list[list[tuple[np.ndarray, _Seen]]] = []
+    last_key = state.last_key_t
     for frame in frames:
         out.frames_total += 1
         if frame.data is None:
@@ -103,63 +145,209 @@ def process_frames(
             out.frames_skipped[exc.reason] += 1
             continue
         out.timings_ms["decode"] += (time.perf_counter() - t0) * 1000
-        gated = pipeline.detect(image)
         out.frames_processed += 1
-        out.timings_ms.update(gated.timings_ms)
-        out.faces_rejected.update(gated.rejected)
-        out.faces_seen += len(gated.faces) + sum(gated.rejected.values())
-        per_frame.append([
-            (f.detection.box, _Seen(frame.index, frame.captured_at, f,
-                                    context_crop(image, f.detection.box)))
-            for f in gated.faces
-        ])
+        t = frame.captured_at.timestamp()
+        scale = pipeline.detector.input_scale(*image.shape[:2])
+        wanting = [tr for tr in tracker.live if t - tr.last_t <= fusion.tracker.max_gap_s
+                   and _wants_view(tr, summaries.get(tr.tid), fusion)]
+        region_area = sum((3 * size(tr.last_box)) ** 2 for tr in wanting)
+        whole = (not fusion.enabled or last_key is None or not 0 <= t - last_key
+                 < fusion.key_interval_s - 1e-3
+                 or region_area > fusion.max_region_share * image.shape[0] * image.shape[1])
+        if whole:
+            gated = pipeline.detect(image, steady=False)
+            out.keyframes += 1
+            last_key = t if last_key is None else max(last_key, t)
+            _account(out, gated)
+            views = [(f.detection.box, _view(frame, f, image, scale)) for f in gated.faces]
+            if fusion.enabled:
+                tracker.step(t, views, frame.index)
+            else:
+                for box, v in views:
+                    single: Track[_View] = Track()
+                    single.observe(t, box, v, frame.index)
+                    tracker.done.append(single)
+        else:
+            for tr in wanting:
+                gated = pipeline.detect_near(image, tr.predict(t))
+                _account(out, gated)
+                costs = [(c, f) for f in gated.faces
+                         if (c := link_cost(tr, t, f.detection.box, fusion.tracker)) is not None]
+                if costs:
+                    face = min(costs, key=lambda cf: cf[0])[1]
+                    tr.observe(t, face.detection.box, _view(frame, face, image, scale),
+                               frame.index)
+        for tr in tracker.live:
+            if tr.times and tr.times[-1] == t:
+                _keep_best(tr, fusion.best_k)
+    tracks = [tr for tr in tracker.tracks() if tr.items]
     if fusion.enabled:
-        tracks = link_tracks(per_frame, fusion.tracker)
-    else:
-        tracks = [Track([0], [seen], [box]) for faces in per_frame for box, seen in faces]
+        _link_backwards(tracks, summaries, fusion.tracker)
     out.tracks = len(tracks)
-    out.matches = _decide_tracks(tracks, pipeline, index, threshold, fusion, out)
+    out.matches = _decide_tracks(tracks, summaries, pipeline, index, threshold, fusion, out, now)
+    if fusion.enabled:
+        state.tracks = list(summaries.values())
+        state.last_key_t = last_key
+        out.carry = state
     return out
 
 
+def _account(out: BatchOutcome, gated: GatedFrame) -> None:
+    out.timings_ms.update(gated.timings_ms)
+    out.faces_rejected.update(gated.rejected)
+    out.faces_seen += len(gated.faces) + sum(gated.rejected.values())
+
+
+def _view(frame: Frame, face: GatedFace, image: np.ndarray, scale: float) -> _View:
+    x1, y1, x2, y2 = (float(v) for v in face.detection.box[:4])
+    # Room for the mirror pass (twice the face) and the officer's crop (see context_crop).
+    work, xa, ya = crop_around(image, (x1 + x2) / 2, (y1 + y2) / 2,
+                               1.1 * max(x2 - x1, y2 - y1) + 2)
+    return _View(frame.index, frame.captured_at, face, scale,
+                 None if work is None else work.copy(), (xa, ya))
+
+
+def _keep_best(track: Track[_View], k: int) -> None:
+    """Only a track's k best views keep their pixels: memory stays bounded on long tracks."""
+    best = sorted(track.items, key=lambda v: -v.face.quality)[:k]
+    for v in track.items:
+        if v.work is not None and all(v is not b for b in best):
+            v.work = None
+
+
+def _as_track(s: CarriedTrack) -> Track[_View]:
+    return Track(
+        tid=s.tid, first_t=s.first_t, last_t=s.last_t,
+        first_box=np.asarray(s.first_box, np.float32), last_box=np.asarray(s.last_box, np.float32),
+        velocity=None if s.velocity is None else np.asarray(s.velocity, np.float32),
+        carried=True,
+    )
+
+
+def _wants_view(tr: Track[_View], s: CarriedTrack | None, fusion: FusionPolicy) -> bool:
+    """Does looking for this track's face between full-frame detections buy anything?"""
+    if s is None or s.decisions == 0:
+        return True  # not decided yet: its best views are wanted
+    if s.matched or s.embedded >= fusion.max_embedded:
+        return False
+    return s.best_q * fusion.better_view <= 1.0  # a clearly better view is still possible
+
+
+def _link_backwards(tracks: list[Track[_View]], summaries: dict[str, CarriedTrack],
+                    policy: TrackerPolicy) -> None:
+    """A batch processed after a later one of the same camera: its new tracks may be the
+    beginnings of tracks already carried. Such a track takes the carried one's id (and so its
+    decision flags)."""
+    taken: set[str] = set()
+    for tr in tracks:
+        if tr.carried:
+            continue
+        later = [(c, s.tid) for s in summaries.values()
+                 if s.tid not in taken and 0 < s.first_t - tr.last_t <= policy.max_gap_s
+                 and (c := link_cost(_as_track(s), tr.last_t, tr.last_box, policy)) is not None]
+        if later:
+            tid = min(later)[1]
+            taken.add(tid)
+            s = summaries[tid]
+            s.first_t, s.first_box = tr.first_t, [float(v) for v in tr.first_box]
+            tr.tid, tr.carried = tid, True
+
+
+def _summary(tr: Track[_View], held: CarriedTrack | None, now: float) -> CarriedTrack:
+    """The carried state of a track after this batch: geometry, times and flags only."""
+    s = held or CarriedTrack(tr.tid, tr.first_t, tr.last_t, [], [], None, now)
+    s.first_t, s.last_t = min(s.first_t, tr.first_t), max(s.last_t, tr.last_t)
+    if tr.first_t <= s.first_t:
+        s.first_box = [float(v) for v in tr.first_box]
+    if tr.last_t >= s.last_t:
+        s.last_box = [float(v) for v in tr.last_box]
+    s.velocity = None if tr.velocity is None else [float(v) for v in tr.velocity]
+    s.seen_at = now
+    return s
+
+
+def _to_embed(tr: Track[_View], s: CarriedTrack, fusion: FusionPolicy) -> list[_View]:
+    ranked = sorted((v for v in tr.items if v.work is not None), key=lambda v: -v.face.quality)
+    budget = fusion.max_embedded - s.embedded
+    if s.matched or budget <= 0 or not ranked:
+        return []
+    if not fusion.enabled:
+        return ranked[:1]
+    if s.decisions == 0:
+        return ranked[: min(fusion.best_k, budget)]
+    return ranked[:1] if ranked[0].face.quality >= s.best_q * fusion.better_view else []
+
+
 def _decide_tracks(
-    tracks: list[Track[_Seen]],
+    tracks: list[Track[_View]],
+    summaries: dict[str, CarriedTrack],
     pipeline: FacePipeline,
     index: ExactIndex,
     threshold: float,
     fusion: FusionPolicy,
     out: BatchOutcome,
+    now: float,
 ) -> list[Match]:
-    if not tracks:
+    plans: list[tuple[Track[_View], CarriedTrack, list[_View]]] = []
+    for tr in tracks:
+        if tr.carried:
+            out.continued += 1
+        else:
+            out.passings += 1
+        s = _summary(tr, summaries.get(tr.tid), now)
+        if fusion.enabled:
+            summaries[s.tid] = s
+        if s.subject_id is not None:
+            out.sustained.append((s.subject_id, max(v.captured_at for v in tr.items)))
+        views = _to_embed(tr, s, fusion)
+        if views:
+            plans.append((tr, s, views))
+    if not plans:
         return []
-    chosen = [sorted(t.items, key=lambda s: -s.face.quality)[: fusion.best_k] for t in tracks]
-    crops = [s.face.crop for best in chosen for s in best]
+    t0 = time.perf_counter()
+    crops = [pipeline.steadied_crop(v.work, _shifted(v.face.detection, v.origin), v.face.crop,
+                                    v.scale)
+             for _, _, views in plans for v in views if v.work is not None]
+    out.timings_ms["mirror"] += (time.perf_counter() - t0) * 1000
     t0 = time.perf_counter()
     embeddings = pipeline.embed(crops)
     out.timings_ms["embed"] += (time.perf_counter() - t0) * 1000
     out.faces_embedded += len(crops)
     t0 = time.perf_counter()
     fused, offset = [], 0
-    for best in chosen:
-        mean = embeddings[offset : offset + len(best)].mean(axis=0)
+    for _, s, views in plans:
+        mean = embeddings[offset : offset + len(views)].mean(axis=0)
         fused.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
-        offset += len(best)
+        offset += len(views)
+        s.embedded += len(views)
+        s.decisions += 1
+        s.best_q = max(s.best_q, max(v.face.quality for v in views))
+    out.decisions += len(plans)
     results: dict[str, Match] = {}
-    for track, best, candidates in zip(tracks, chosen, index.search(np.stack(fused)), strict=True):
+    for (tr, s, views), candidates in zip(plans, index.search(np.stack(fused)), strict=True):
         top = decide(candidates, threshold)
         if top is None:
-            continue  # nobody on the watchlist: forgotten here
-        view = best[0]
+            continue  # nobody on the watchlist: the embedding and crops are forgotten here
+        s.subject_id = top.subject_id
+        view = views[0]
         held = results.get(top.subject_id)
         if held is None or top.score > held.score:
             b = view.face.detection.box
             results[top.subject_id] = Match(
                 top.subject_id, top.score, view.frame_index, view.captured_at,
-                (float(b[0]), float(b[1]), float(b[2]), float(b[3])), view.context,
-                len(track.items),
+                (float(b[0]), float(b[1]), float(b[2]), float(b[3])),
+                context_crop(view.work, _shifted(view.face.detection, view.origin).box)
+                if view.work is not None else np.zeros((1, 1, 3), np.uint8),
+                len(tr.items), tr.tid,
             )
     out.timings_ms["match"] += (time.perf_counter() - t0) * 1000
     return sorted(results.values(), key=lambda m: -m.score)
+
+
+def _shifted(det: Detection, origin: tuple[int, int]) -> Detection:
+    """The detection in the coordinates of a region whose top-left is `origin`."""
+    o = np.asarray(origin, np.float32)
+    return Detection(det.box - np.tile(o, 2), det.score, det.landmarks - o)
 
 
 def context_crop(image: np.ndarray, box: np.ndarray, margin: float = 0.6) -> np.ndarray:

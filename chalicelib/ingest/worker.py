@@ -8,6 +8,7 @@ once per (bucket, key, etag) by powertools idempotency.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 from urllib.parse import unquote_plus
@@ -60,6 +61,12 @@ def limits_of(rt: Runtime) -> BatchLimits:
     return BatchLimits(s.max_frames_per_batch, s.max_frame_bytes, s.max_batch_bytes)
 
 
+def batch_id_of(key: str, etag: str) -> str:
+    """Names a batch's content: the same bytes under the same key are the same batch (a
+    gateway that restarts and reuses a sequence sends other bytes)."""
+    return hashlib.sha256(f"{key}|{etag}".encode()).hexdigest()[:16]
+
+
 def process_object(rt: Runtime, bucket: str, key: str) -> dict[str, Any]:
     """Process one batch object; returns counts and alert ids (nothing biometric)."""
     where = layout.parse_batch_key(key)
@@ -67,7 +74,8 @@ def process_object(rt: Runtime, bucket: str, key: str) -> dict[str, Any]:
         raise BatchFormatError(f"object key {key!r} is not under frames/<deployment>/<camera>/")
     s3 = rt.client("s3")
     try:
-        data = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        got = s3.get_object(Bucket=bucket, Key=key)
+        data = got["Body"].read()
     except s3.exceptions.NoSuchKey:
         # Already processed and deleted (a late duplicate notification): nothing left to do.
         return {"key": key, "status": "gone"}
@@ -78,10 +86,12 @@ def process_object(rt: Runtime, bucket: str, key: str) -> dict[str, Any]:
             f"but the object is under {where.deployment_id}/{where.camera_id}"
         )
     cam = camera_context(rt, manifest.deployment_id, manifest.camera_id)
-    done = decide_and_alert(rt, cam, manifest.sequence, frames)
+    done = decide_and_alert(rt, cam, manifest.sequence, frames,
+                            batch_id_of(key, got.get("ETag", "")))
     # Nothing of the frames outlives their processing, matched or not.
     s3.delete_object(Bucket=bucket, Key=key)
-    summary = {"key": key, "status": "processed", "alerts": done.alerts,
+    summary = {"key": key, "status": "already applied" if done.already_applied else "processed",
+               "alerts": done.alerts,
                "alerts_continued": done.continued, **done.outcome.counts()}
     summary["timings_ms"] = {k: round(v, 1) for k, v in done.outcome.timings_ms.items()}
     return summary

@@ -3,6 +3,8 @@
 It long-polls each queue, hands the handler a Lambda-shaped SQS event, deletes the records the
 handler did not report in batchItemFailures, and leaves the failed ones to SQS: they come back
 after a short backoff and, past maxReceiveCount, SQS moves them to the dead-letter queue.
+Started in the background, each queue has its own thread, as each function has its own
+pollers on AWS: an alert is pushed while the worker is still busy with later frames.
 """
 
 from __future__ import annotations
@@ -93,38 +95,40 @@ class EventPump:
             for name, url in self._urls.items()
         }
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+        self._count = threading.Lock()
         self.invocations = 0
         self.errors = 0
 
     def poll_once(self, wait_s: int = 0) -> int:
         """One receive per mapping; returns how many messages were handed to handlers."""
-        handled = 0
-        for m in self.mappings:
-            url = self._urls[m.queue_name]
-            messages = self.sqs.receive_message(
-                QueueUrl=url,
-                MaxNumberOfMessages=m.batch_size,
-                WaitTimeSeconds=wait_s,
-                AttributeNames=["All"],
-                MessageAttributeNames=["All"],
-            ).get("Messages", [])
-            if not messages:
-                continue
-            handled += len(messages)
+        return sum(self._poll(m, wait_s) for m in self.mappings)
+
+    def _poll(self, m: Mapping, wait_s: int) -> int:
+        url = self._urls[m.queue_name]
+        messages = self.sqs.receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=m.batch_size,
+            WaitTimeSeconds=wait_s,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+        if messages:
             self._invoke(m, url, messages)
-        return handled
+        return len(messages)
 
     def _invoke(self, m: Mapping, url: str, messages: list[dict[str, Any]]) -> None:
         event = sqs_event(messages, self._arns[m.queue_name], self.settings.region)
-        self.invocations += 1
+        with self._count:
+            self.invocations += 1
         try:
             response = m.handler(event, LambdaContext(m.function_name)) or {}
             failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
         except Exception:
             log.exception("%s failed as a whole; the batch is retried", m.function_name)
             failed = {msg["MessageId"] for msg in messages}
-        self.errors += len(failed)
+        with self._count:
+            self.errors += len(failed)
         for msg in messages:
             if msg["MessageId"] in failed:
                 self.sqs.change_message_visibility(
@@ -148,22 +152,25 @@ class EventPump:
                 time.sleep(RETRY_BACKOFF_S / 2)
 
     def start(self) -> None:
-        def run() -> None:
+        def run(m: Mapping) -> None:
             while not self._stop.is_set():
                 try:
-                    if not self.poll_once(wait_s=1):
-                        time.sleep(0.05)
+                    self._poll(m, wait_s=1)  # returns as soon as a message arrives
                 except Exception:
-                    log.exception("pump poll failed")
+                    log.exception("pump poll of %s failed", m.queue_name)
                     time.sleep(1)
 
-        self._thread = threading.Thread(target=run, name="lfr-pump", daemon=True)
-        self._thread.start()
+        self._stop.clear()
+        self._threads = [threading.Thread(target=run, args=(m,), name=f"lfr-pump-{m.function_name}",
+                                          daemon=True) for m in self.mappings]
+        for t in self._threads:
+            t.start()
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=10)
+        for t in self._threads:
+            t.join(timeout=10)
+        self._threads = []
 
 
 def app_mappings(app: Any, settings: Settings) -> list[Mapping]:

@@ -17,7 +17,7 @@ def transparency_record(tables: Tables, deployment_id: str) -> dict[str, Any]:
     true_alerts = sum(1 for a in alerts if a.status == "true_alert")
     false_alerts = sum(1 for a in alerts if a.status == "false_alert")
     faces = int(dep.faces_seen or 0)
-    people = int(dep.tracks or 0)
+    people = int(dep.passings or 0)  # tracks continued across batches: one per passing
 
     def iso(v: Any) -> str | None:
         return v.isoformat() if v else None
@@ -56,7 +56,7 @@ _LABELS = [
     ("authorising_officer", "Authorised by"), ("reason", "Reason"),
     ("watchlist_size", "Watchlist size"), ("target_fpir", "Target false alert rate"),
     ("threshold", "Threshold (calibrated)"), ("faces_seen", "Faces seen"),
-    ("people_seen", "People seen (tracks)"), ("alerts", "Alerts"),
+    ("people_seen", "People seen (passings)"), ("alerts", "Alerts"),
     ("true_alerts", "True alerts"), ("false_alerts", "False alerts"),
     ("unadjudicated", "Not yet adjudicated"), ("engagements", "Engagements"),
     ("arrests", "Arrests"), ("measured_fpir", "Measured false alert rate (per person)"),

@@ -17,7 +17,7 @@ ACTOR = "retention-sweep"
 def sweep(tables: Tables, s3: Any, evidence_bucket: str, now: datetime,
           watchlist_grace: timedelta) -> dict[str, int]:
     done = {"deployments_ended": 0, "watchlists_destroyed": 0, "subjects_destroyed": 0,
-            "crops_deleted": 0, "sightings_deleted": 0}
+            "crops_deleted": 0, "sightings_deleted": 0, "track_states_deleted": 0}
     for dep in tables.Deployment.scan():
         end = dep.ended_at or dep.ends_at
         if end is None or end > now:
@@ -43,4 +43,9 @@ def sweep(tables: Tables, s3: Any, evidence_bucket: str, now: datetime,
     for sighting in S.scan(S.expires_at <= now):
         sighting.delete()
         done["sightings_deleted"] += 1
+    CT = tables.CameraTracks
+    for state in CT.scan(CT.expires_at <= now):
+        # Geometry of passers-by, kept a minute at most (the worker already ignores it).
+        state.delete()
+        done["track_states_deleted"] += 1
     return done

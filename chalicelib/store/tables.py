@@ -2,7 +2,8 @@
 
 Table names carry the stage prefix, so model classes are built per Settings by `tables()`.
 Everything about a person lives in Subject (watchlist members only) and Alert (matches only):
-no table has a row for a face that did not match.
+no table has a row for a face that did not match. CameraTracks holds, for a minute, the geometry
+of the tracks a camera's next batch continues (ingest/continuity.py: no embedding, no pixels).
 """
 
 from __future__ import annotations
@@ -103,7 +104,10 @@ class DeploymentBase(_Base):
     batches = NumberAttribute(default=0)
     frames = NumberAttribute(default=0)
     faces_seen = NumberAttribute(default=0)
-    tracks = NumberAttribute(default=0)
+    tracks = NumberAttribute(default=0)  # tracks per batch (a passing counts in each batch)
+    passings = NumberAttribute(default=0)  # people passing: tracks continued across batches
+    faces_embedded = NumberAttribute(default=0)
+    decisions = NumberAttribute(default=0)
     frames_skipped = NumberAttribute(default=0)
     faces_rejected = NumberAttribute(default=0)
 
@@ -184,6 +188,18 @@ class SightingBase(_Base):
     expires_at = TTLAttribute()
 
 
+class CameraTracksBase(_Base):
+    """One camera's open tracks (ingest/continuity.py), for its next batch. Optimistic
+    concurrency on `version`; expires a minute after the last write (the worker ignores an
+    expired item and the retention sweep deletes it: TTL purges late)."""
+
+    camera_key = UnicodeAttribute(hash_key=True)  # <deployment>#<camera>
+    version = NumberAttribute(default=0)
+    state = UnicodeAttribute()  # CameraTracks.to_json(): geometry, times, quality, flags
+    written_at = UTCDateTimeAttribute()
+    expires_at = TTLAttribute()
+
+
 class AuditBase(_Base):
     """Append-only audit trail (written with attribute_not_exists; no code path updates it)."""
 
@@ -204,11 +220,12 @@ class Tables:
     Device: type[DeviceBase]
     Alert: type[AlertBase]
     Sighting: type[SightingBase]
+    CameraTracks: type[CameraTracksBase]
     Audit: type[AuditBase]
 
     def all(self) -> list[type[Model]]:
         return [self.Watchlist, self.Subject, self.Deployment, self.Device, self.Alert,
-                self.Sighting, self.Audit]
+                self.Sighting, self.CameraTracks, self.Audit]
 
 
 def _bind(base: type[Model], table_name: str, settings: Settings) -> type[Model]:
@@ -235,6 +252,7 @@ def tables(settings: Settings) -> Tables:
         Device=_bind(DeviceBase, f"{p}-devices", settings),  # type: ignore[arg-type]
         Alert=_bind(AlertBase, f"{p}-alerts", settings),  # type: ignore[arg-type]
         Sighting=_bind(SightingBase, f"{p}-sightings", settings),  # type: ignore[arg-type]
+        CameraTracks=_bind(CameraTracksBase, f"{p}-tracks", settings),  # type: ignore[arg-type]
         Audit=_bind(AuditBase, f"{p}-audit", settings),  # type: ignore[arg-type]
     )
 

@@ -61,12 +61,13 @@ class SFaceRecognizer:
     @classmethod
     def from_spec(
         cls, spec: ModelSpec, threads: int = 1, flip: bool = True,
-        centre: np.ndarray | None = None, model_id: str = "",
+        centre: np.ndarray | None = None, model_id: str = "", spinning: bool = False,
     ) -> SFaceRecognizer:
         """`model_id` names the embedding space (see space_id); by default the file and centre."""
         model = make_batch_dynamic(fix_quantized_graph(load_model_bytes(spec)))
         model_id = model_id or space_id(model_id_for(spec), centre)
-        return cls(make_session(model, threads=threads), model_id, flip=flip, centre=centre)
+        return cls(make_session(model, threads=threads, spinning=spinning), model_id, flip=flip,
+                   centre=centre)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         outs = [

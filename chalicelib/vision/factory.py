@@ -55,11 +55,12 @@ def embedding_id(s: Settings) -> str:
 def build_pipeline(s: Settings) -> FacePipeline:
     """One onnxruntime session per model per process (cached on the settings)."""
     detector = RetinaFaceDetector.from_spec(
-        detector_spec(s), threads=s.onnx_threads, max_side=s.detect_max_side,
+        detector_spec(s), threads=s.onnx_threads, spinning=s.onnx_spinning,
+        max_side=s.detect_max_side,
         min_side=s.detect_min_side,
     )
     recognizer = SFaceRecognizer.from_spec(
-        recognizer_spec(s), threads=s.onnx_threads, flip=s.embed_flip,
+        recognizer_spec(s), threads=s.onnx_threads, spinning=s.onnx_spinning, flip=s.embed_flip,
         centre=embedding_centre(s), model_id=embedding_id(s),
     )
     return FacePipeline(detector, recognizer, QualityPolicy(min_face_px=s.min_face_px),

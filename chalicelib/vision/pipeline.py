@@ -77,10 +77,26 @@ class FacePipeline:
     def model_id(self) -> str:
         return self.recognizer.model_id
 
-    def detect(self, image_bgr: np.ndarray) -> GatedFrame:
-        """Detect, align and gate; embedding is left to the caller (it may pick the best few)."""
+    def detect(self, image_bgr: np.ndarray, steady: bool = True) -> GatedFrame:
+        """Detect, align and gate; embedding is left to the caller (it may pick the best few).
+
+        `steady=False` leaves out the mirror pass: the stream path runs it (`steadied`) only on
+        the few faces of a track it embeds."""
         t0 = time.perf_counter()
         detections = self.detector.detect(image_bgr)
+        return self._gate(image_bgr, detections, time.perf_counter() - t0, steady)
+
+    def detect_near(self, image_bgr: np.ndarray, box: np.ndarray) -> GatedFrame:
+        """Detect, align and gate in the region around `box` only (a tracked face's predicted
+        place); timed as its own stage, `region`."""
+        t0 = time.perf_counter()
+        detections = self.detector.detect_near(image_bgr, box)
+        gated = self._gate(image_bgr, detections, 0.0, steady=False)
+        gated.timings_ms["region"] = (time.perf_counter() - t0) * 1e3 - gated.timings_ms["align"]
+        return gated
+
+    def _gate(self, image_bgr: np.ndarray, detections: list[Detection], detect_s: float,
+              steady: bool) -> GatedFrame:
         t1 = time.perf_counter()
         kept: list[GatedFace] = []
         refused: list[Detection] = []
@@ -90,7 +106,7 @@ class FacePipeline:
             crop = align_face(image_bgr, det.landmarks)
             reason = assess(image_bgr, det, crop, self.policy)
             if reason is None:
-                if self.mirror_landmarks:
+                if steady and self.mirror_landmarks:
                     tm = time.perf_counter()
                     det, crop = self._steadied(image_bgr, det, crop)
                     mirror_s += time.perf_counter() - tm
@@ -99,14 +115,24 @@ class FacePipeline:
                 rejected[reason] = rejected.get(reason, 0) + 1
                 refused.append(det)
         t2 = time.perf_counter()
-        timings = {"detect": (t1 - t0) * 1e3, "mirror": mirror_s * 1e3,
+        timings = {"detect": detect_s * 1e3, "mirror": mirror_s * 1e3,
                    "align": (t2 - t1 - mirror_s) * 1e3}
         return GatedFrame(kept, rejected, timings, refused)
 
+    def steadied_crop(self, image_bgr: np.ndarray, det: Detection, crop: np.ndarray,
+                      scale: float | None = None) -> np.ndarray:
+        """The aligned crop of a face detected with steady=False, as detect() would have made
+        it; `image_bgr` may be a region of the frame around the face, the frame's detection
+        scale then given as `scale` (see RetinaFaceDetector.mirrored_landmarks)."""
+        if not self.mirror_landmarks:
+            return crop
+        return self._steadied(image_bgr, det, crop, scale)[1]
+
     def _steadied(
-        self, image_bgr: np.ndarray, det: Detection, crop: np.ndarray
+        self, image_bgr: np.ndarray, det: Detection, crop: np.ndarray,
+        scale: float | None = None,
     ) -> tuple[Detection, np.ndarray]:
-        mirrored = self.detector.mirrored_landmarks(image_bgr, det)
+        mirrored = self.detector.mirrored_landmarks(image_bgr, det, scale)
         if mirrored is None:
             return det, crop
         points = (det.landmarks.reshape(5, 2) + mirrored) / 2

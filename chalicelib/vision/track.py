@@ -1,13 +1,22 @@
-"""Linking the faces of a batch's frames into tracks: one track per person passing the camera.
+"""Linking faces into tracks, online and in time: one track per person passing the camera.
 
-Greedy IoU association frame to frame (a Hungarian solver buys nothing at the handful of faces a
-frame holds), allowing a gap of a few frames for a missed detection. Appearance is not used here
-on purpose: tracks are formed before anything is embedded, so only each track's best faces need
-embedding at all; the decision then fuses those embeddings.
+Faces are associated with the live tracks frame by frame by motion alone: the centre predicted
+from the track's velocity, in units of the face's own size, so that a fast walker close to the
+camera (moving more than a face width between sampled frames, where boxes no longer overlap)
+still links, while two people side by side do not swap. A track's first link, before any velocity
+is known, allows a walking person's displacement; later links allow a small residual around the
+prediction. Greedy lowest-cost association (a Hungarian solver buys nothing at the handful of
+faces a frame holds).
+
+Appearance is not used on purpose: tracks are formed before anything is embedded, so only each
+track's best faces need embedding at all. Times are seconds, so tracks continue across frame
+batches of one camera (ingest/continuity.py carries their geometry from batch to batch).
 """
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -24,66 +33,158 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def _predicted(box: np.ndarray, velocity: np.ndarray, frames_ahead: int) -> np.ndarray:
-    return box + np.concatenate([velocity, velocity]) * frames_ahead
+def centre(box: np.ndarray) -> np.ndarray:
+    return np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2], np.float32)
+
+
+def size(box: np.ndarray) -> float:
+    return max(1.0, float(np.sqrt(max(box[2] - box[0], 1) * max(box[3] - box[1], 1))))
+
+
+def shifted(box: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    return (np.asarray(box, np.float32) + np.concatenate([delta, delta])).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class TrackerPolicy:
+    # A track not seen for this long has left. Bridges a missed detection and the frames between
+    # full-frame detections (ingest/process.py looks at settled tracks only on those).
+    max_gap_s: float = 1.3
+    # First link: how far the centre may move, in face sizes per second (a brisk walk across
+    # the image close to the camera is ~10), plus a constant slack for detector jitter.
+    max_speed: float = 12.0
+    slack: float = 0.5
+    # Later links: distance from the predicted centre, in face sizes, growing with the gap.
+    max_residual: float = 1.0
+    residual_per_s: float = 2.0
+    # Face size may change this much between two observations (walking towards the camera).
+    max_size_ratio: float = 1.6
 
 
 @dataclass
 class Track(Generic[T]):
-    """Items (faces) in frame order, with the frame index of each."""
+    """A person's passing: the observations of this batch, and the motion state.
 
-    frames: list[int] = field(default_factory=list)
+    `carried` marks a track that began in an earlier batch (its observations there are not
+    held, only the geometry the continuity state keeps)."""
+
+    tid: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    times: list[float] = field(default_factory=list)
     items: list[T] = field(default_factory=list)
     boxes: list[np.ndarray] = field(default_factory=list)
+    frames: list[int] = field(default_factory=list)
+    first_t: float = 0.0
+    last_t: float = 0.0
+    first_box: np.ndarray = field(default_factory=lambda: np.zeros(4, np.float32))
+    last_box: np.ndarray = field(default_factory=lambda: np.zeros(4, np.float32))
+    velocity: np.ndarray | None = None  # px per second of the box centre; None until 2 views
+    carried: bool = False
 
     @property
     def last_frame(self) -> int:
         return self.frames[-1]
 
-    def velocity(self) -> np.ndarray:
-        """Per-frame motion of the box centre, from the last two observations."""
-        if len(self.boxes) < 2:
-            return np.zeros(2, np.float32)
-        dt = max(1, self.frames[-1] - self.frames[-2])
-        a, b = self.boxes[-2], self.boxes[-1]
-        return (((b[:2] + b[2:]) - (a[:2] + a[2:])) / 2 / dt).astype(np.float32)
+    def predict(self, t: float) -> np.ndarray:
+        """The box where the face should be at time t (before first_t: extrapolated back)."""
+        if self.velocity is None:
+            return self.last_box if t >= self.last_t else self.first_box
+        if t >= self.last_t:
+            return shifted(self.last_box, self.velocity * (t - self.last_t))
+        return shifted(self.first_box, self.velocity * (t - self.first_t))
+
+    def observe(self, t: float, box: np.ndarray, item: T, frame: int = -1) -> None:
+        box = np.asarray(box, np.float32)
+        if not self.times and not self.carried:
+            self.first_t = self.last_t = t
+            self.first_box = self.last_box = box
+        elif t > self.last_t:
+            self._move((centre(box) - centre(self.last_box)) / (t - self.last_t))
+            self.last_t, self.last_box = t, box
+        elif t < self.first_t:  # a batch delivered late: the passing extends backwards
+            self._move((centre(self.first_box) - centre(box)) / (self.first_t - t))
+            self.first_t, self.first_box = t, box
+        self.times.append(t)
+        self.items.append(item)
+        self.boxes.append(box)
+        self.frames.append(frame)
+
+    def _move(self, v: np.ndarray) -> None:
+        self.velocity = v if self.velocity is None else 0.5 * self.velocity + 0.5 * v
 
 
-@dataclass(frozen=True)
-class TrackerPolicy:
-    min_iou: float = 0.2  # faces move between sampled frames: predicted box, generous overlap
-    max_gap: int = 2  # frames a track may miss (a blink of the detector) and still continue
+def link_cost(track: Track[T], t: float, box: np.ndarray, policy: TrackerPolicy) -> float | None:
+    """How far `box` at time t is from where the track's face should be, in face sizes;
+    None when it cannot be the same person."""
+    ref = track.last_box if t >= track.last_t else track.first_box
+    ratio = size(box) / size(ref)
+    if not 1 / policy.max_size_ratio <= ratio <= policy.max_size_ratio:
+        return None
+    dt = abs(t - (track.last_t if t >= track.last_t else track.first_t))
+    predicted = track.predict(t)
+    scale = (size(box) + size(ref)) / 2
+    residual = float(np.linalg.norm(centre(box) - centre(predicted))) / scale
+    if track.velocity is None:
+        allowed = policy.max_speed * dt + policy.slack
+    else:
+        allowed = policy.max_residual + policy.residual_per_s * dt
+    if residual <= allowed:
+        return residual
+    overlap = iou(predicted, box)
+    return 1.0 - overlap if overlap >= 0.3 else None
 
 
-def link_tracks(
-    frames: list[list[tuple[np.ndarray, T]]], policy: TrackerPolicy = TrackerPolicy()
-) -> list[Track[T]]:
-    """frames[i] holds (box, item) pairs of frame i; returns tracks in order of first frame."""
-    live: list[Track[T]] = []
-    done: list[Track[T]] = []
-    for fi, faces in enumerate(frames):
+class Tracker(Generic[T]):
+    """Online association, frame by frame in capture order."""
+
+    def __init__(self, policy: TrackerPolicy = TrackerPolicy(),
+                 carried: Sequence[Track[T]] = ()) -> None:
+        self.policy = policy
+        self.live: list[Track[T]] = list(carried)
+        self.done: list[Track[T]] = []
+
+    def _expire(self, t: float) -> None:
         still = []
-        for t in live:
-            (done if fi - t.last_frame > policy.max_gap + 1 else still).append(t)
-        live = still
+        for tr in self.live:
+            (self.done if t - tr.last_t > self.policy.max_gap_s else still).append(tr)
+        self.live = still
+
+    def step(self, t: float, faces: Sequence[tuple[np.ndarray, T]], frame: int = -1) -> None:
+        """All the faces of one frame (a full-frame detection): link or start tracks."""
+        self._expire(t)
         pairs = []
-        for ti, t in enumerate(live):
-            predicted = _predicted(t.boxes[-1], t.velocity(), fi - t.last_frame)
+        for ti, tr in enumerate(self.live):
+            if tr.last_t >= t:  # already holds this frame (observed by a region search)
+                continue
             for di, (box, _) in enumerate(faces):
-                overlap = max(iou(predicted, box), iou(t.boxes[-1], box))
-                if overlap >= policy.min_iou:
-                    pairs.append((overlap, ti, di))
+                cost = link_cost(tr, t, box, self.policy)
+                if cost is not None:
+                    pairs.append((cost, ti, di))
         used_t, used_d = set(), set()
-        for _, ti, di in sorted(pairs, key=lambda p: -p[0]):
+        for _, ti, di in sorted(pairs):
             if ti in used_t or di in used_d:
                 continue
             used_t.add(ti)
             used_d.add(di)
-            box, item = faces[di]
-            live[ti].frames.append(fi)
-            live[ti].items.append(item)
-            live[ti].boxes.append(np.asarray(box, np.float32))
+            self.live[ti].observe(t, faces[di][0], faces[di][1], frame)
         for di, (box, item) in enumerate(faces):
             if di not in used_d:
-                live.append(Track([fi], [item], [np.asarray(box, np.float32)]))
-    return sorted(done + live, key=lambda t: t.frames[0])
+                tr: Track[T] = Track()
+                tr.observe(t, box, item, frame)
+                self.live.append(tr)
+
+    def tracks(self) -> list[Track[T]]:
+        """Every track, carried or new, in order of first sight."""
+        return sorted(self.done + self.live, key=lambda tr: tr.first_t)
+
+
+def link_tracks(
+    frames: list[list[tuple[np.ndarray, T]]],
+    policy: TrackerPolicy = TrackerPolicy(),
+    times: Sequence[float] | None = None,
+) -> list[Track[T]]:
+    """frames[i] holds (box, item) pairs of frame i, taken at times[i] seconds (default 5 fps);
+    returns the tracks that hold at least one face, in order of first sight."""
+    tracker: Tracker[T] = Tracker(policy)
+    for fi, faces in enumerate(frames):
+        tracker.step(times[fi] if times is not None else fi / 5.0, faces, fi)
+    return [tr for tr in tracker.tracks() if tr.items]

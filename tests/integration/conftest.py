@@ -37,8 +37,8 @@ class Scenario:
     subjects: dict[str, str]  # display name -> subject id
     devices: list[str]  # endpoint ARNs
 
-    def upload(self, sequence: int, frames: list[bytes]) -> str:
-        now = datetime.now(UTC)
+    def upload(self, sequence: int, frames: list[bytes], at: datetime | None = None) -> str:
+        now = at or datetime.now(UTC)
         stamped = [(now + timedelta(milliseconds=200 * i), f) for i, f in enumerate(frames)]
         key = layout.batch_key(self.deployment_id, self.camera_id, sequence)
         body = pack_batch(self.deployment_id, self.camera_id, sequence, stamped)

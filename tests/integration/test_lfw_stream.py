@@ -1,13 +1,15 @@
 """Open-set identification through the real stream path, on LFW identities (../shared/data).
 
 100 identities enrolled from one image each; another image of each and one image each of 200
-identities not enrolled are sent as frames (one batch per image, so every decision is separate).
+identities not enrolled are sent as frames (one batch per image, captured 10 s apart: each is a
+passing of its own, so every decision is separate).
 At the fixed threshold of this slice some false alerts are expected: the figures are reported.
 """
 
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -34,8 +36,9 @@ def test_open_set_through_the_stream_path(scenario_factory, local_stack, report)
     probes: list[tuple[str, Path]] = [(n, images[n][1]) for n in enrolled]
     probes += [(n, images[n][0]) for n in others]
     truth = {}
+    start = datetime.now(UTC)
     for seq, (name, path) in enumerate(probes):
-        sc.upload(seq, [jpeg(path)])
+        sc.upload(seq, [jpeg(path)], at=start + timedelta(seconds=10 * seq))
         truth[seq] = name
     local_stack["pump"].drain(timeout=900)
 

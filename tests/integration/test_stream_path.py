@@ -6,12 +6,14 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from datetime import datetime
 from typing import Any
 
 import cv2
 import numpy as np
 
 from chalicelib.gateway import GatewayOptions, PresignedUploader, run_gateway
+from chalicelib.ingest.continuity import STATE_KEYS, TRACK_KEYS, TRACK_TTL_S
 from chalicelib.local.inspect import all_keys, scan_items
 from chalicelib.local.resources import dlq_name
 from chalicelib.ops.cameras import camera_upload_grant
@@ -53,6 +55,7 @@ def assert_nothing_kept_about_unmatched(rt: Any, sc: Any, alerts: list[Any]) -> 
     """Scan every bucket and table: only the watchlist and the alerts may be there."""
     s = rt.settings
     s3, ddb = rt.client("s3"), rt.client("dynamodb")
+    alerted = {a.subject_id for a in alerts}
     frames_left = [k for k in all_keys(s3, s.frames_bucket)
                    if k.startswith(layout.camera_prefix(sc.deployment_id, sc.camera_id))]
     assert frames_left == []
@@ -81,9 +84,28 @@ def assert_nothing_kept_about_unmatched(rt: Any, sc: Any, alerts: list[Any]) -> 
                 assert set(data) <= {"key", "status", "alerts", "frames_total",
                                      "frames_processed", "frames_skipped", "faces_seen",
                                      "faces_rejected", "matches", "timings_ms", "tracks",
-                                     "faces_embedded", "alerts_continued"}
+                                     "faces_embedded", "alerts_continued", "keyframes",
+                                     "passings", "continued", "decisions"}
+            elif table.endswith("-tracks"):
+                _check_track_state(item, alerted)
             else:
                 assert not _has_binary(item), (table, list(item))
+
+
+def _check_track_state(item: dict[str, Any], alerted: set[str]) -> None:
+    """What a camera passes to its next batch: geometry, times, quality and flags only; a
+    subject's id only on the track that matched them; gone a minute after the last write."""
+    assert not _has_binary(item)
+    assert set(item) == {"camera_key", "version", "state", "written_at", "expires_at"}
+    state = json.loads(item["state"]["S"])
+    assert set(state) <= STATE_KEYS
+    assert all(len(k) == 16 for k in state["applied"])  # hashes of object key and ETag
+    for track in state["tracks"]:
+        assert set(track) <= TRACK_KEYS
+        assert track["subject_id"] is None or track["subject_id"] in alerted
+        assert all(isinstance(v, (int, float)) for v in track["first_box"] + track["last_box"])
+    written = datetime.fromisoformat(item["written_at"]["S"].replace("Z", "+00:00"))
+    assert int(item["expires_at"]["N"]) <= written.timestamp() + TRACK_TTL_S + 1
 
 
 def _has_binary(item: dict[str, Any]) -> bool:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import cv2
 import numpy as np
@@ -42,12 +42,22 @@ class FakePipeline:
 
     faces: dict[int, list[tuple[list[float], np.ndarray]]]
     model_id: str = "m"
+    detector: object = field(default_factory=lambda: FakeDetector())
 
     def __post_init__(self) -> None:
         self.table = [e for fs in self.faces.values() for _, e in fs]
         self.embedded = 0
+        self.region_searches = 0
 
-    def detect(self, image: np.ndarray) -> GatedFrame:
+    def detect_near(self, image: np.ndarray, box: np.ndarray) -> GatedFrame:
+        self.region_searches += 1
+        return self.detect(image)
+
+    def steadied_crop(self, _work: np.ndarray, _det: Detection, crop: np.ndarray,
+                      _scale: float | None = None) -> np.ndarray:
+        return crop
+
+    def detect(self, image: np.ndarray, steady: bool = True) -> GatedFrame:
         out, start = [], 0
         for v, fs in self.faces.items():
             if v == int(round(image[0, 0, 0] / 10)):
@@ -63,10 +73,16 @@ class FakePipeline:
         return np.stack([self.table[int(c[0, 0, 0])] for c in crops])
 
 
-def _frame(i: int, value: int) -> Frame:
-    image = np.full((64, 64, 3), value * 10, np.uint8)
+class FakeDetector:
+    def input_scale(self, _h: int, _w: int) -> float:
+        return 1.0
+
+
+def _frame(i: int, value: int, fps: float = 5.0) -> Frame:
+    """Frame i of a camera at `fps`, showing the faces of FakePipeline.faces[value]."""
+    image = np.full((96, 96, 3), value * 10, np.uint8)
     ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 100])
-    return Frame(i, f"{i:06d}.jpg", T, buf.tobytes())
+    return Frame(i, f"{i:06d}.jpg", T + timedelta(seconds=i / fps), buf.tobytes())
 
 
 ALICE, BOB = _unit([1, 0, 0, 0]), _unit([0, 1, 0, 0])
@@ -117,7 +133,7 @@ def test_track_fusion_decides_once_on_the_best_faces() -> None:
     }
     pipe = FakePipeline(faces)
     frames = [_frame(i, i) for i in range(6)]
-    fused = process_frames(frames, pipe, INDEX, 0.5, 10_000)  # type: ignore[arg-type]
+    fused = process_frames(frames, pipe, INDEX, 0.5, 10_000, FusionPolicy(best_k=3))  # type: ignore[arg-type]
     assert fused.tracks == 2
     assert fused.faces_embedded == 6  # 3 best faces of each of the two tracks, not all 12
     assert sorted(m.subject_id for m in fused.matches) == ["alice", "bob"]

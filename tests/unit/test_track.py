@@ -29,7 +29,7 @@ def test_gap_within_limit_is_bridged_beyond_it_splits() -> None:
     seq[3] = []  # one missed detection
     assert len(link_tracks(seq)) == 1
     seq[4] = seq[5] = seq[6] = []  # a longer absence
-    assert len(link_tracks(seq, TrackerPolicy(max_gap=2))) == 2
+    assert len(link_tracks(seq, TrackerPolicy(max_gap_s=0.5))) == 2
 
 
 def test_far_jump_is_a_new_person() -> None:

@@ -1,0 +1,130 @@
+"""What one frame batch of a camera passes to the next: the camera's open tracks. Pure core.
+
+A person walking past crosses several batches; without this each batch would start their track,
+embed them and decide on them again. The state carried is, by construction, what the privacy
+rule allows about a person who matched nobody: geometry (boxes, velocity), times, the quality of
+the best view embedded so far, and decision flags (how many faces were embedded, how many
+decisions made). No embedding, no pixels, no score. Only a track that matched (an alert was
+raised for it) also carries the watchlist subject's id, so later batches continue that alert.
+
+Every track is forgotten `TRACK_TTL_S` after the last batch that saw it was processed (wall
+clock), whatever capture times say; the store gives the whole item the same expiry.
+
+Batches of one camera arrive late, twice or out of order (standard SQS, S3 notifications): a
+track can be extended backwards as well as forwards, a batch already applied is recognised by its
+id, and two batches processed at once merge their states (see `merge`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+TRACK_TTL_S = 60.0
+# Batch ids (a hash of the object key and ETag) are remembered longer than tracks: they are
+# about objects, not people, and let a retry after a late failure skip what it already did.
+APPLIED_TTL_S = 600.0
+MAX_TRACKS = 256  # a crowd in front of one camera; the oldest are dropped first
+FORMAT = 1
+
+
+@dataclass
+class CarriedTrack:
+    tid: str  # random, names nobody
+    first_t: float  # capture times, epoch seconds
+    last_t: float
+    first_box: list[float]
+    last_box: list[float]
+    velocity: list[float] | None  # px per second; None until seen twice
+    seen_at: float  # wall clock of the last batch that saw the track
+    best_q: float = 0.0  # quality of the best face embedded so far (0: none yet)
+    embedded: int = 0  # faces embedded, all batches together
+    decisions: int = 0
+    subject_id: str | None = None  # only once the track matched: an alert exists for it
+
+    @property
+    def matched(self) -> bool:
+        return self.subject_id is not None
+
+
+# What a stored track may hold: the privacy tests check the stored items against this.
+TRACK_KEYS = frozenset(f.name for f in fields(CarriedTrack))
+STATE_KEYS = frozenset({"format", "tracks", "last_key_t", "applied"})
+
+
+@dataclass
+class CameraTracks:
+    tracks: list[CarriedTrack] = field(default_factory=list)
+    last_key_t: float | None = None  # capture time of the last full-frame detection
+    applied: dict[str, float] = field(default_factory=dict)  # batch id -> wall clock
+
+    def find(self, tid: str) -> CarriedTrack | None:
+        return next((t for t in self.tracks if t.tid == tid), None)
+
+    def pruned(self, now: float) -> CameraTracks:
+        """Without what has expired by wall clock `now`."""
+        tracks = [t for t in self.tracks if now - t.seen_at <= TRACK_TTL_S]
+        tracks = sorted(tracks, key=lambda t: t.last_t)[-MAX_TRACKS:]
+        applied = {k: v for k, v in self.applied.items() if now - v <= APPLIED_TTL_S}
+        return CameraTracks(tracks, self.last_key_t if tracks else None, applied)
+
+    def to_json(self) -> str:
+        doc: dict[str, Any] = {
+            "format": FORMAT,
+            "tracks": [_rounded(asdict(t)) for t in self.tracks],
+            "last_key_t": self.last_key_t,
+            "applied": self.applied,
+        }
+        return json.dumps(doc, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | None) -> CameraTracks:
+        if not text:
+            return cls()
+        doc = json.loads(text)
+        if doc.get("format") != FORMAT:
+            return cls()  # a state from another version: start afresh, lose nothing but links
+        tracks = [CarriedTrack(**{k: v for k, v in t.items() if k in TRACK_KEYS})
+                  for t in doc.get("tracks", [])]
+        return cls(tracks, doc.get("last_key_t"), dict(doc.get("applied", {})))
+
+
+def _rounded(d: dict[str, Any]) -> dict[str, Any]:
+    """Boxes to 0.1 px, times to the millisecond: enough to link, no more."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, list):
+            out[k] = [round(float(x), 1) for x in v]
+        elif isinstance(v, float):
+            out[k] = round(v, 3)
+        else:
+            out[k] = v
+    return out
+
+
+def _combined(a: CarriedTrack, b: CarriedTrack) -> CarriedTrack:
+    """One passing seen by two batches processed at once (or twice): the union of both."""
+    first = a if a.first_t <= b.first_t else b
+    last = a if a.last_t >= b.last_t else b
+    return CarriedTrack(
+        tid=a.tid,
+        first_t=first.first_t, first_box=first.first_box,
+        last_t=last.last_t, last_box=last.last_box, velocity=last.velocity or first.velocity,
+        seen_at=max(a.seen_at, b.seen_at),
+        best_q=max(a.best_q, b.best_q),
+        embedded=max(a.embedded, b.embedded),
+        decisions=max(a.decisions, b.decisions),
+        subject_id=a.subject_id or b.subject_id,
+    )
+
+
+def merge(stored: CameraTracks, mine: CameraTracks) -> CameraTracks:
+    """The state after `mine` (computed from an older read) meets what another batch wrote."""
+    by_id = {t.tid: t for t in stored.tracks}
+    for t in mine.tracks:
+        held = by_id.get(t.tid)
+        by_id[t.tid] = t if held is None else _combined(held, t)
+    keys = [k for k in (stored.last_key_t, mine.last_key_t) if k is not None]
+    return CameraTracks(list(by_id.values()), max(keys) if keys else None,
+                        {**stored.applied, **mine.applied})

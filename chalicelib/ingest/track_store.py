@@ -1,0 +1,94 @@
+"""Where a camera's track state lives between its batches: one DynamoDB item per camera.
+
+Batches of one camera may be processed at once (standard SQS, several Lambda instances): the
+state is written with a version condition, and a writer that lost the race merges its state into
+the one it finds (continuity.merge) and tries again. The deployment's counters are updated in the
+same transaction, so a batch is counted exactly when its state lands: a retry that finds its
+batch id already applied neither decides nor counts again.
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from pynamodb.connection import Connection
+from pynamodb.exceptions import TransactWriteError
+from pynamodb.expressions.update import Action
+from pynamodb.transactions import TransactWrite
+
+from chalicelib.ingest.continuity import TRACK_TTL_S, CameraTracks, merge
+from chalicelib.store.tables import Tables
+
+_ATTEMPTS = 8
+
+
+class TrackStore(Protocol):
+    def load(self, camera_key: str, now: float) -> tuple[CameraTracks, int]: ...
+
+    def save(self, camera_key: str, state: CameraTracks, version: int, now: float,
+             deployment: Any = None, counters: list[Action] | None = None) -> None: ...
+
+
+@functools.lru_cache(maxsize=4)
+def _connection(region: str, host: str | None) -> Connection:
+    """One per container: a connection builds a botocore client, which is costly."""
+    return Connection(region=region, host=host)
+
+
+class DynamoTrackStore:
+    def __init__(self, tables: Tables) -> None:
+        self.tables = tables
+
+    def load(self, camera_key: str, now: float) -> tuple[CameraTracks, int]:
+        """The camera's state (empty when none or expired) and the version to write over."""
+        CT = self.tables.CameraTracks
+        try:
+            item = CT.get(camera_key, consistent_read=True)
+        except CT.DoesNotExist:
+            return CameraTracks(), 0
+        version = int(item.version or 0)
+        if item.expires_at is not None and item.expires_at.timestamp() < now:
+            return CameraTracks(), version  # TTL deletes late: an expired state is never used
+        return CameraTracks.from_json(item.state).pruned(now), version
+
+    def save(self, camera_key: str, state: CameraTracks, version: int, now: float,
+             deployment: Any = None, counters: list[Action] | None = None) -> None:
+        CT = self.tables.CameraTracks
+        when = datetime.fromtimestamp(now, UTC)
+        for _ in range(_ATTEMPTS):
+            item = CT(camera_key, version=version + 1, state=state.pruned(now).to_json(),
+                      written_at=when, expires_at=when + timedelta(seconds=TRACK_TTL_S))
+            condition = CT.camera_key.does_not_exist() if version == 0 else \
+                CT.version == version
+            try:
+                with TransactWrite(connection=_connection(CT.Meta.region, CT.Meta.host)) as tw:
+                    tw.save(item, condition=condition)
+                    if deployment is not None and counters:
+                        tw.update(deployment, actions=counters)
+                return
+            except TransactWriteError as exc:
+                reasons = exc.cancellation_reasons
+                if not reasons or reasons[0] is None or \
+                        reasons[0].code != "ConditionalCheckFailed":
+                    raise
+            stored, version = self.load(camera_key, now)
+            state = merge(stored, state)
+        raise RuntimeError(f"camera state {camera_key} kept changing under {_ATTEMPTS} writes")
+
+
+class MemoryTrackStore:
+    """For one process that sees all of a camera's batches in order (the archive batch job)."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, CameraTracks] = {}
+
+    def load(self, camera_key: str, now: float) -> tuple[CameraTracks, int]:
+        return self._held.get(camera_key, CameraTracks()).pruned(now), 0
+
+    def save(self, camera_key: str, state: CameraTracks, version: int, now: float,
+             deployment: Any = None, counters: list[Action] | None = None) -> None:
+        self._held[camera_key] = state
+        if deployment is not None and counters:
+            deployment.update(actions=counters)
