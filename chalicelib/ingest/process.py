@@ -28,7 +28,7 @@ from chalicelib.matching.index import ExactIndex
 from chalicelib.vision.decode import FrameDecodeError, decode_jpeg
 from chalicelib.vision.detect import crop_around
 from chalicelib.vision.pipeline import FacePipeline, GatedFace, GatedFrame
-from chalicelib.vision.track import Track, Tracker, TrackerPolicy, link_cost, size
+from chalicelib.vision.track import Track, Tracker, TrackerPolicy, centre, link_cost, size
 from chalicelib.vision.types import Detection
 
 
@@ -235,22 +235,40 @@ def _wants_view(tr: Track[_View], s: CarriedTrack | None, fusion: FusionPolicy) 
 
 def _link_backwards(tracks: list[Track[_View]], summaries: dict[str, CarriedTrack],
                     policy: TrackerPolicy) -> None:
-    """A batch processed after a later one of the same camera: its new tracks may be the
-    beginnings of tracks already carried. Such a track takes the carried one's id (and so its
-    decision flags)."""
-    taken: set[str] = set()
+    """A batch processed after a later one of the same camera (SQS does not keep order): its
+    new tracks may be the beginning, or a middle part, of tracks already carried. Such a track
+    takes the carried one's id, and so its decision flags."""
+    taken = {tr.tid for tr in tracks if tr.carried}
     for tr in tracks:
         if tr.carried:
             continue
-        later = [(c, s.tid) for s in summaries.values()
-                 if s.tid not in taken and 0 < s.first_t - tr.last_t <= policy.max_gap_s
-                 and (c := link_cost(_as_track(s), tr.last_t, tr.last_box, policy)) is not None]
-        if later:
-            tid = min(later)[1]
+        costs = [(c, s.tid) for s in summaries.values()
+                 if s.tid not in taken and (c := _span_cost(s, tr, policy)) is not None]
+        if costs:
+            tid = min(costs)[1]
             taken.add(tid)
             s = summaries[tid]
-            s.first_t, s.first_box = tr.first_t, [float(v) for v in tr.first_box]
+            if tr.first_t < s.first_t:
+                s.first_t, s.first_box = tr.first_t, [float(v) for v in tr.first_box]
             tr.tid, tr.carried = tid, True
+
+
+def _span_cost(s: CarriedTrack, tr: Track[_View], policy: TrackerPolicy) -> float | None:
+    """How well a track of this batch fits before, or inside a gap of, a carried track."""
+    if 0 < s.first_t - tr.last_t <= policy.max_gap_s:
+        return link_cost(_as_track(s), tr.last_t, tr.last_box, policy)
+    if not s.first_t < tr.first_t <= tr.last_t < s.last_t:
+        return None
+    # Inside: where the carried track should have been meanwhile, by interpolation.
+    a, b = np.asarray(s.first_box, np.float32), np.asarray(s.last_box, np.float32)
+    f = (tr.first_t - s.first_t) / (s.last_t - s.first_t)
+    expected = a + (b - a) * f
+    if not 1 / policy.max_size_ratio <= size(tr.first_box) / size(expected) \
+            <= policy.max_size_ratio:
+        return None
+    residual = float(np.linalg.norm(centre(tr.first_box) - centre(expected))) / size(expected)
+    gap = min(tr.first_t - s.first_t, s.last_t - tr.last_t)
+    return residual if residual <= policy.max_residual + policy.residual_per_s * gap else None
 
 
 def _summary(tr: Track[_View], held: CarriedTrack | None, now: float) -> CarriedTrack:

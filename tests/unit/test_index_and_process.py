@@ -42,6 +42,7 @@ class FakePipeline:
 
     faces: dict[int, list[tuple[list[float], np.ndarray]]]
     model_id: str = "m"
+    qualities: dict[int, list[float]] = field(default_factory=dict)  # default 0.5 + 0.1 * j
     detector: object = field(default_factory=lambda: FakeDetector())
 
     def __post_init__(self) -> None:
@@ -64,7 +65,8 @@ class FakePipeline:
                 for j, (box, _) in enumerate(fs):
                     det = Detection(np.array(box, np.float32), 0.99, np.zeros((5, 2), np.float32))
                     crop = np.full((112, 112, 3), start + j, np.uint8)
-                    out.append(GatedFace(det, crop, quality=0.5 + 0.1 * j))
+                    q = self.qualities.get(v, [])
+                    out.append(GatedFace(det, crop, quality=q[j] if j < len(q) else 0.5 + 0.1 * j))
             start += len(fs)
         return GatedFrame(out, {"too_small": 1}, {"detect": 1.0, "align": 0.1})
 

@@ -1,0 +1,120 @@
+"""Tracks across a camera's batches (ingest/continuity.py, ingest/process.py), with the in-process
+fake of the vision stage: one passing, one decision, whatever the batches and their order."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from chalicelib.ingest.continuity import (
+    STATE_KEYS,
+    TRACK_KEYS,
+    TRACK_TTL_S,
+    CameraTracks,
+    CarriedTrack,
+    merge,
+)
+from chalicelib.ingest.process import FusionPolicy, process_frames
+from chalicelib.vision.track import link_tracks
+from tests.unit.test_index_and_process import ALICE, INDEX, STRANGER, FakePipeline, _frame
+
+NOW = 1_800_000_000.0
+
+
+def _box(x: float, y: float, s: float = 40) -> np.ndarray:
+    return np.array([x, y, x + s, y + s], np.float32)
+
+
+def test_a_fast_walker_links_where_boxes_no_longer_overlap() -> None:
+    # 70 px a frame for a 40 px face (1.75 face widths): no overlap between frames.
+    walk = [[(_box(10 + 70 * i, 50), i)] for i in range(6)]
+    assert [len(t.items) for t in link_tracks(walk)] == [6]
+    # Two people side by side walking together stay two.
+    pair = [[(_box(10 + 30 * i, 50), "a"), (_box(150 + 30 * i, 50), "b")] for i in range(6)]
+    assert sorted(set(t.items) == {t.items[0]} and len(t.items) for t in link_tracks(pair)) \
+        == [6, 6]
+
+
+def _walk(value_from: int, frames: int, embedding: np.ndarray = STRANGER) -> dict:
+    """A person walking right 20 px a frame, one face per frame value."""
+    return {v: [([10 + 20 * v, 10, 40 + 20 * v, 40], embedding)]
+            for v in range(value_from, value_from + frames)}
+
+
+def _batches(pipe: FakePipeline, order: list[int], per_batch: int = 2, carry: bool = True,
+             now: float = NOW) -> list:
+    outs, state = [], None
+    n = len(pipe.faces)
+    starts = list(range(0, n, per_batch))
+    for b in order:
+        frames = [_frame(i, i) for i in range(starts[b], min(n, starts[b] + per_batch))]
+        out = process_frames(frames, pipe, INDEX, 0.5, 10_000, FusionPolicy(), state, now)  # type: ignore[arg-type]
+        state = out.carry if carry else None
+        outs.append(out)
+    return outs
+
+
+def test_one_passing_over_three_batches_is_decided_once() -> None:
+    pipe = FakePipeline(_walk(0, 6))
+    outs = _batches(pipe, [0, 1, 2])
+    assert sum(o.passings for o in outs) == 1 and sum(o.continued for o in outs) == 2
+    assert sum(o.decisions for o in outs) == 1
+    assert sum(o.faces_embedded for o in outs) == 2  # best_k of the first batch only
+    alone = _batches(FakePipeline(_walk(0, 6)), [0, 1, 2], carry=False)
+    assert sum(o.passings for o in alone) == 3 and sum(o.decisions for o in alone) == 3
+
+
+def test_batches_out_of_order_still_make_one_passing() -> None:
+    outs = _batches(FakePipeline(_walk(0, 6)), [2, 0, 1])
+    assert sum(o.passings for o in outs) == 1
+    assert sum(o.decisions for o in outs) == 1
+
+
+def test_a_matched_passing_is_alerted_once_and_kept_fresh() -> None:
+    outs = _batches(FakePipeline(_walk(0, 6, ALICE)), [0, 1, 2])
+    assert [[m.subject_id for m in o.matches] for o in outs] == [["alice"], [], []]
+    assert [s for s, _ in outs[2].sustained] == ["alice"]  # its sighting is extended
+    assert outs[2].carry.tracks[0].subject_id == "alice"
+
+
+def test_a_clearly_better_view_is_embedded_again_within_the_budget() -> None:
+    faces = _walk(0, 6)
+    # A passer-by far away (poor views) in the first batch, close and clear in the second.
+    qualities = {0: [0.2], 1: [0.2], 2: [0.21], 3: [0.22], 4: [0.6], 5: [0.6]}
+    outs = _batches(FakePipeline(faces, qualities=qualities), [0, 1, 2])
+    assert [o.decisions for o in outs] == [1, 0, 1]  # 0.22 is not clearly better than 0.2
+    assert [o.faces_embedded for o in outs] == [2, 0, 1]
+
+
+def test_what_is_carried_about_a_passer_by() -> None:
+    out = _batches(FakePipeline(_walk(0, 4)), [0])[0]
+    doc = json.loads(out.carry.to_json())
+    assert set(doc) <= STATE_KEYS
+    (track,) = doc["tracks"]
+    assert set(track) <= TRACK_KEYS
+    assert track["subject_id"] is None and track["decisions"] == 1
+    # Geometry, times, quality and counts: numbers only, nothing that could re-identify.
+    assert all(isinstance(v, (int, float)) for k, v in track.items()
+               if k not in ("tid", "subject_id", "velocity", "first_box", "last_box"))
+    # A minute after the batch that last saw it, it is gone.
+    assert out.carry.pruned(NOW + TRACK_TTL_S - 1).tracks
+    assert not out.carry.pruned(NOW + TRACK_TTL_S + 1).tracks
+    later = _batches(FakePipeline(_walk(0, 4)), [0], now=NOW + TRACK_TTL_S + 1)
+    assert later[0].carry.pruned(NOW + 2 * TRACK_TTL_S + 2).tracks == []
+
+
+def test_two_batches_written_at_once_merge() -> None:
+    base = CarriedTrack("t1", 0.0, 1.0, [0, 0, 4, 4], [4, 0, 8, 4], [4.0, 0.0], NOW,
+                        decisions=1, embedded=2, best_q=0.3)
+    a = CameraTracks([CarriedTrack(**{**base.__dict__, "last_t": 2.0, "last_box": [8, 0, 12, 4]})],
+                     2.0, {"b1": NOW})
+    b = CameraTracks([CarriedTrack(**{**base.__dict__, "best_q": 0.5, "embedded": 3,
+                                      "decisions": 2, "subject_id": "alice"}),
+                      CarriedTrack("t2", 1.5, 1.5, [50, 0, 54, 4], [50, 0, 54, 4], None, NOW)],
+                     1.5, {"b2": NOW})
+    m = merge(a, b)
+    t1 = m.find("t1")
+    assert t1 is not None and t1.last_t == 2.0 and t1.best_q == 0.5 and t1.embedded == 3
+    assert t1.subject_id == "alice" and m.find("t2") is not None
+    assert m.last_key_t == 2.0 and set(m.applied) == {"b1", "b2"}
