@@ -38,8 +38,10 @@ test-fast: venv
 lint: venv
 	$(BIN)/ruff check .
 
+# The baseline: the last revision before tracks continued across batches (issue 9).
+BENCH_BASELINE ?= 24f8138
 bench: venv
-	$(BIN)/python benchmarks/stream_bench.py
+	$(BIN)/python benchmarks/stream_bench.py --baseline $(BENCH_BASELINE)
 
 clean:
 	rm -rf $(VENV) demo-out .lfr build dist *.egg-info

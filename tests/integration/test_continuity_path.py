@@ -1,0 +1,78 @@
+"""Tracks across a camera's batches on the real AWS API (moto server): batches out of order,
+and a batch retried after its state had landed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import cv2
+import numpy as np
+
+from chalicelib.gateway import GatewayOptions, encode, iter_frames
+from chalicelib.ingest.batch_format import Frame
+from chalicelib.ingest.decide import camera_context, decide_and_alert
+from tests.conftest import shared_data
+from tests.integration.conftest import demo_person
+
+
+def test_clip_sent_out_of_order_is_still_one_passing_one_alert(scenario_factory,
+                                                               local_stack) -> None:
+    ref = shared_data("video", "lin-manuel-miranda.png")
+    clip = shared_data("video", "short_hamilton_clip.mp4")
+    sc = scenario_factory({"Lin-Manuel Miranda": [ref]}, devices=1)
+    opts = GatewayOptions(fps=5)
+    start = datetime.now(UTC)
+    frames = [encode(f, opts) for f in iter_frames(str(clip), opts)]
+    batches = [list(range(i, min(len(frames), i + 3))) for i in range(0, len(frames), 3)]
+    # Standard SQS keeps no order: the last batch first, then the rest shuffled.
+    order = [len(batches) - 1, *np.random.default_rng(0).permutation(len(batches) - 1)]
+    for seq in order:
+        sc.upload(int(seq), [frames[i] for i in batches[seq]],
+                  at=start + timedelta(seconds=batches[seq][0] / opts.fps))
+    local_stack["pump"].drain(timeout=300)
+
+    alerts = sc.alerts()
+    assert [a.subject_id for a in alerts] == [sc.subjects["Lin-Manuel Miranda"]]
+    dep = sc.rt.tables.Deployment.get(sc.deployment_id)
+    assert dep.batches == len(batches) and dep.frames == len(frames)
+    # Two men and a cut in the footage: a handful of passings, not one per batch; each is
+    # embedded a bounded number of times.
+    assert dep.passings <= 6, dep.passings
+    assert dep.decisions <= dep.passings + 2
+    assert dep.faces_embedded <= 4 * dep.passings
+
+
+def _walk(path: Any, frames: int) -> list[bytes]:
+    """The portrait walking right across a street-sized frame, 40 px a frame."""
+    face = cv2.resize(cv2.imread(str(path), cv2.IMREAD_COLOR), (150, 180))
+    out = []
+    for i in range(frames):
+        canvas = np.full((480, 854, 3), 120, np.uint8)
+        x = 40 + 40 * i
+        canvas[120:300, x : x + 150] = face
+        out.append(cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, 92])[1].tobytes())
+    return out
+
+
+def test_a_retried_batch_is_not_decided_or_counted_twice(scenario_factory) -> None:
+    sc = scenario_factory({"Cory Gardner": [demo_person("Cory_Gardner", 1)]})
+    rt = sc.rt
+    cam = camera_context(rt, sc.deployment_id, sc.camera_id)
+    start = datetime.now(UTC)
+    walk = _walk(demo_person("Cory_Gardner", 2), 6)
+    batch = [Frame(i, f"{i:06d}.jpg", start + timedelta(seconds=i / 5), walk[i])
+             for i in range(3)]
+    first = decide_and_alert(rt, cam, 0, batch, batch_id="b0")
+    assert len(first.alerts) == 1 and not first.already_applied
+    # The worker failed after the state landed (say, deleting the object): SQS retries.
+    again = decide_and_alert(rt, cam, 0, batch, batch_id="b0")
+    assert again.already_applied and again.alerts == [] and again.outcome.decisions == 0
+    # The same person in the camera's next batch continues the passing: no new decision.
+    nxt = [Frame(i - 3, f"{i:06d}.jpg", start + timedelta(seconds=i / 5), walk[i])
+           for i in range(3, 6)]
+    later = decide_and_alert(rt, cam, 1, nxt, batch_id="b1")
+    assert later.outcome.continued == 1 and later.outcome.decisions == 0 and later.alerts == []
+    dep = rt.tables.Deployment.get(sc.deployment_id)
+    assert (dep.batches, dep.frames, dep.passings, dep.decisions) == (2, 6, 1, 1)
+    assert len(sc.alerts()) == 1
