@@ -10,6 +10,7 @@ import functools
 from typing import Any
 
 from chalicelib import clients, names
+from chalicelib.ingest.batch_reads import BatchReader
 from chalicelib.ops.watchlists import IndexCache
 from chalicelib.settings import Settings
 from chalicelib.store.tables import Tables, tables
@@ -26,6 +27,7 @@ class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.index_cache = IndexCache()
+        self.batch_reader = BatchReader()
 
     @property
     def tables(self) -> Tables:

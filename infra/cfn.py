@@ -267,6 +267,10 @@ def batch(sp: spec_mod.Spec) -> dict[str, Any]:
             "Sid": "CameraTracks", "Effect": "Allow",
             "Action": ["dynamodb:GetItem", "dynamodb:PutItem"],
             "Resource": [_arn("TracksTable")]})
+        job_policy["Statement"].append({
+            "Sid": "BatchReads", "Effect": "Allow", "Action": ["dynamodb:BatchGetItem"],
+            "Resource": [_arn("DeploymentsTable"), _arn("WatchlistsTable"),
+                         _arn("TracksTable")]})
     def role(service: str, **props: Any) -> dict[str, Any]:
         return {"Type": "AWS::IAM::Role", "Properties": {
             "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{

@@ -113,6 +113,10 @@ def frames_worker(a: Arns) -> list[dict[str, Any]]:
               [a.t("watchlists"), a.t("subjects")]),
         _stmt("CountOnDeployment", ["dynamodb:GetItem", "dynamodb:UpdateItem"],
               [a.t("deployments")]),
+        # ingest/batch_reads.py: deployment, watchlist version and camera tracks in one read.
+        _stmt("BatchReads", ["dynamodb:BatchGetItem"],
+              [a.t("deployments"), a.t("watchlists"),
+               *([a.t("tracks")] if a.has("tracks") else [])]),
         _stmt("WriteAlerts", ["dynamodb:GetItem", "dynamodb:PutItem"], [a.t("alerts")]),
         _stmt("Idempotency", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
                               "dynamodb:DeleteItem"], [a.t("idempotency")]),

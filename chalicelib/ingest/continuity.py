@@ -42,6 +42,7 @@ class CarriedTrack:
     embedded: int = 0  # faces embedded, all batches together
     decisions: int = 0
     subject_id: str | None = None  # only once the track matched: an alert exists for it
+    sustained_t: float = 0.0  # capture time up to which the match's sighting was extended
 
     @property
     def matched(self) -> bool:
@@ -116,6 +117,7 @@ def _combined(a: CarriedTrack, b: CarriedTrack) -> CarriedTrack:
         embedded=max(a.embedded, b.embedded),
         decisions=max(a.decisions, b.decisions),
         subject_id=a.subject_id or b.subject_id,
+        sustained_t=max(a.sustained_t, b.sustained_t),
     )
 
 

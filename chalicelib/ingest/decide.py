@@ -15,6 +15,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from chalicelib.alerts.raise_alert import AlertContext, alert_id_for, raise_alert
 from chalicelib.alerts.sightings import camera_key, claim_sighting, extend_sighting
 from chalicelib.ingest.batch_format import BatchFormatError, Frame
+from chalicelib.ingest.batch_reads import tracks_from
+from chalicelib.ingest.continuity import CameraTracks
 from chalicelib.ingest.process import BatchOutcome, FusionPolicy, process_frames
 from chalicelib.ingest.track_store import DynamoTrackStore, TrackStore
 from chalicelib.matching.index import ExactIndex
@@ -33,6 +35,8 @@ class CameraContext:
     index: ExactIndex
     subject_names: dict[str, str]
     threshold: float
+    # The camera's track state and its version, when read together with the deployment.
+    tracks: tuple[CameraTracks, int] | None = None
 
 
 @dataclass
@@ -47,21 +51,24 @@ def camera_context(rt: Runtime, deployment_id: str, camera_id: str) -> CameraCon
     """Raises BatchFormatError (the batch is retried, then dead-lettered) when the deployment
     is unknown, not running, or does not own the camera."""
     tables = rt.tables
-    try:
-        deployment = tables.Deployment.get(deployment_id)
-    except tables.Deployment.DoesNotExist:
-        raise BatchFormatError(f"unknown deployment {deployment_id}") from None
+    reads = rt.batch_reader.read(tables, rt.client("dynamodb"), deployment_id,
+                                 camera_key(deployment_id, camera_id))
+    deployment = reads.deployment
+    if deployment is None:
+        raise BatchFormatError(f"unknown deployment {deployment_id}")
     if deployment.status != "active" or not deployment.watchlist_id:
         raise BatchFormatError(f"deployment {deployment.deployment_id} is not active")
     if deployment.cameras and camera_id not in deployment.cameras:
         raise BatchFormatError(f"camera {camera_id} is not on this deployment")
-    index, subject_names = rt.index_cache.get(tables, deployment.watchlist_id)
+    index, subject_names = rt.index_cache.get(tables, deployment.watchlist_id,
+                                              reads.watchlist_version)
     if len(index) and index.model_id != rt.pipeline.model_id:
         raise RuntimeError(f"watchlist model {index.model_id} != pipeline {rt.pipeline.model_id}")
     threshold = float(
         deployment.threshold if deployment.threshold is not None else rt.settings.match_threshold
     )
-    return CameraContext(deployment, camera_id, index, subject_names, threshold)
+    tracks = tracks_from(reads.tracks_item, time.time()) if reads.tracks_read else None
+    return CameraContext(deployment, camera_id, index, subject_names, threshold, tracks)
 
 
 def fusion_policy(s: Any) -> FusionPolicy:
@@ -75,10 +82,15 @@ def decide_and_alert(rt: Runtime, cam: CameraContext, sequence: int, frames: Ite
     not applied again. `store` holds the camera's tracks between batches (DynamoDB)."""
     s, dep = rt.settings, cam.deployment
     continuity = s.track_continuity and s.track_fusion
-    store = store or DynamoTrackStore(rt.tables)
     key = camera_key(dep.deployment_id, cam.camera_id)
     now = time.time()
-    carried, version = store.load(key, now) if continuity else (None, 0)
+    carried: CameraTracks | None = None
+    version = 0
+    if continuity and store is None and cam.tracks is not None:
+        carried, version = cam.tracks  # read with the deployment, in the same request
+    elif continuity:
+        carried, version = (store or DynamoTrackStore(rt.tables)).load(key, now)
+    store = store or DynamoTrackStore(rt.tables)
     if carried is not None and batch_id and batch_id in carried.applied:
         return Decided(BatchOutcome(), already_applied=True)
     outcome = process_frames(_in_window(frames, dep), rt.pipeline, cam.index, cam.threshold,

@@ -31,6 +31,10 @@ from chalicelib.vision.pipeline import FacePipeline, GatedFace, GatedFrame
 from chalicelib.vision.track import Track, Tracker, TrackerPolicy, centre, link_cost, size
 from chalicelib.vision.types import Detection
 
+# A matched passing still in view refreshes its sighting (alerts/sightings.py) this often: well
+# inside the re-alert window, and not one write per batch.
+SUSTAIN_EVERY_S = 15.0
+
 
 @dataclass(frozen=True)
 class FusionPolicy:
@@ -315,8 +319,10 @@ def _decide_tracks(
         s = _summary(tr, summaries.get(tr.tid), now)
         if fusion.enabled:
             summaries[s.tid] = s
-        if s.subject_id is not None:
-            out.sustained.append((s.subject_id, max(v.captured_at for v in tr.items)))
+        seen = max(v.captured_at for v in tr.items)
+        if s.subject_id is not None and seen.timestamp() - s.sustained_t >= SUSTAIN_EVERY_S:
+            out.sustained.append((s.subject_id, seen))
+            s.sustained_t = seen.timestamp()
         views = _to_embed(tr, s, fusion)
         if views:
             plans.append((tr, s, views))
@@ -347,6 +353,7 @@ def _decide_tracks(
         if top is None:
             continue  # nobody on the watchlist: the embedding and crops are forgotten here
         s.subject_id = top.subject_id
+        s.sustained_t = max(v.captured_at for v in tr.items).timestamp()
         view = views[0]
         held = results.get(top.subject_id)
         if held is None or top.score > held.score:

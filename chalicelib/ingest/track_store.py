@@ -18,6 +18,7 @@ from pynamodb.exceptions import TransactWriteError
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
+from chalicelib.ingest.batch_reads import tracks_from
 from chalicelib.ingest.continuity import TRACK_TTL_S, CameraTracks, merge
 from chalicelib.store.tables import Tables
 
@@ -47,11 +48,8 @@ class DynamoTrackStore:
         try:
             item = CT.get(camera_key, consistent_read=True)
         except CT.DoesNotExist:
-            return CameraTracks(), 0
-        version = int(item.version or 0)
-        if item.expires_at is not None and item.expires_at.timestamp() < now:
-            return CameraTracks(), version  # TTL deletes late: an expired state is never used
-        return CameraTracks.from_json(item.state).pruned(now), version
+            item = None
+        return tracks_from(item, now)
 
     def save(self, camera_key: str, state: CameraTracks, version: int, now: float,
              deployment: Any = None, counters: list[Action] | None = None) -> None:

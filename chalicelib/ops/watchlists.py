@@ -182,10 +182,13 @@ class IndexCache:
     def __init__(self) -> None:
         self._held: dict[str, tuple[int, ExactIndex, dict[str, str]]] = {}
 
-    def get(self, tables: Tables, watchlist_id: str) -> tuple[ExactIndex, dict[str, str]]:
-        version = int(
-            tables.Watchlist.get(watchlist_id, attributes_to_get=["version"]).version or 0
-        )
+    def get(self, tables: Tables, watchlist_id: str,
+            version: int | None = None) -> tuple[ExactIndex, dict[str, str]]:
+        """`version`: the watchlist's version when the caller has read it already."""
+        if version is None:
+            version = int(
+                tables.Watchlist.get(watchlist_id, attributes_to_get=["version"]).version or 0
+            )
         held = self._held.get(watchlist_id)
         if held is None or held[0] != version:
             index, names = load_index(tables, watchlist_id)

@@ -43,12 +43,12 @@ def _walk(value_from: int, frames: int, embedding: np.ndarray = STRANGER) -> dic
 
 
 def _batches(pipe: FakePipeline, order: list[int], per_batch: int = 2, carry: bool = True,
-             now: float = NOW) -> list:
+             now: float = NOW, fps: float = 5.0) -> list:
     outs, state = [], None
     n = len(pipe.faces)
     starts = list(range(0, n, per_batch))
     for b in order:
-        frames = [_frame(i, i) for i in range(starts[b], min(n, starts[b] + per_batch))]
+        frames = [_frame(i, i, fps) for i in range(starts[b], min(n, starts[b] + per_batch))]
         out = process_frames(frames, pipe, INDEX, 0.5, 10_000, FusionPolicy(), state, now)  # type: ignore[arg-type]
         state = out.carry if carry else None
         outs.append(out)
@@ -74,8 +74,13 @@ def test_batches_out_of_order_still_make_one_passing() -> None:
 def test_a_matched_passing_is_alerted_once_and_kept_fresh() -> None:
     outs = _batches(FakePipeline(_walk(0, 6, ALICE)), [0, 1, 2])
     assert [[m.subject_id for m in o.matches] for o in outs] == [["alice"], [], []]
-    assert [s for s, _ in outs[2].sustained] == ["alice"]  # its sighting is extended
     assert outs[2].carry.tracks[0].subject_id == "alice"
+    # Lingering in view for 24 s (a frame a second): one decision, and the sighting that
+    # holds off a second alert is refreshed every 15 s, not in every batch.
+    slow = {v: [([10 + 2 * v, 10, 40 + 2 * v, 40], ALICE)] for v in range(25)}
+    outs = _batches(FakePipeline(slow), list(range(5)), per_batch=5, fps=1.0)
+    assert [len(o.matches) for o in outs] == [1, 0, 0, 0, 0]
+    assert [[s for s, _ in o.sustained] for o in outs] == [[], [], [], ["alice"], []]
 
 
 def test_a_clearly_better_view_is_embedded_again_within_the_budget() -> None:
