@@ -11,6 +11,7 @@ import numpy as np
 
 from chalicelib.gateway import GatewayOptions, encode, iter_frames
 from chalicelib.ingest.batch_format import Frame
+from chalicelib.ingest.continuity import TRACK_TTL_S, CameraTracks, CarriedTrack
 from chalicelib.ingest.decide import camera_context, decide_and_alert
 from tests.conftest import shared_data
 from tests.integration.conftest import demo_person
@@ -76,3 +77,21 @@ def test_a_retried_batch_is_not_decided_or_counted_twice(scenario_factory) -> No
     dep = rt.tables.Deployment.get(sc.deployment_id)
     assert (dep.batches, dep.frames, dep.passings, dep.decisions) == (2, 6, 1, 1)
     assert len(sc.alerts()) == 1
+
+
+def test_the_sweep_deletes_expired_track_states(rt) -> None:
+    from chalicelib.ingest.track_store import DynamoTrackStore
+    from chalicelib.ops.retention import sweep
+
+    store = DynamoTrackStore(rt.tables)
+    now = datetime.now(UTC).timestamp()
+    state = CameraTracks([CarriedTrack("t1", now, now, [0, 0, 40, 40], [0, 0, 40, 40], None,
+                                       now)])
+    store.save("dep-sweep#cam-1", state, 0, now - 2 * TRACK_TTL_S)  # written two minutes ago
+    store.save("dep-sweep#cam-2", state, 0, now)
+    assert store.load("dep-sweep#cam-1", now)[0].tracks == []  # expired: never used
+    done = sweep(rt.tables, rt.client("s3"), rt.settings.evidence_bucket,
+                 datetime.now(UTC), timedelta(hours=1))
+    assert done["track_states_deleted"] >= 1
+    keys = {i.camera_key for i in rt.tables.CameraTracks.scan()}
+    assert "dep-sweep#cam-1" not in keys and "dep-sweep#cam-2" in keys
