@@ -24,7 +24,13 @@ Prints figures and asserts nothing; says "skipped: needs ..." and exits 0 withou
     .venv/bin/python benchmarks/walkby.py [--quick] [--watchlist 450] [--people 300]
         [--mated 150] [--fps 5] [--batch-frames 3] [--drain-every 5] [--seed 0]
         [--target-fpir 0.001] [--env LFR_ONNX_THREADS=2 ...] [--json walkby.json]
-        [--data ../shared/data/faces/dev]
+        [--plan walkby-before.json] [--data ../shared/data/faces/dev]
+
+Where the face lies in each walker's photo (for the face size and the ground-truth box) is
+measured once with the product's detector on the photo alone, before streaming.
+--json writes the figures and the plan (watchlist identities, every walker's photo and path);
+--plan replays that plan exactly (same watchlist, same frames), to compare two versions of the
+code on identical footage.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -84,8 +90,10 @@ class Walker:
     f1: float
     speed: float = 0.0  # px per frame of the face centre
     rel: tuple[float, float, float, float] = DEFAULT_REL  # face box in the photo, 0..1
+    watchlisted: bool = False  # as planned (subject_id is None if enrollment refused it now)
     max_face: float = 0.0
     boxes: dict[int, Box] = field(default_factory=dict)  # frame -> face box (ground truth)
+    photo_boxes: dict[int, Box] = field(default_factory=dict)  # frame -> pasted photo square
 
     def side(self, face: float) -> int:
         """Side of the pasted photo that makes its face `face` px wide."""
@@ -153,7 +161,8 @@ def plan_walkers(
             while sum(1 for w in walkers if w.start + w.frames > start) >= 4:
                 start += 1
         walkers.append(Walker(idx, person, photo, subject, kind, start, frames, (x0, y0),
-                              (x1, y1), f0, f1, speed=length / max(1, frames - 1), rel=r))
+                              (x1, y1), f0, f1, speed=length / max(1, frames - 1), rel=r,
+                              watchlisted=subject is not None))
     return walkers
 
 
@@ -234,6 +243,7 @@ class Renderer:
                 sub = p[y0 - y : y1 - y, x0 - x : x1 - x]
                 img[y0:y1, x0:x1] = img[y0:y1, x0:x1] * (1 - m) + sub * m
             w.boxes[i] = w.face_box(cx, cy, face)
+            w.photo_boxes[i] = (x, y, x + side, y + side)
             w.max_face = max(w.max_face, face if inside(w.boxes[i]) > 0.9 else 0.0)
         out = np.clip(img, 0, 255).astype(np.uint8)
         q = int(rng.integers(75, 93))
@@ -282,6 +292,28 @@ class Meter:
             self.wall_s += time.perf_counter() - t0
 
 
+class EmfFilter:
+    """stdout minus the EMF metric blobs powertools prints when a metric reaches 100 values
+    (it does so even with POWERTOOLS_METRICS_DISABLED, which only stops flush_metrics)."""
+
+    def __init__(self, out: Any) -> None:
+        self.out, self.dropped, self._skip_newline = out, 0, False
+
+    def write(self, text: str) -> int:
+        if text.startswith('{"_aws"'):
+            self.dropped += 1
+            self._skip_newline = True
+            return len(text)
+        if self._skip_newline and text == "\n":
+            self._skip_newline = False
+            return len(text)
+        self._skip_newline = False
+        return self.out.write(text)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+
 def pct(a: int, b: int) -> str:
     return f"{a} / {b} ({a / b:.3f})" if b else f"{a} / 0"
 
@@ -296,6 +328,23 @@ def choose_people(args: argparse.Namespace) -> tuple[dict[str, list[Path]], list
     names = [n for n in sorted(people) if len(people[n]) >= 2]
     random.Random(args.seed).shuffle(names)
     return people, names
+
+
+def plan_entry(w: Walker) -> dict[str, Any]:
+    return {"person": w.person, "photo": w.photo.name, "watchlisted": w.watchlisted,
+            "kind": w.kind, "start": w.start, "frames": w.frames, "p0": w.p0, "p1": w.p1,
+            "f0": w.f0, "f1": w.f1, "speed": w.speed, "rel": w.rel}
+
+
+def walker_from_plan(idx: int, d: dict[str, Any], data: Path,
+                     subject_of: dict[str, str]) -> Walker:
+    sid = subject_of.get(d["person"]) if d["watchlisted"] else None
+    x0, y0 = (float(v) for v in d["p0"])
+    x1, y1 = (float(v) for v in d["p1"])
+    r0, r1, r2, r3 = (float(v) for v in d["rel"])
+    return Walker(idx, d["person"], data / d["person"] / d["photo"], sid, d["kind"],
+                  int(d["start"]), int(d["frames"]), (x0, y0), (x1, y1), float(d["f0"]),
+                  float(d["f1"]), float(d["speed"]), (r0, r1, r2, r3), bool(d["watchlisted"]))
 
 
 def face_in_photo(pipe: Any, photo: Path) -> tuple[float, float, float, float]:
@@ -341,8 +390,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         enrolled: dict[str, str] = {}  # subject id -> person
         skipped: list[str] = []
         tried = 0
-        for n in names:
-            if len(enrolled) >= args.watchlist:
+        plan = json.loads(args.plan.read_text())["plan"] if args.plan else None
+        for n in plan["watchlist"] if plan else names:
+            if not plan and len(enrolled) >= args.watchlist:
                 break
             tried += 1
             first = people[n][0]
@@ -374,20 +424,36 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
               f"subjects)")
 
         # Passers-by: M watchlisted (another photo than the enrolled one), the rest not.
-        used = set(names[:tried])
-        subjects = sorted(enrolled)
-        rng.shuffle(subjects)
-        mated = [(enrolled[sid], rng.choice(people[enrolled[sid]][1:]), sid)
-                 for sid in subjects[: args.mated]]
-        others = [n for n in names if n not in used]
-        non = [(n, rng.choice(people[n]), None)
-               for n in others[: max(0, args.people - len(mated))]]
-        walk: list[tuple[str, Path, str | None]] = mated + non
-        rng.shuffle(walk)
+        subject_of = {n: sid for sid, n in enrolled.items()}
         t0 = time.perf_counter()
-        rel = {photo: face_in_photo(pipe, photo) for _, photo, _ in walk}
+        if plan:
+            walkers = [walker_from_plan(i, d, args.data, subject_of)
+                       for i, d in enumerate(plan["walkers"])]
+            rel = {w.photo: w.rel for w in walkers}
+        else:
+            used = set(names[:tried])
+            on_list = [n for n in names if n in subject_of]  # seeded order, not subject ids
+            rng.shuffle(on_list)
+            mated = [(n, rng.choice(people[n][1:]), subject_of[n]) for n in on_list[: args.mated]]
+            others = [n for n in names if n not in used]
+            non = [(n, rng.choice(people[n]), None)
+                   for n in others[: max(0, args.people - len(mated))]]
+            walk: list[tuple[str, Path, str | None]] = mated + non
+            rng.shuffle(walk)
+            rel = {photo: face_in_photo(pipe, photo) for _, photo, _ in walk}
+            walkers = plan_walkers(rng, walk, args.fps, rel)
         geometry_s = time.perf_counter() - t0
-        walkers = plan_walkers(rng, walk, args.fps, rel)
+        fig["plan"] = {
+            "note": "replay with --plan THIS_FILE: same watchlist identities, same footage",
+            "seed": args.seed, "fps": args.fps, "watchlist": list(enrolled.values()),
+            "walkers": [plan_entry(w) for w in walkers],
+        }
+        if plan and plan.get("fps") != args.fps:
+            print(f"   note: the plan was made at {plan.get('fps')} fps, streamed at {args.fps}")
+        lost = [w.person for w in walkers if w.watchlisted and not w.subject_id]
+        if lost:
+            print(f"   note: {len(lost)} walkers of the plan are no longer enrolled and count as "
+                  f"not watchlisted: {lost}")
         n_frames = max(w.start + w.frames for w in walkers) + int(args.fps)
         n_batches = math.ceil(n_frames / args.batch_frames)
 
@@ -454,6 +520,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         fig["footage"] = footage_figures(walkers, n_frames, args, render_s, bytes_sent)
         fig["footage"]["face_geometry_s"] = round(geometry_s, 1)
+        fig["footage"]["face_geometry_from"] = "plan" if plan else "detector"
         fig["footage"]["photos_face_not_found"] = sum(1 for r in rel.values() if r == DEFAULT_REL)
         fig["stream"] = {
             "batches": n_batches, "frames": n_frames, "cpu_s": round(meter.cpu_s, 1),
@@ -467,6 +534,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         fig["counters"] = counters
         fig.update(score(walkers, alerts, times, args, enrolled, s.realert_after_s))
     fig["total_s"] = round(time.perf_counter() - t_start, 1)
+    fig["plan"] = fig.pop("plan")  # last in the file: long
     return fig
 
 
@@ -525,10 +593,13 @@ def score(walkers: list[Walker], alerts: list[Any], times: list[datetime],
             gt = w.boxes.get(frame)
             if gt is not None and (v := iou(box, clip(gt))) > best_iou:
                 best, best_iou = w, v
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        in_photo = [w.person for w in walkers if (pb := w.photo_boxes.get(frame))
+                    and pb[0] <= cx <= pb[2] and pb[1] <= cy <= pb[3]]
         row = {"subject": enrolled.get(a.subject_id, a.subject_id), "score": float(a.score),
                "frame": frame, "box": [round(v) for v in box], "iou": round(best_iou, 3),
                "walker": best.person if best and best_iou > ATTRIBUTE_IOU else None,
-               "track_faces": int(a.track_faces)}
+               "in_photo_of": in_photo, "track_faces": int(a.track_faces)}
         rows.append(row)
         if best is None or best_iou <= ATTRIBUTE_IOU:
             unattributed.append(row)
@@ -628,8 +699,9 @@ def report(fig: dict[str, Any]) -> None:
           f"{f['on_screen_max']}; {f['frames_empty']} empty frames; {f['crossing_pairs']} pairs "
           f"of faces overlap at some point; rendered in {f['render_s']} s (not measured), "
           f"{f['mb_sent']} MB sent")
-    print(f"   face box per photo from the detector ({f['face_geometry_s']} s, not measured); "
-          f"no face found in {f['photos_face_not_found']} photos (default geometry)")
+    print(f"   face box per photo from the {f['face_geometry_from']} ({f['face_geometry_s']} s, "
+          f"not measured); no face found in {f['photos_face_not_found']} photos (default "
+          f"geometry)")
     print(f"== stream path: {st['batches']} batches, {st['frames']} frames; wall {st['wall_s']} s,"
           f" CPU {st['cpu_s']} s (this process, user+sys, all threads; moto server not counted)")
     print(f"   {st['frames_per_cpu_s']} frames per CPU-second ({st['cpu_ms_per_frame']} CPU-ms "
@@ -648,7 +720,8 @@ def report(fig: dict[str, Any]) -> None:
     print(f"   not watchlisted, alerted        {alerted}"
           f" walkers ({pb['false_alerts']} alerts) = "
           f"{pb['false_alerts_per_1000_non_watchlisted']} per 1,000 non-watchlisted passers-by "
-          f"(target {1000 * fig['options']['target_fpir']:g})")
+          f"(target {1000 * fig['options']['target_fpir']:g}: "
+          f"{fig['options']['target_fpir'] * pb['not_watchlisted']:.2f} expected here)")
     print(f"   anyone alerted as someone else  {pb['false_alerts_per_1000_passers_by']} per 1,000 "
           f"passers-by")
     print(f"   duplicates                      {pb['duplicates']} (alerts beyond the first for "
@@ -673,7 +746,8 @@ def report(fig: dict[str, Any]) -> None:
               f"frame {r['frame']} box {r['box']} IoU {r['iou']}")
     for r in al["unattributed"]:
         print(f"   unattributed: {r['subject']} score {r['score']:.4f} frame {r['frame']} box "
-              f"{r['box']} (best IoU {r['iou']})")
+              f"{r['box']} (best IoU {r['iou']}; box centre inside the pasted photo of "
+              f"{r['in_photo_of'] or 'nobody'})")
     c = fig["counters"]
     print("== deployment counters: " + ", ".join(f"{k} {v:g}" for k, v in c.items()))
     if c.get("tracks") is not None:
@@ -684,6 +758,9 @@ def report(fig: dict[str, Any]) -> None:
             f"{m['person']} ({m['kind']}, {m['max_face_px']} px, {m['frames']} fr, "
             f"{m['speed']} px/fr)" for m in fig["missed"][:30]))
     print(f"(total {fig['total_s']} s, including enrollment {fig['watchlist']['enroll_s']} s)")
+    if fig.get("emf_blobs_dropped"):
+        print(f"({fig['emf_blobs_dropped']} EMF metric blobs that powertools printed although "
+              f"POWERTOOLS_METRICS_DISABLED=true were left out of this output)")
 
 
 def main() -> int:
@@ -702,6 +779,9 @@ def main() -> int:
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                    help="extra environment for the local session (repeatable)")
     p.add_argument("--json", type=Path, default=None, help="write the figures here")
+    p.add_argument("--plan", type=Path, default=None,
+                   help="replay the watchlist and footage of an earlier --json file (then "
+                        "--watchlist/--people/--mated/--seed do not apply)")
     p.add_argument("--data", type=Path, default=DEV, help=f"faces/dev folder (default {DEV})")
     args = p.parse_args()
     preset = QUICK if args.quick else DEFAULTS
@@ -714,7 +794,10 @@ def main() -> int:
         print(f"skipped: needs {args.data} (internal test data in ../shared/data)")
         return 0
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
-    fig = run(args)
+    emf = EmfFilter(sys.stdout)
+    with redirect_stdout(emf):  # type: ignore[type-var]
+        fig = run(args)
+    fig["emf_blobs_dropped"] = emf.dropped
     report(fig)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -152,6 +152,7 @@ def process_frames(
         out.frames_processed += 1
         t = frame.captured_at.timestamp()
         scale = pipeline.detector.input_scale(*image.shape[:2])
+        tracker.leave(t, image.shape[1], image.shape[0])
         wanting = [tr for tr in tracker.live if t - tr.last_t <= fusion.tracker.max_gap_s
                    and _wants_view(tr, summaries.get(tr.tid), fusion)]
         region_area = sum((3 * size(tr.last_box)) ** 2 for tr in wanting)

@@ -56,7 +56,7 @@ class TrackerPolicy:
     slack: float = 0.5
     # Later links: distance from the predicted centre, in face sizes, growing with the gap.
     max_residual: float = 1.0
-    residual_per_s: float = 2.0
+    residual_per_s: float = 1.0
     # Face size may change this much between two observations (walking towards the camera).
     max_size_ratio: float = 1.6
 
@@ -146,6 +146,19 @@ class Tracker(Generic[T]):
         still = []
         for tr in self.live:
             (self.done if t - tr.last_t > self.policy.max_gap_s else still).append(tr)
+        self.live = still
+
+    def leave(self, t: float, width: float, height: float) -> None:
+        """Tracks whose face should be outside the image by now have left it: a face entering
+        where one left is somebody else."""
+        still = []
+        for tr in self.live:
+            if tr.velocity is None or t <= tr.last_t:
+                still.append(tr)
+                continue
+            c = centre(tr.predict(t))
+            inside = 0 <= c[0] <= width and 0 <= c[1] <= height
+            (still if inside else self.done).append(tr)
         self.live = still
 
     def step(self, t: float, faces: Sequence[tuple[np.ndarray, T]], frame: int = -1) -> None:

@@ -49,7 +49,7 @@ def _batches(pipe: FakePipeline, order: list[int], per_batch: int = 2, carry: bo
     starts = list(range(0, n, per_batch))
     for b in order:
         frames = [_frame(i, i, fps) for i in range(starts[b], min(n, starts[b] + per_batch))]
-        out = process_frames(frames, pipe, INDEX, 0.5, 10_000, FusionPolicy(), state, now)  # type: ignore[arg-type]
+        out = process_frames(frames, pipe, INDEX, 0.5, 100_000, FusionPolicy(), state, now)  # type: ignore[arg-type]
         state = out.carry if carry else None
         outs.append(out)
     return outs
@@ -123,3 +123,13 @@ def test_two_batches_written_at_once_merge() -> None:
     assert t1 is not None and t1.last_t == 2.0 and t1.best_q == 0.5 and t1.embedded == 3
     assert t1.subject_id == "alice" and m.find("t2") is not None
     assert m.last_key_t == 2.0 and set(m.applied) == {"b1", "b2"}
+
+
+def test_someone_entering_where_a_passer_by_left_is_a_new_passing() -> None:
+    # A walks out of the left edge; B steps in at that edge, a little lower, just after: close
+    # enough to A's predicted place to be taken for A, whose face should be outside by then.
+    faces = {v: [([60 - 40 * v, 60, 120 - 40 * v, 120], STRANGER)] for v in range(3)}
+    faces.update({v: [([40 * (v - 3), 80, 60 + 40 * (v - 3), 140], ALICE)] for v in range(3, 6)})
+    outs = _batches(FakePipeline(faces), [0, 1], per_batch=3)
+    assert [o.passings for o in outs] == [1, 1]
+    assert [m.subject_id for o in outs for m in o.matches] == ["alice"]

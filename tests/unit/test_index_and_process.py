@@ -82,7 +82,7 @@ class FakeDetector:
 
 def _frame(i: int, value: int, fps: float = 5.0) -> Frame:
     """Frame i of a camera at `fps`, showing the faces of FakePipeline.faces[value]."""
-    image = np.full((96, 96, 3), value * 10, np.uint8)
+    image = np.full((200, 240, 3), value * 10, np.uint8)
     ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 100])
     return Frame(i, f"{i:06d}.jpg", T + timedelta(seconds=i / fps), buf.tobytes())
 
@@ -109,7 +109,7 @@ def test_per_frame_one_match_per_subject_best_face_kept() -> None:
         Frame(3, "000003.jpg", T, b"", None),
         Frame(4, "x.jpg", T, None, "missing"),
     ]
-    out = process_frames(frames, pipe, INDEX, 0.5, 10_000, PER_FRAME)  # type: ignore[arg-type]
+    out = process_frames(frames, pipe, INDEX, 0.5, 100_000, PER_FRAME)  # type: ignore[arg-type]
     assert [m.subject_id for m in out.matches] == ["alice"]
     assert out.matches[0].frame_index == 1  # the clearest view, not the first
     assert out.matches[0].score > 0.99
@@ -121,7 +121,7 @@ def test_per_frame_one_match_per_subject_best_face_kept() -> None:
 
 def test_nobody_above_threshold_means_no_match() -> None:
     pipe = FakePipeline({5: [([0, 0, 9, 9], _unit([0.3, 0.1, 1, 0]))]})
-    out = process_frames([_frame(0, 5)], pipe, INDEX, 0.5, 10_000)  # type: ignore[arg-type]
+    out = process_frames([_frame(0, 5)], pipe, INDEX, 0.5, 100_000)  # type: ignore[arg-type]
     assert out.matches == [] and out.faces_seen == 2
 
 
@@ -135,7 +135,7 @@ def test_track_fusion_decides_once_on_the_best_faces() -> None:
     }
     pipe = FakePipeline(faces)
     frames = [_frame(i, i) for i in range(6)]
-    fused = process_frames(frames, pipe, INDEX, 0.5, 10_000, FusionPolicy(best_k=3))  # type: ignore[arg-type]
+    fused = process_frames(frames, pipe, INDEX, 0.5, 100_000, FusionPolicy(best_k=3))  # type: ignore[arg-type]
     assert fused.tracks == 2
     assert fused.faces_embedded == 6  # 3 best faces of each of the two tracks, not all 12
     assert sorted(m.subject_id for m in fused.matches) == ["alice", "bob"]
@@ -143,7 +143,7 @@ def test_track_fusion_decides_once_on_the_best_faces() -> None:
     assert alice.track_faces == 6
     per_face = [float(e @ ALICE) for e in noisy]
     assert alice.score > float(np.mean(per_face))  # fusing beats the average single view
-    single = process_frames(frames, FakePipeline(faces), INDEX, 0.5, 10_000, PER_FRAME)  # type: ignore[arg-type]
+    single = process_frames(frames, FakePipeline(faces), INDEX, 0.5, 100_000, PER_FRAME)  # type: ignore[arg-type]
     assert single.tracks == 12 and single.faces_embedded == 12
 
 
