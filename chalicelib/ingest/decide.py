@@ -86,11 +86,11 @@ def decide_and_alert(rt: Runtime, cam: CameraContext, sequence: int, frames: Ite
     now = time.time()
     carried: CameraTracks | None = None
     version = 0
-    if continuity and store is None and cam.tracks is not None:
+    given, store = store, store or DynamoTrackStore(rt.tables)
+    if continuity and given is None and cam.tracks is not None:
         carried, version = cam.tracks  # read with the deployment, in the same request
     elif continuity:
-        carried, version = (store or DynamoTrackStore(rt.tables)).load(key, now)
-    store = store or DynamoTrackStore(rt.tables)
+        carried, version = store.load(key, now)
     if carried is not None and batch_id and batch_id in carried.applied:
         return Decided(BatchOutcome(), already_applied=True)
     outcome = process_frames(_in_window(frames, dep), rt.pipeline, cam.index, cam.threshold,
@@ -118,7 +118,7 @@ def decide_and_alert(rt: Runtime, cam: CameraContext, sequence: int, frames: Ite
     if continuity:
         if batch_id:
             outcome.carry.applied[batch_id] = now
-        store.save(key, outcome.carry, version, now, dep, counters)
+        store.save(key, outcome.carry, version, now, dep, counters, batch_id)
     else:
         dep.update(actions=counters)
     _metrics(outcome)

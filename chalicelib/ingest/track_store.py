@@ -29,7 +29,8 @@ class TrackStore(Protocol):
     def load(self, camera_key: str, now: float) -> tuple[CameraTracks, int]: ...
 
     def save(self, camera_key: str, state: CameraTracks, version: int, now: float,
-             deployment: Any = None, counters: list[Action] | None = None) -> None: ...
+             deployment: Any = None, counters: list[Action] | None = None,
+             batch_id: str = "") -> None: ...
 
 
 @functools.lru_cache(maxsize=4)
@@ -52,7 +53,10 @@ class DynamoTrackStore:
         return tracks_from(item, now)
 
     def save(self, camera_key: str, state: CameraTracks, version: int, now: float,
-             deployment: Any = None, counters: list[Action] | None = None) -> None:
+             deployment: Any = None, counters: list[Action] | None = None,
+             batch_id: str = "") -> None:
+        """`batch_id`: the batch this state comes from; when a concurrent delivery of the same
+        batch has landed first, nothing is written (its tracks and counts are there)."""
         CT = self.tables.CameraTracks
         when = datetime.fromtimestamp(now, UTC)
         for _ in range(_ATTEMPTS):
@@ -72,6 +76,8 @@ class DynamoTrackStore:
                         reasons[0].code != "ConditionalCheckFailed":
                     raise
             stored, version = self.load(camera_key, now)
+            if batch_id and batch_id in stored.applied:
+                return
             state = merge(stored, state)
         raise RuntimeError(f"camera state {camera_key} kept changing under {_ATTEMPTS} writes")
 
@@ -86,7 +92,8 @@ class MemoryTrackStore:
         return self._held.get(camera_key, CameraTracks()).pruned(now), 0
 
     def save(self, camera_key: str, state: CameraTracks, version: int, now: float,
-             deployment: Any = None, counters: list[Action] | None = None) -> None:
+             deployment: Any = None, counters: list[Action] | None = None,
+             batch_id: str = "") -> None:
         self._held[camera_key] = state
         if deployment is not None and counters:
             deployment.update(actions=counters)

@@ -95,3 +95,27 @@ def test_the_sweep_deletes_expired_track_states(rt) -> None:
     assert done["track_states_deleted"] >= 1
     keys = {i.camera_key for i in rt.tables.CameraTracks.scan()}
     assert "dep-sweep#cam-1" not in keys and "dep-sweep#cam-2" in keys
+
+
+def test_two_deliveries_of_one_batch_at_once_count_once(scenario_factory) -> None:
+    from chalicelib.ingest.track_store import DynamoTrackStore
+
+    sc = scenario_factory({"Cory Gardner": [demo_person("Cory_Gardner", 1)]})
+    D = sc.rt.tables.Deployment
+    store = DynamoTrackStore(sc.rt.tables)
+    key, now = f"{sc.deployment_id}#cam-1", datetime.now(UTC).timestamp()
+    track = CarriedTrack("t1", now, now, [0, 0, 40, 40], [0, 0, 40, 40], None, now)
+    for other_tracks in ([track], []):  # both read version 0; the second write loses the race
+        dep = D.get(sc.deployment_id)
+        store.save(key, CameraTracks(other_tracks, now, {"b1": now}), 0, now, dep,
+                   [D.batches.add(1)], batch_id="b1")
+    assert D.get(sc.deployment_id).batches == 1
+    state, version = store.load(key, now)
+    assert version == 1 and [t.tid for t in state.tracks] == ["t1"]
+    # A different batch that lost the same race is merged in and counted.
+    dep = D.get(sc.deployment_id)
+    store.save(key, CameraTracks([], now, {"b2": now}), 0, now, dep, [D.batches.add(1)],
+               batch_id="b2")
+    state, version = store.load(key, now)
+    assert D.get(sc.deployment_id).batches == 2 and version == 2
+    assert set(state.applied) == {"b1", "b2"} and [t.tid for t in state.tracks] == ["t1"]
