@@ -28,7 +28,15 @@ from chalicelib.matching.index import ExactIndex
 from chalicelib.vision.decode import FrameDecodeError, decode_jpeg
 from chalicelib.vision.detect import crop_around
 from chalicelib.vision.pipeline import FacePipeline, GatedFace, GatedFrame
-from chalicelib.vision.track import Track, Tracker, TrackerPolicy, centre, link_cost, size
+from chalicelib.vision.track import (
+    Track,
+    Tracker,
+    TrackerPolicy,
+    centre,
+    iou,
+    link_cost,
+    size,
+)
 from chalicelib.vision.types import Detection
 
 # A matched passing still in view refreshes its sighting (alerts/sightings.py) this often: well
@@ -173,15 +181,24 @@ def process_frames(
                     single.observe(t, box, v, frame.index)
                     tracker.done.append(single)
         else:
-            for tr in wanting:
+            counted: list[np.ndarray] = []  # regions overlap: a face is counted once
+            pairs: list[tuple[float, int, GatedFace]] = []
+            for ti, tr in enumerate(wanting):
                 gated = pipeline.detect_near(image, tr.predict(t))
-                _account(out, gated)
-                costs = [(c, f) for f in gated.faces
-                         if (c := link_cost(tr, t, f.detection.box, fusion.tracker)) is not None]
-                if costs:
-                    face = min(costs, key=lambda cf: cf[0])[1]
-                    tr.observe(t, face.detection.box, _view(frame, face, image, scale),
-                               frame.index)
+                _account(out, gated, counted)
+                pairs += [(c, ti, f) for f in gated.faces
+                          if (c := link_cost(tr, t, f.detection.box, fusion.tracker)) is not None]
+            # Closest first, one face per track and one track per face: two people side by
+            # side each keep their own, even when one of them is missed in this frame.
+            taken: list[np.ndarray] = []
+            linked: set[int] = set()
+            for _, ti, face in sorted(pairs, key=lambda p: p[0]):
+                if ti in linked or any(iou(face.detection.box, b) >= 0.5 for b in taken):
+                    continue
+                linked.add(ti)
+                taken.append(face.detection.box)
+                wanting[ti].observe(t, face.detection.box, _view(frame, face, image, scale),
+                                    frame.index)
         for tr in tracker.live:
             if tr.times and tr.times[-1] == t:
                 _keep_best(tr, fusion.best_k)
@@ -197,10 +214,27 @@ def process_frames(
     return out
 
 
-def _account(out: BatchOutcome, gated: GatedFrame) -> None:
+def _account(out: BatchOutcome, gated: GatedFrame,
+             counted: list[np.ndarray] | None = None) -> None:
+    """Timings and counts of one detection; `counted`: boxes of this frame counted already
+    (region searches of nearby tracks see the same faces)."""
     out.timings_ms.update(gated.timings_ms)
-    out.faces_rejected.update(gated.rejected)
-    out.faces_seen += len(gated.faces) + sum(gated.rejected.values())
+    if counted is None:
+        out.faces_rejected.update(gated.rejected)
+        out.faces_seen += len(gated.faces) + sum(gated.rejected.values())
+        return
+
+    def new(box: np.ndarray) -> bool:
+        fresh = all(iou(box, b) < 0.5 for b in counted)
+        if fresh:
+            counted.append(box)
+        return fresh
+
+    out.faces_seen += sum(new(f.detection.box) for f in gated.faces)
+    refused_new = [new(d.box) for d in gated.refused]
+    out.faces_seen += sum(refused_new)
+    if all(refused_new):  # reasons are tallied per region: counted once, with their faces
+        out.faces_rejected.update(gated.rejected)
 
 
 def _view(frame: Frame, face: GatedFace, image: np.ndarray, scale: float) -> _View:

@@ -17,7 +17,14 @@ from chalicelib.ingest.continuity import (
 )
 from chalicelib.ingest.process import FusionPolicy, process_frames
 from chalicelib.vision.track import link_tracks
-from tests.unit.test_index_and_process import ALICE, INDEX, STRANGER, FakePipeline, _frame
+from tests.unit.test_index_and_process import (
+    ALICE,
+    BOB,
+    INDEX,
+    STRANGER,
+    FakePipeline,
+    _frame,
+)
 
 NOW = 1_800_000_000.0
 
@@ -133,3 +140,17 @@ def test_someone_entering_where_a_passer_by_left_is_a_new_passing() -> None:
     outs = _batches(FakePipeline(faces), [0, 1], per_batch=3)
     assert [o.passings for o in outs] == [1, 1]
     assert [m.subject_id for o in outs for m in o.matches] == ["alice"]
+
+
+def test_region_searches_of_people_side_by_side_count_each_face_once() -> None:
+    # Two walk together; between full-frame detections each one's region holds both faces.
+    faces = {v: [([10 + 20 * v, 10, 40 + 20 * v, 40], ALICE),
+                 ([40 + 20 * v, 10, 70 + 20 * v, 40], BOB)] for v in range(6)}
+    faces[4] = faces[4][1:]  # Alice is missed once: Bob's face is not hers
+    pipe = FakePipeline(faces)
+    (out,) = _batches(pipe, [0], per_batch=6)
+    assert pipe.region_searches > 0
+    assert out.passings == 2
+    assert {m.subject_id: m.track_faces for m in out.matches} == {"alice": 5, "bob": 6}
+    # Each face once (the fake's gate also tallies one refused face per full-frame detection).
+    assert out.faces_seen == 11 + out.keyframes
