@@ -101,9 +101,12 @@ def cmd_local_pump(args: argparse.Namespace) -> int:
     pump = EventPump(settings, app_mappings(load_app(), settings))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"event pump delivering {settings.frames_queue} and {settings.alerts_queue}", flush=True)
-    while True:
-        if not pump.poll_once(wait_s=1):
-            time.sleep(0.05)
+    pump.start()  # one thread per queue: alerts are pushed while frames are being processed
+    try:
+        while True:
+            time.sleep(3600)
+    finally:
+        pump.stop()
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
