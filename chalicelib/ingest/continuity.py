@@ -12,7 +12,10 @@ clock), whatever capture times say; the store gives the whole item the same expi
 
 Batches of one camera arrive late, twice or out of order (standard SQS, S3 notifications): a
 track can be extended backwards as well as forwards, a batch already applied is recognised by its
-id, and two batches processed at once merge their states (see `merge`).
+id, and two batches processed at once merge their states (see `merge`). A FIFO queue with one
+message group per camera would give order, but S3 cannot notify a FIFO queue ("FIFO queues are
+not allowed when enabling an SQS queue as the event notification destination", CloudFormation
+AWS::S3::Bucket QueueConfiguration), and it would still redeliver after a failure.
 """
 
 from __future__ import annotations
