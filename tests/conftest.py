@@ -63,3 +63,15 @@ def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untype
             terminalreporter.write_line(f"{node}:")
             for line in text.splitlines():
                 terminalreporter.write_line(f"    {line}")
+
+
+def flag_encrypted(zip_bytes: bytes, member: str) -> bytes:
+    """The archive with `member` flagged encrypted (general purpose bit 0) in its local and
+    central-directory headers, as a hostile gateway could send it."""
+    data, name = bytearray(zip_bytes), member.encode()
+    for sig, flags_at, name_at in ((b"PK\x03\x04", 6, 30), (b"PK\x01\x02", 8, 46)):
+        at = data.index(sig)
+        while data[at + name_at : at + name_at + len(name)] != name:
+            at = data.index(sig, at + 4)
+        data[at + flags_at] |= 0x1
+    return bytes(data)

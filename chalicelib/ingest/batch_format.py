@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +27,13 @@ from chalicelib.store.layout import ID_PATTERN
 FORMAT = "lfr-frame-batch/1"
 MANIFEST = "manifest.json"
 MAX_MANIFEST_BYTES = 256 * 1024
+# Far above any camera's count and the archive job's sequences (10**15 + ...), far below what a
+# DynamoDB number holds (38 digits): the sequence names alerts and objects.
+MAX_SEQUENCE = 10**18
+# What zipfile raises on a hostile archive or member (encrypted flag, bad UTF-8 name, offsets
+# past the end, corrupt deflate data, unsupported compression), besides BadZipFile.
+_ZIP_ERRORS = (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError,
+               NotImplementedError, UnicodeDecodeError, zlib.error)
 
 
 class BatchFormatError(ValueError):
@@ -57,7 +65,7 @@ class Manifest(BaseModel):
     format: str = Field(pattern=rf"^{FORMAT}$")
     deployment_id: str = Field(pattern=ID_PATTERN.pattern)
     camera_id: str = Field(pattern=ID_PATTERN.pattern)
-    sequence: int = Field(ge=0)
+    sequence: int = Field(ge=0, lt=MAX_SEQUENCE)
     frames: list[FrameEntry] = Field(min_length=1)
 
     @field_validator("frames")
@@ -119,7 +127,7 @@ def read_manifest(zf: zipfile.ZipFile, limits: BatchLimits) -> Manifest:
             f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()
         )
         raise BatchFormatError(f"invalid manifest: {problems}") from None
-    except (zipfile.BadZipFile, OSError) as exc:
+    except _ZIP_ERRORS as exc:
         raise BatchFormatError(f"manifest.json unreadable: {exc}") from None
     if len(manifest.frames) > limits.max_frames:
         raise BatchFormatError(
@@ -134,7 +142,7 @@ def open_batch(data: bytes, limits: BatchLimits) -> tuple[Manifest, Iterator[Fra
         raise BatchFormatError(f"batch is {len(data)} bytes (max {limits.max_batch_bytes})")
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile as exc:
+    except _ZIP_ERRORS as exc:
         raise BatchFormatError(f"not a frame batch (ZIP) archive: {exc}") from None
     manifest = read_manifest(zf, limits)
     return manifest, _frames(zf, manifest, limits)
@@ -153,7 +161,7 @@ def _frames(zf: zipfile.ZipFile, manifest: Manifest, limits: BatchLimits) -> Ite
                 continue
             try:
                 data = zf.read(info)
-            except (zipfile.BadZipFile, OSError, NotImplementedError):
+            except _ZIP_ERRORS:
                 yield Frame(i, entry.name, entry.captured_at, None, "unreadable")
                 continue
             yield Frame(i, entry.name, entry.captured_at, data)

@@ -36,23 +36,41 @@ from chalicelib.store.tables import idempotency_table_name
 logger = Logger(service="lfr-worker")
 
 
+class NotificationError(ValueError):
+    """A frames-queue message that is not an S3 notification: nothing in it can be processed."""
+
+
 def s3_objects(body: str) -> list[dict[str, str]]:
-    """The (bucket, key, etag) of each ObjectCreated record in an S3 notification body."""
-    message = json.loads(body)
+    """The (bucket, key, etag) of each ObjectCreated record in an S3 notification body.
+
+    Raises NotificationError, with the reason, for a body that is not one."""
+    try:
+        message = json.loads(body)
+    except (TypeError, ValueError) as exc:
+        raise NotificationError(f"message body is not JSON: {exc}") from None
+    if not isinstance(message, dict):
+        raise NotificationError(f"message body is a JSON {type(message).__name__}, not an object")
     if message.get("Event") == "s3:TestEvent":
         return []
+    records = message.get("Records", [])
+    if not isinstance(records, list):
+        raise NotificationError("Records is not a list")
     out = []
-    for rec in message.get("Records", []):
-        if not str(rec.get("eventName", "")).startswith("ObjectCreated"):
+    for n, rec in enumerate(records):
+        if not isinstance(rec, dict) or \
+                not str(rec.get("eventName", "")).startswith("ObjectCreated"):
             continue
-        s3 = rec["s3"]
-        out.append(
-            {
-                "bucket": s3["bucket"]["name"],
-                "key": unquote_plus(s3["object"]["key"]),  # keys arrive URL-encoded
-                "etag": s3["object"].get("eTag", ""),
-            }
-        )
+        try:
+            s3 = rec["s3"]
+            out.append(
+                {
+                    "bucket": str(s3["bucket"]["name"]),
+                    "key": unquote_plus(str(s3["object"]["key"])),  # keys arrive URL-encoded
+                    "etag": str(s3["object"].get("eTag", "")),
+                }
+            )
+        except (KeyError, TypeError, AttributeError):
+            raise NotificationError(f"record {n} has no s3 bucket name and object key") from None
     return out
 
 
@@ -116,7 +134,14 @@ class FramesHandler:
 
     def _record(self, record: SQSRecord) -> list[dict[str, Any]]:
         results = []
-        for obj in s3_objects(record.body):
+        try:
+            objects = s3_objects(record.body)
+        except NotificationError as exc:
+            # Retried, then dead-lettered by SQS; the reason is logged where it can be seen.
+            logger.error("notification rejected", message_id=record.message_id, reason=str(exc))
+            metrics.add_metric("NotificationsRejected", MetricUnit.Count, 1)
+            raise
+        for obj in objects:
             try:
                 result = self._once(obj=obj)
             except BatchFormatError as exc:

@@ -6,20 +6,21 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import cv2
 import numpy as np
 
 from chalicelib.gateway import GatewayOptions, PresignedUploader, run_gateway
+from chalicelib.ingest.batch_format import pack_batch
 from chalicelib.ingest.continuity import STATE_KEYS, TRACK_KEYS, TRACK_TTL_S
 from chalicelib.local.inspect import all_keys, scan_items
 from chalicelib.local.resources import dlq_name
 from chalicelib.ops.cameras import camera_upload_grant
 from chalicelib.store import layout
 from chalicelib.store.tables import idempotency_table_name
-from tests.conftest import shared_data
+from tests.conftest import flag_encrypted, shared_data
 from tests.integration.conftest import demo_person, jpeg, log_records
 
 
@@ -245,3 +246,40 @@ def test_deployment_topic_fires_and_a_removed_subject_stops_matching_at_once(
     local_stack["pump"].drain(timeout=120)
     lines = [x for x in log_records(caplog, "batch processed") if sc.deployment_id in x["key"]]
     assert [(x["faces_seen"], x["matches"]) for x in lines] == [(1, 0)]
+
+
+def test_a_message_that_is_not_a_notification_is_dead_lettered_with_its_reason(
+        rt, local_stack, caplog) -> None:
+    sqs = rt.client("sqs")
+    caplog.clear()
+    sqs.send_message(QueueUrl=rt.queue_url(rt.settings.frames_queue), MessageBody="[1, 2, 3]")
+    local_stack["pump"].drain(timeout=120, quiet_polls=6)
+    rejected = log_records(caplog, "notification rejected")
+    assert len(rejected) >= 2 and all(r["levelname"] == "ERROR" for r in rejected)
+    assert all("JSON list" in r["reason"] for r in rejected)
+    dlq = rt.queue_url(dlq_name(rt.settings.frames_queue))
+    dead = []
+    for _ in range(5):
+        for m in sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10,
+                                     WaitTimeSeconds=1).get("Messages", []):
+            sqs.delete_message(QueueUrl=dlq, ReceiptHandle=m["ReceiptHandle"])
+            dead.append(m["Body"])
+        if dead:
+            break
+    assert "[1, 2, 3]" in dead
+
+
+def test_an_encrypted_frame_loses_only_itself(scenario_factory, local_stack) -> None:
+    sc = scenario_factory({"Cory Gardner": [demo_person("Cory_Gardner", 1)]})
+    rt = sc.rt
+    good = jpeg(demo_person("Cory_Gardner", 2))
+    now = datetime.now(UTC)
+    body = pack_batch(sc.deployment_id, sc.camera_id, 0, [(now, good), (now, good)])
+    key = layout.batch_key(sc.deployment_id, sc.camera_id, 0)
+    rt.client("s3").put_object(Bucket=rt.settings.frames_bucket, Key=key,
+                               Body=flag_encrypted(body, "000000.jpg"))
+    local_stack["pump"].drain(timeout=120)
+    assert [a.subject_id for a in sc.alerts()] == [sc.subjects["Cory Gardner"]]
+    dep = rt.tables.Deployment.get(sc.deployment_id)
+    assert (dep.frames, dep.frames_skipped) == (1, 1)
+    assert key not in all_keys(rt.client("s3"), rt.settings.frames_bucket)

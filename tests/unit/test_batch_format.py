@@ -9,6 +9,7 @@ import pytest
 
 from chalicelib.ingest.batch_format import BatchFormatError, BatchLimits, open_batch, pack_batch
 from chalicelib.store import layout
+from tests.conftest import flag_encrypted
 
 T = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 
@@ -101,3 +102,71 @@ def test_key_layout() -> None:
     assert parsed and (parsed.deployment_id, parsed.camera_id) == ("dep-1", "cam-1")
     assert layout.parse_batch_key("frames/dep-1/000.lfrb") is None
     assert layout.parse_batch_key("other/dep-1/cam/x") is None
+
+
+# Hostile archives (issue 11, I-1 and I-2): each is a clear rejection or a skipped frame, never
+# an error the worker does not expect (which was retried, dead-lettered and lost the batch).
+def _two_frames(encrypt: str = "") -> bytes:
+    m = _manifest(frames=[{"name": f"00000{i}.jpg", "captured_at": T.isoformat()}
+                          for i in range(2)])
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("manifest.json", json.dumps(m))
+        zf.writestr("000000.jpg", b"\xff\xd8a\xff\xd9")
+        zf.writestr("000001.jpg", b"\xff\xd8b\xff\xd9")
+    return flag_encrypted(buf.getvalue(), encrypt) if encrypt else buf.getvalue()
+
+
+def test_an_encrypted_frame_is_skipped_and_the_rest_read() -> None:
+    _, frames = open_batch(_two_frames(encrypt="000000.jpg"), BatchLimits())
+    got = [(f.name, f.problem) for f in frames]
+    assert got == [("000000.jpg", "unreadable"), ("000001.jpg", None)]
+
+
+def test_an_encrypted_manifest_rejects_the_batch() -> None:
+    with pytest.raises(BatchFormatError, match="manifest.json unreadable"):
+        open_batch(_two_frames(encrypt="manifest.json"), BatchLimits())
+
+
+def test_a_name_flagged_utf8_that_is_not_rejects_the_batch() -> None:
+    data = bytearray(_two_frames())
+    cd = data.rindex(b"PK\x01\x02")  # the last central-directory entry: 000001.jpg
+    data[cd + 8 : cd + 10] = (int.from_bytes(data[cd + 8 : cd + 10], "little")
+                              | 0x800).to_bytes(2, "little")
+    data[cd + 46 : cd + 48] = b"\xff\xfe"
+    with pytest.raises(BatchFormatError, match="not a frame batch"):
+        open_batch(bytes(data), BatchLimits())
+
+
+def test_a_central_directory_past_the_end_rejects_the_batch() -> None:
+    data = bytearray(_two_frames())
+    end = data.rindex(b"PK\x05\x06")
+    data[end + 16 : end + 20] = (len(data) * 4).to_bytes(4, "little")
+    with pytest.raises(BatchFormatError, match="not a frame batch|manifest.json unreadable"):
+        open_batch(bytes(data), BatchLimits())
+
+
+def test_an_absurd_sequence_rejects_the_batch() -> None:
+    with pytest.raises(BatchFormatError, match="sequence"):
+        open_batch(_zip(_manifest(sequence=10**130)), BatchLimits())
+
+
+@pytest.mark.parametrize("body, reason", [
+    ("not json", "not JSON"),
+    ("[1, 2]", "JSON list"),
+    ('{"Records": {"a": 1}}', "Records is not a list"),
+    ('{"Records": [{"eventName": "ObjectCreated:Put"}]}', "record 0 has no s3"),
+    ('{"Records": [{"eventName": "ObjectCreated:Put", "s3": {"bucket": 1}}]}', "record 0"),
+])
+def test_a_message_that_is_not_an_s3_notification_says_why(body: str, reason: str) -> None:
+    from chalicelib.ingest.worker import NotificationError, s3_objects
+
+    with pytest.raises(NotificationError, match=reason):
+        s3_objects(body)
+
+
+def test_other_s3_events_are_ignored() -> None:
+    from chalicelib.ingest.worker import s3_objects
+
+    assert s3_objects('{"Event": "s3:TestEvent"}') == []
+    assert s3_objects('{"Records": [{"eventName": "ObjectRemoved:Delete"}]}') == []
