@@ -8,7 +8,7 @@ from pathlib import Path
 
 from chalice import Chalice, CognitoUserPoolAuthorizer, Rate, Response
 
-from chalicelib.api import Api, errors_to_http
+from chalicelib.api import Api, errors_to_http, json_body
 from chalicelib.runtime import runtime, settings
 
 app = Chalice(app_name="lfr")
@@ -41,10 +41,14 @@ def _alerts_handler():  # type: ignore[no-untyped-def]
     return AlertsHandler(runtime())
 
 
-def _call(method: str, *args):  # type: ignore[no-untyped-def]
-    """Authenticate the request, then hand it to the API method."""
+def _call(method: str, *args, body: bool = False):  # type: ignore[no-untyped-def]
+    """Authenticate the request, then hand it to the API method (with its JSON body, read only
+    once the caller is known: a stranger's body is never parsed)."""
     api = _api()
-    return getattr(api, method)(api.principal(app.current_request), *args)
+    principal = api.principal(app.current_request)
+    if body:
+        args = (*args, json_body(app.current_request.raw_body))
+    return getattr(api, method)(principal, *args)
 
 
 def _authed(fn):  # type: ignore[no-untyped-def]
@@ -90,7 +94,7 @@ def console():  # type: ignore[no-untyped-def]
 @app.route("/watchlists", methods=["POST"], authorizer=AUTH)
 @_authed
 def create_watchlist():  # type: ignore[no-untyped-def]
-    return _call("create_watchlist", app.current_request.json_body)
+    return _call("create_watchlist", body=True)
 
 
 @app.route("/watchlists/{watchlist_id}", authorizer=AUTH)
@@ -102,7 +106,7 @@ def get_watchlist(watchlist_id):  # type: ignore[no-untyped-def]
 @app.route("/watchlists/{watchlist_id}/subjects", methods=["POST"], authorizer=AUTH)
 @_authed
 def add_subject(watchlist_id):  # type: ignore[no-untyped-def]
-    return _call("add_subject", watchlist_id, app.current_request.json_body)
+    return _call("add_subject", watchlist_id, body=True)
 
 
 @app.route("/watchlists/{watchlist_id}/subjects/{subject_id}", methods=["DELETE"],
@@ -127,7 +131,7 @@ def watchlist_audit(watchlist_id):  # type: ignore[no-untyped-def]
 @app.route("/deployments", methods=["POST"], authorizer=AUTH)
 @_authed
 def create_deployment():  # type: ignore[no-untyped-def]
-    return _call("create_deployment", app.current_request.json_body)
+    return _call("create_deployment", body=True)
 
 
 @app.route("/deployments/{deployment_id}", authorizer=AUTH)
@@ -152,7 +156,7 @@ def camera_grant(deployment_id, camera_id):  # type: ignore[no-untyped-def]
 @app.route("/deployments/{deployment_id}/devices", methods=["POST"], authorizer=AUTH)
 @_authed
 def register_device_route(deployment_id):  # type: ignore[no-untyped-def]
-    return _call("register_device", deployment_id, app.current_request.json_body)
+    return _call("register_device", deployment_id, body=True)
 
 
 @app.route("/deployments/{deployment_id}/alerts", authorizer=AUTH)
@@ -191,10 +195,10 @@ def get_alert(alert_id):  # type: ignore[no-untyped-def]
 @app.route("/alerts/{alert_id}/adjudication", methods=["POST"], authorizer=AUTH)
 @_authed
 def adjudicate(alert_id):  # type: ignore[no-untyped-def]
-    return _call("adjudicate", alert_id, app.current_request.json_body)
+    return _call("adjudicate", alert_id, body=True)
 
 
 @app.route("/alerts/{alert_id}/outcome", methods=["POST"], authorizer=AUTH)
 @_authed
 def record_outcome(alert_id):  # type: ignore[no-untyped-def]
-    return _call("outcome", alert_id, app.current_request.json_body)
+    return _call("outcome", alert_id, body=True)

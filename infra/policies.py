@@ -150,6 +150,7 @@ def api_handler(a: Arns) -> list[dict[str, Any]]:
         # Camera upload grants are presigned POSTs: signed by this role, scoped to frames/.
         _stmt("CameraGrants", ["s3:PutObject"], [a.objects(s.frames_bucket, "frames/")]),
         _stmt("CreatePushEndpoints", ["sns:CreatePlatformEndpoint"], a.platform_apps()),
+        _stmt("UpdatePushEndpoints", ["sns:SetEndpointAttributes"], a.platform_endpoints()),
         _stmt("DeploymentTopic", ["sns:Publish"], [a.topic()]),
         _stmt("QueueAlerts", ["sqs:SendMessage", "sqs:GetQueueUrl"], [a.queue(s.alerts_queue)]),
     ]

@@ -31,4 +31,6 @@ def link_valid(secret: str, alert_id: str, exp: str, sig: str, now: float | None
         return False
     if exp_i < (time.time() if now is None else now):
         return False
-    return bool(secret) and hmac.compare_digest(_sig(secret, alert_id, exp_i), sig)
+    # As bytes: compare_digest refuses a str that is not ASCII (a hostile link's "sig=é").
+    return bool(secret) and hmac.compare_digest(_sig(secret, alert_id, exp_i).encode(),
+                                                sig.encode("utf-8", "replace"))

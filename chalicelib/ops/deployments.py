@@ -3,9 +3,12 @@ false alert rate and the threshold calibrated for it; and the officer devices re
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
+
+from pynamodb.exceptions import PutError
 
 from chalicelib.ops import audit
 from chalicelib.ops.errors import NotFound
@@ -63,12 +66,17 @@ def create_deployment(
         if target_fpir is None:
             raise ValueError("give a target false positive identification rate (or a threshold)")
         threshold = calibrated_threshold(wl.model_id, target_fpir, size)
-    tables.Deployment(
-        deployment_id=deployment_id, name=name, watchlist_id=watchlist_id, cameras=cameras,
-        place=place, threshold=round(float(threshold), 6), target_fpir=target_fpir,
-        starts_at=starts_at, ends_at=ends_at, authorising_officer=authorising_officer,
-        reason=reason, created_by=created_by, watchlist_size=size,
-    ).save(condition=tables.Deployment.deployment_id.does_not_exist())
+    try:
+        tables.Deployment(
+            deployment_id=deployment_id, name=name, watchlist_id=watchlist_id, cameras=cameras,
+            place=place, threshold=round(float(threshold), 6), target_fpir=target_fpir,
+            starts_at=starts_at, ends_at=ends_at, authorising_officer=authorising_officer,
+            reason=reason, created_by=created_by, watchlist_size=size,
+        ).save(condition=tables.Deployment.deployment_id.does_not_exist())
+    except PutError as exc:
+        if getattr(exc, "cause_response_code", None) != "ConditionalCheckFailedException":
+            raise
+        raise LifecycleError(f"deployment {deployment_id} exists already") from None
     wl.update(actions=[tables.Watchlist.deployment_id.set(deployment_id),
                        tables.Watchlist.status.set("active")])
     audit.record(tables, deployment_id, created_by, "deployment.created", deployment_id,
@@ -102,6 +110,23 @@ def end_deployment(tables: Tables, deployment_id: str, actor: str) -> None:
     audit.record(tables, deployment_id, actor, "deployment.ended", deployment_id)
 
 
+_EXISTING = re.compile(r"Endpoint (arn:aws[\w-]*:sns:\S+) already exists")
+
+
+def _platform_endpoint(sns: Any, platform_app_arn: str, push_token: str) -> str:
+    """The phone's endpoint, created once per token. Created without attributes, as SNS
+    advises: a second call with the same token then returns the same endpoint, and one that
+    finds it with other attributes is told its ARN."""
+    try:
+        return str(sns.create_platform_endpoint(PlatformApplicationArn=platform_app_arn,
+                                                Token=push_token)["EndpointArn"])
+    except sns.exceptions.InvalidParameterException as exc:
+        found = _EXISTING.search(str(exc))
+        if found is None:
+            raise
+        return found.group(1)
+
+
 def register_device(
     tables: Tables,
     sns: Any,
@@ -113,11 +138,10 @@ def register_device(
 ) -> dict[str, str]:
     """Create the SNS platform endpoint for a phone's push token and attach it to a deployment."""
     get_deployment(tables, deployment_id)
-    endpoint = sns.create_platform_endpoint(
-        PlatformApplicationArn=platform_app_arn,
-        Token=push_token,
-        CustomUserData=officer_id,
-    )["EndpointArn"]
+    endpoint = _platform_endpoint(sns, platform_app_arn, push_token)
+    # A phone handed to the next shift: the endpoint is the phone's, the officer changes.
+    sns.set_endpoint_attributes(EndpointArn=endpoint,
+                                Attributes={"CustomUserData": officer_id, "Enabled": "true"})
     device_id = "dev-" + endpoint.rsplit("/", 1)[-1][:24]
     tables.Device(
         deployment_id=deployment_id,
