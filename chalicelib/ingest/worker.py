@@ -2,8 +2,10 @@
 
 Each SQS record carries an S3 ObjectCreated notification. Records are processed one by one with
 powertools' BatchProcessor (a failing record is reported in batchItemFailures, retried alone,
-and after maxReceiveCount lands in the dead-letter queue); each S3 object is processed at most
-once per (bucket, key, etag) by powertools idempotency.
+and after maxReceiveCount lands in the dead-letter queue); each upload is processed at most once
+per S3 event (bucket, key, ETag, event time and sequencer) by powertools idempotency, and a
+batch whose content was applied already (the same bytes uploaded again) is not decided or
+counted again (its camera's track state remembers it), only deleted.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ class NotificationError(ValueError):
 
 
 def s3_objects(body: str) -> list[dict[str, str]]:
-    """The (bucket, key, etag) of each ObjectCreated record in an S3 notification body.
+    """The (bucket, key, etag, event) of each ObjectCreated record in an S3 notification body.
 
     Raises NotificationError, with the reason, for a body that is not one."""
     try:
@@ -67,6 +69,9 @@ def s3_objects(body: str) -> list[dict[str, str]]:
                     "bucket": str(s3["bucket"]["name"]),
                     "key": unquote_plus(str(s3["object"]["key"])),  # keys arrive URL-encoded
                     "etag": str(s3["object"].get("eTag", "")),
+                    # Names the upload, not only the bytes: a notification delivered twice is
+                    # one event, the same bytes uploaded again (a gateway's retry) another.
+                    "event": f"{rec.get('eventTime', '')}|{s3['object'].get('sequencer', '')}",
                 }
             )
         except (KeyError, TypeError, AttributeError):

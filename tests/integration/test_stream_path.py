@@ -283,3 +283,21 @@ def test_an_encrypted_frame_loses_only_itself(scenario_factory, local_stack) -> 
     dep = rt.tables.Deployment.get(sc.deployment_id)
     assert (dep.frames, dep.frames_skipped) == (1, 1)
     assert key not in all_keys(rt.client("s3"), rt.settings.frames_bucket)
+
+
+def test_identical_bytes_uploaded_again_are_processed_and_deleted(scenario_factory,
+                                                                  local_stack) -> None:
+    # F-5: a gateway retries an upload that had succeeded. The second object must not be left
+    # in S3 (it shows passers-by), nor be decided or counted a second time.
+    sc = scenario_factory({"Cory Gardner": [demo_person("Cory_Gardner", 1)]}, devices=1)
+    rt = sc.rt
+    now = datetime.now(UTC)
+    body = pack_batch(sc.deployment_id, sc.camera_id, 0,
+                      [(now, jpeg(demo_person("Cory_Gardner", 2)))])
+    key = layout.batch_key(sc.deployment_id, sc.camera_id, 0)
+    for _ in range(2):
+        rt.client("s3").put_object(Bucket=rt.settings.frames_bucket, Key=key, Body=body)
+        local_stack["pump"].drain(timeout=120)
+        assert key not in all_keys(rt.client("s3"), rt.settings.frames_bucket)
+    assert len(sc.alerts()) == 1 and len(sc.pushes()) == 1
+    assert rt.tables.Deployment.get(sc.deployment_id).batches == 1
