@@ -301,3 +301,31 @@ def test_identical_bytes_uploaded_again_are_processed_and_deleted(scenario_facto
         assert key not in all_keys(rt.client("s3"), rt.settings.frames_bucket)
     assert len(sc.alerts()) == 1 and len(sc.pushes()) == 1
     assert rt.tables.Deployment.get(sc.deployment_id).batches == 1
+
+
+def test_a_retry_after_a_failed_delete_counts_the_batch_once(scenario_factory,
+                                                            local_stack) -> None:
+    # F-6: the batch is decided, alerted and counted, then deleting its object fails: SQS
+    # redelivers it. The retry finds the batch applied in the camera's state.
+    sc = scenario_factory({"Cory Gardner": [demo_person("Cory_Gardner", 1)]}, devices=1)
+    rt = sc.rt
+    s3 = rt.client("s3")
+    failed: list[str] = []
+
+    def fail_once(params: dict[str, Any], **_: Any) -> None:
+        if not failed and params.get("Key", "").startswith(f"frames/{sc.deployment_id}/"):
+            failed.append(params["Key"])
+            raise RuntimeError("injected: S3 DeleteObject failed")
+
+    s3.meta.events.register_first("before-parameter-build.s3.DeleteObject", fail_once)
+    try:
+        now = datetime.now(UTC)
+        sc.upload(0, [jpeg(demo_person("Cory_Gardner", 2))], at=now)
+        local_stack["pump"].drain(timeout=120, quiet_polls=6)
+    finally:
+        s3.meta.events.unregister("before-parameter-build.s3.DeleteObject", fail_once)
+    assert failed, "the failure was not injected"
+    dep = rt.tables.Deployment.get(sc.deployment_id)
+    assert (dep.batches, dep.frames) == (1, 1)
+    assert len(sc.alerts()) == 1 and len(sc.pushes()) == 1
+    assert not [k for k in all_keys(s3, rt.settings.frames_bucket) if sc.deployment_id in k]
