@@ -174,11 +174,11 @@ def process_frames(
             _account(out, gated)
             views = [(f.detection.box, _view(frame, f, image, scale)) for f in gated.faces]
             if fusion.enabled:
-                tracker.step(t, views, frame.index)
+                tracker.step(t, views)
             else:
                 for box, v in views:
                     single: Track[_View] = Track()
-                    single.observe(t, box, v, frame.index)
+                    single.observe(t, box, v)
                     tracker.done.append(single)
         else:
             counted: list[np.ndarray] = []  # regions overlap: a face is counted once
@@ -197,8 +197,7 @@ def process_frames(
                     continue
                 linked.add(ti)
                 taken.append(face.detection.box)
-                wanting[ti].observe(t, face.detection.box, _view(frame, face, image, scale),
-                                    frame.index)
+                wanting[ti].observe(t, face.detection.box, _view(frame, face, image, scale))
         for tr in tracker.live:
             if tr.times and tr.times[-1] == t:
                 _keep_best(tr, fusion.best_k)
@@ -283,12 +282,9 @@ def _link_backwards(tracks: list[Track[_View]], summaries: dict[str, CarriedTrac
             continue
         costs = [(c, s.tid) for s in summaries.values()
                  if s.tid not in taken and (c := _span_cost(s, tr, policy)) is not None]
-        if costs:
+        if costs:  # its summary then extends backwards (_summary)
             tid = min(costs)[1]
             taken.add(tid)
-            s = summaries[tid]
-            if tr.first_t < s.first_t:
-                s.first_t, s.first_box = tr.first_t, [float(v) for v in tr.first_box]
             tr.tid, tr.carried = tid, True
 
 
@@ -318,7 +314,8 @@ def _summary(tr: Track[_View], held: CarriedTrack | None, now: float) -> Carried
         s.first_box = [float(v) for v in tr.first_box]
     if tr.last_t >= s.last_t:
         s.last_box = [float(v) for v in tr.last_box]
-    s.velocity = None if tr.velocity is None else [float(v) for v in tr.velocity]
+    if tr.velocity is not None:  # a late single face does not erase the carried motion
+        s.velocity = [float(v) for v in tr.velocity]
     s.seen_at = now
     return s
 

@@ -71,18 +71,12 @@ class Track(Generic[T]):
     tid: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
     times: list[float] = field(default_factory=list)
     items: list[T] = field(default_factory=list)
-    boxes: list[np.ndarray] = field(default_factory=list)
-    frames: list[int] = field(default_factory=list)
     first_t: float = 0.0
     last_t: float = 0.0
     first_box: np.ndarray = field(default_factory=lambda: np.zeros(4, np.float32))
     last_box: np.ndarray = field(default_factory=lambda: np.zeros(4, np.float32))
     velocity: np.ndarray | None = None  # px per second of the box centre; None until 2 views
     carried: bool = False
-
-    @property
-    def last_frame(self) -> int:
-        return self.frames[-1]
 
     def predict(self, t: float) -> np.ndarray:
         """The box where the face should be at time t (before first_t: extrapolated back)."""
@@ -92,7 +86,7 @@ class Track(Generic[T]):
             return shifted(self.last_box, self.velocity * (t - self.last_t))
         return shifted(self.first_box, self.velocity * (t - self.first_t))
 
-    def observe(self, t: float, box: np.ndarray, item: T, frame: int = -1) -> None:
+    def observe(self, t: float, box: np.ndarray, item: T) -> None:
         box = np.asarray(box, np.float32)
         if not self.times and not self.carried:
             self.first_t = self.last_t = t
@@ -105,8 +99,6 @@ class Track(Generic[T]):
             self.first_t, self.first_box = t, box
         self.times.append(t)
         self.items.append(item)
-        self.boxes.append(box)
-        self.frames.append(frame)
 
     def _move(self, v: np.ndarray) -> None:
         self.velocity = v if self.velocity is None else 0.5 * self.velocity + 0.5 * v
@@ -161,7 +153,7 @@ class Tracker(Generic[T]):
             (still if inside else self.done).append(tr)
         self.live = still
 
-    def step(self, t: float, faces: Sequence[tuple[np.ndarray, T]], frame: int = -1) -> None:
+    def step(self, t: float, faces: Sequence[tuple[np.ndarray, T]]) -> None:
         """All the faces of one frame (a full-frame detection): link or start tracks."""
         self._expire(t)
         pairs = []
@@ -178,11 +170,11 @@ class Tracker(Generic[T]):
                 continue
             used_t.add(ti)
             used_d.add(di)
-            self.live[ti].observe(t, faces[di][0], faces[di][1], frame)
+            self.live[ti].observe(t, faces[di][0], faces[di][1])
         for di, (box, item) in enumerate(faces):
             if di not in used_d:
                 tr: Track[T] = Track()
-                tr.observe(t, box, item, frame)
+                tr.observe(t, box, item)
                 self.live.append(tr)
 
     def tracks(self) -> list[Track[T]]:
@@ -199,5 +191,5 @@ def link_tracks(
     returns the tracks that hold at least one face, in order of first sight."""
     tracker: Tracker[T] = Tracker(policy)
     for fi, faces in enumerate(frames):
-        tracker.step(times[fi] if times is not None else fi / 5.0, faces, fi)
+        tracker.step(times[fi] if times is not None else fi / 5.0, faces)
     return [tr for tr in tracker.tracks() if tr.items]

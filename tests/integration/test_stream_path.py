@@ -109,6 +109,21 @@ def _check_track_state(item: dict[str, Any], alerted: set[str]) -> None:
     assert int(item["expires_at"]["N"]) <= written.timestamp() + TRACK_TTL_S + 1
 
 
+def _dead_letters(rt: Any) -> list[str]:
+    """The bodies in the frames dead-letter queue, taken off it."""
+    sqs = rt.client("sqs")
+    dlq = rt.queue_url(dlq_name(rt.settings.frames_queue))
+    dead: list[str] = []
+    for _ in range(5):
+        for m in sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10,
+                                     WaitTimeSeconds=1).get("Messages", []):
+            sqs.delete_message(QueueUrl=dlq, ReceiptHandle=m["ReceiptHandle"])
+            dead.append(m["Body"])
+        if dead:
+            break
+    return dead
+
+
 def _has_binary(item: dict[str, Any]) -> bool:
     return any("B" in v or "BS" in v for v in item.values())
 
@@ -195,16 +210,7 @@ def test_malformed_manifest_is_retried_then_dead_lettered(scenario_factory, loca
     rt.client("s3").put_object(Bucket=rt.settings.frames_bucket, Key=key, Body=buf.getvalue())
     local_stack["pump"].drain(timeout=120, quiet_polls=6)
 
-    sqs = rt.client("sqs")
-    dlq = rt.queue_url(dlq_name(rt.settings.frames_queue))
-    dead = []
-    for _ in range(5):
-        for m in sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10,
-                                     WaitTimeSeconds=1).get("Messages", []):
-            sqs.delete_message(QueueUrl=dlq, ReceiptHandle=m["ReceiptHandle"])
-            dead.append(m["Body"])
-        if dead:
-            break
+    dead = _dead_letters(rt)
     assert any(key.replace("/", "%2F") in b or key in b for b in dead)
     rejected = [x for x in log_records(caplog, "batch rejected") if x["key"] == key]
     assert len(rejected) >= 2, "retried before dead-lettering"
@@ -257,15 +263,7 @@ def test_a_message_that_is_not_a_notification_is_dead_lettered_with_its_reason(
     rejected = log_records(caplog, "notification rejected")
     assert len(rejected) >= 2 and all(r["levelname"] == "ERROR" for r in rejected)
     assert all("JSON list" in r["reason"] for r in rejected)
-    dlq = rt.queue_url(dlq_name(rt.settings.frames_queue))
-    dead = []
-    for _ in range(5):
-        for m in sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10,
-                                     WaitTimeSeconds=1).get("Messages", []):
-            sqs.delete_message(QueueUrl=dlq, ReceiptHandle=m["ReceiptHandle"])
-            dead.append(m["Body"])
-        if dead:
-            break
+    dead = _dead_letters(rt)
     assert "[1, 2, 3]" in dead
 
 
@@ -307,8 +305,8 @@ def test_a_retry_after_a_failed_delete_counts_the_batch_once(scenario_factory,
                                                             local_stack) -> None:
     # F-6: the batch is decided, alerted and counted, then deleting its object fails: SQS
     # redelivers it. The retry finds the batch applied in the camera's state, which remembers
-    # it for a minute (here the retry comes after the pump's 1 s backoff; on AWS after the
-    # queue's visibility timeout, 120 s, past that minute: see issue 11).
+    # it up to 10 minutes while the camera keeps sending, a minute once it goes quiet (here the
+    # retry comes after the pump's 1 s backoff; on AWS after the 120 s visibility timeout).
     sc = scenario_factory({"Cory Gardner": [demo_person("Cory_Gardner", 1)]}, devices=1)
     rt = sc.rt
     s3 = rt.client("s3")
