@@ -1,8 +1,10 @@
 """Turning a match into an alert: evidence crop, alert row, alerts-queue message. Idempotent.
 
-The alert id is derived from (deployment, camera, batch sequence, subject), so a batch delivered
-twice maps onto the same alert: the row is written once (conditional put) and the notifier pushes
-once per alert id, whatever the queue does.
+The alert id is derived from (deployment, camera, batch, subject), where the batch is named by its
+content (object key and ETag) as well as its sequence: a batch delivered twice maps onto the same
+alert (the row is written once, by a conditional put, and the notifier pushes once per alert id,
+whatever the queue does), while a restarted gateway that counts from 0 again sends other bytes
+under a reused sequence, and its batches get alert ids of their own.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class AlertContext:
     deployment_id: str
     camera_id: str
     sequence: int
+    batch_id: str  # names the batch's content; "" where the sequence alone names it (archives)
     watchlist_id: str
     model_id: str
     threshold: float
@@ -34,8 +37,9 @@ class AlertContext:
     crop_retention_days: int
 
 
-def alert_id_for(deployment_id: str, camera_id: str, sequence: int, subject_id: str) -> str:
-    raw = f"{deployment_id}|{camera_id}|{sequence}|{subject_id}".encode()
+def alert_id_for(deployment_id: str, camera_id: str, sequence: int, subject_id: str,
+                 batch_id: str = "") -> str:
+    raw = f"{deployment_id}|{camera_id}|{sequence}|{batch_id}|{subject_id}".encode()
     return "al-" + hashlib.sha256(raw).hexdigest()[:24]
 
 
@@ -50,7 +54,8 @@ def raise_alert(
     display_name: str,
 ) -> tuple[str, bool]:
     """Returns (alert id, created now?). Safe to call again for the same match."""
-    alert_id = alert_id_for(ctx.deployment_id, ctx.camera_id, ctx.sequence, match.subject_id)
+    alert_id = alert_id_for(ctx.deployment_id, ctx.camera_id, ctx.sequence, match.subject_id,
+                            ctx.batch_id)
     crop_key = layout.crop_key(ctx.deployment_id, alert_id)
     ok, jpeg = cv2.imencode(".jpg", match.crop, [cv2.IMWRITE_JPEG_QUALITY, 90])
     if not ok:

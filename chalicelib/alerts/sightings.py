@@ -1,23 +1,80 @@
-"""Across batches of one camera: is this match a new passing, or the one already alerted?
+"""Across batches of one camera: is this match a new passing, or one already alerted?
 
-Batches of one camera may be processed concurrently and delivered twice, so the decision is a
-conditional write, not a read-then-write: the first batch to claim (camera, subject) after the
-quiet window raises the alert; batches of the same passing only extend its last_seen.
+One item per (camera, subject) holds the subject's recent passings in front of that camera: for
+each, the alert raised and the capture times it spans. A match belongs to a passing when its
+capture time lies within the quiet window of that passing's span, before or after it: batches
+arrive late, twice, out of order and from DLQ redrives, so an earlier passing processed after a
+later one is still a passing of its own (F-4) and still alerts.
+
+Batches of one camera may be processed concurrently, so the item is read, changed and written
+back under a version condition (pynamodb's VersionAttribute), and a writer that loses the race
+reads again. What is kept is what the alerts already keep (subject, alert id, capture times),
+for a day at most.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import json
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
 
-from pynamodb.exceptions import UpdateError
+from pynamodb.exceptions import PutError
 
 from chalicelib.store.tables import Tables
 
 _KEEP = timedelta(days=1)
+MAX_PASSINGS = 48  # a day of someone walking past every half hour; the oldest go first
+_ATTEMPTS = 8
 
 
 def camera_key(deployment_id: str, camera_id: str) -> str:
     return f"{deployment_id}#{camera_id}"
+
+
+@dataclass
+class Passing:
+    alert_id: str
+    first: float  # capture times, epoch seconds
+    last: float
+
+
+def _find(passings: list[Passing], t: float, window_s: float) -> Passing | None:
+    """The passing a capture at `t` belongs to: the nearest whose span, widened by the quiet
+    window on both sides, holds it."""
+    near = [p for p in passings if p.first - window_s <= t <= p.last + window_s]
+    return min(near, key=lambda p: max(p.first - t, t - p.last, 0.0), default=None)
+
+
+def place(passings: list[Passing], alert_id: str, t: float, window_s: float,
+          ) -> tuple[bool, list[Passing]]:
+    """Pure core of `claim_sighting`: (raise `alert_id`?, the passings afterwards)."""
+    out = [Passing(**asdict(p)) for p in passings]
+    mine = next((p for p in out if p.alert_id == alert_id), None)
+    if mine is None:
+        mine = _find(out, t, window_s)
+        if mine is not None:  # a later batch (or an earlier one) of a passing already alerted
+            mine.first, mine.last = min(mine.first, t), max(mine.last, t)
+            return False, out
+        out.append(Passing(alert_id, t, t))
+        return True, _bounded(out)
+    mine.first, mine.last = min(mine.first, t), max(mine.last, t)  # a retry of the claimer
+    return True, out
+
+
+def extended(passings: list[Passing], t: float, window_s: float) -> list[Passing]:
+    """Pure core of `extend_sighting`: the passing a matched track still in view belongs to
+    reaches `t`."""
+    out = [Passing(**asdict(p)) for p in passings]
+    mine = _find(out, t, window_s)
+    if mine is not None:
+        mine.first, mine.last = min(mine.first, t), max(mine.last, t)
+    return out
+
+
+def _bounded(passings: list[Passing]) -> list[Passing]:
+    newest = max(p.last for p in passings)
+    kept = [p for p in passings if p.last >= newest - _KEEP.total_seconds()]
+    return sorted(kept, key=lambda p: p.last)[-MAX_PASSINGS:]
 
 
 def claim_sighting(
@@ -29,45 +86,38 @@ def claim_sighting(
     captured_at: datetime,
     window_s: int,
 ) -> bool:
-    """True: raise `alert_id` (new passing, or a retry of the batch that claimed it)."""
-    S = tables.Sighting
-    item = S(camera_key(deployment_id, camera_id), subject_id)
-    quiet_since = captured_at - timedelta(seconds=window_s)
-    try:
-        item.update(
-            actions=[
-                S.alert_id.set(alert_id),
-                S.first_seen.set(captured_at),
-                S.last_seen.set(captured_at),
-                S.expires_at.set(captured_at + _KEEP),
-            ],
-            condition=S.subject_id.does_not_exist() | (S.last_seen < quiet_since),
-        )
-        return True
-    except UpdateError as exc:
-        if getattr(exc, "cause_response_code", None) != "ConditionalCheckFailedException":
-            raise
-    item.refresh(consistent_read=True)
-    if item.alert_id == alert_id:
-        return True
-    if captured_at > item.last_seen:
-        try:
-            item.update(actions=[S.last_seen.set(captured_at)],
-                        condition=S.last_seen < captured_at)
-        except UpdateError as exc:
-            if getattr(exc, "cause_response_code", None) != "ConditionalCheckFailedException":
-                raise
-    return False
+    """True: raise `alert_id` (a new passing, or a retry of the batch that claimed it)."""
+    t = captured_at.timestamp()
+    return _update(tables, camera_key(deployment_id, camera_id), subject_id,
+                   lambda ps: place(ps, alert_id, t, window_s))
 
 
 def extend_sighting(tables: Tables, deployment_id: str, camera_id: str, subject_id: str,
-                    seen: datetime) -> None:
-    """A matched passing seen again (its track continued): push its last_seen forward."""
+                    seen: datetime, window_s: int) -> None:
+    """A matched passing seen again (its track continued): its span reaches `seen`, so a later
+    batch of the same passing continues its alert."""
+    t = seen.timestamp()
+    _update(tables, camera_key(deployment_id, camera_id), subject_id,
+            lambda ps: (False, extended(ps, t, window_s)))
+
+
+def _update(tables: Tables, key: str, subject_id: str, change) -> bool:  # type: ignore[no-untyped-def]
     S = tables.Sighting
-    try:
-        S(camera_key(deployment_id, camera_id), subject_id).update(
-            actions=[S.last_seen.set(seen), S.expires_at.set(seen + _KEEP)],
-            condition=S.subject_id.exists() & (S.last_seen < seen))
-    except UpdateError as exc:
-        if getattr(exc, "cause_response_code", None) != "ConditionalCheckFailedException":
-            raise
+    for _ in range(_ATTEMPTS):
+        try:
+            item = S.get(key, subject_id, consistent_read=True)
+            before = [Passing(**p) for p in json.loads(item.passings)]
+        except S.DoesNotExist:
+            item, before = S(key, subject_id), []
+        result, after = change(before)
+        if after == before:
+            return result
+        item.passings = json.dumps([asdict(p) for p in after])
+        item.expires_at = datetime.fromtimestamp(max(p.last for p in after), UTC) + _KEEP
+        try:
+            item.save()  # conditioned on the version read
+            return result
+        except PutError as exc:
+            if getattr(exc, "cause_response_code", None) != "ConditionalCheckFailedException":
+                raise
+    raise RuntimeError(f"sighting {key}/{subject_id}: too many concurrent writers")

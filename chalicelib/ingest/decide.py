@@ -97,12 +97,14 @@ def decide_and_alert(rt: Runtime, cam: CameraContext, sequence: int, frames: Ite
                              s.max_frame_pixels, fusion_policy(s), carried, now)
     ctx = AlertContext(
         deployment_id=dep.deployment_id, camera_id=cam.camera_id, sequence=sequence,
-        watchlist_id=dep.watchlist_id, model_id=rt.pipeline.model_id, threshold=cam.threshold,
+        batch_id=batch_id, watchlist_id=dep.watchlist_id, model_id=rt.pipeline.model_id,
+        threshold=cam.threshold,
         target_fpir=dep.target_fpir, crop_retention_days=s.crop_retention_days,
     )
     done = Decided(outcome)
     for m in outcome.matches:
-        alert_id = alert_id_for(ctx.deployment_id, ctx.camera_id, sequence, m.subject_id)
+        alert_id = alert_id_for(ctx.deployment_id, ctx.camera_id, sequence, m.subject_id,
+                                batch_id)
         if not claim_sighting(rt.tables, ctx.deployment_id, ctx.camera_id, m.subject_id,
                               alert_id, m.captured_at, s.realert_after_s):
             done.continued += 1
@@ -113,7 +115,8 @@ def decide_and_alert(rt: Runtime, cam: CameraContext, sequence: int, frames: Ite
         done.alerts.append(alert_id)
     for subject_id, seen in outcome.sustained:
         # A matched passing still in view: its sighting stays fresh, so no second alert.
-        extend_sighting(rt.tables, ctx.deployment_id, ctx.camera_id, subject_id, seen)
+        extend_sighting(rt.tables, ctx.deployment_id, ctx.camera_id, subject_id, seen,
+                        s.realert_after_s)
     counters = _counters(rt.tables, outcome)
     if continuity:
         if batch_id:

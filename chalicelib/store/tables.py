@@ -22,6 +22,7 @@ from pynamodb.attributes import (
     TTLAttribute,
     UnicodeAttribute,
     UTCDateTimeAttribute,
+    VersionAttribute,
 )
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
@@ -177,14 +178,14 @@ class AlertBase(_Base):
 
 
 class SightingBase(_Base):
-    """A watchlist subject recently alerted on one camera: later batches of the same passing
-    continue this alert instead of raising another. Holds matched subjects only."""
+    """A watchlist subject's recent passings in front of one camera, each with its alert: later
+    batches of a passing continue its alert instead of raising another (alerts/sightings.py).
+    Holds matched subjects only."""
 
     camera_key = UnicodeAttribute(hash_key=True)  # <deployment>#<camera>
     subject_id = UnicodeAttribute(range_key=True)
-    alert_id = UnicodeAttribute()
-    first_seen = UTCDateTimeAttribute()
-    last_seen = UTCDateTimeAttribute()
+    passings = UnicodeAttribute(default="[]")  # [{alert_id, first, last}], capture times
+    version = VersionAttribute()
     expires_at = TTLAttribute()
 
 
