@@ -59,6 +59,10 @@ class Settings:
     # Watchlists (subjects, images, embeddings) are destroyed this long after their deployment
     # ends: the policy's 24 h is the limit, sooner is allowed.
     watchlist_grace_hours: int = 1
+    # A push being sent is another notifier's for this long: longer than one SNS publish at the
+    # client's timeouts, shorter than the alerts queue's visibility timeout (30 s), so a retry
+    # after a crash mid-publish finds the claim lapsed and sends it (alerts/notify.py).
+    push_lease_s: float = 25.0
     # Deliveries of a queue message before SQS moves it to the dead-letter queue.
     max_receive_count: int = 3
     # Frame batch limits (see docs/frame-batch-format.md).

@@ -1,4 +1,5 @@
-"""Lambda entry for the alerts queue: one push per alert, partial batch failure on errors."""
+"""Lambda entry for the alerts queue: one push per alert and phone, partial batch failure on
+errors (a retried message pushes only the targets still without a push)."""
 
 from __future__ import annotations
 
@@ -18,19 +19,27 @@ from chalicelib.alerts.notify import notify_alert
 from chalicelib.runtime import Runtime
 
 logger = Logger(service="lfr-notifier")
+_MARGIN_MS = 5000  # left to the invocation after waiting for another notifier's claim
 
 
 class AlertsHandler:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
 
-    def _record(self, record: SQSRecord) -> dict[str, Any]:
+    def _record(self, record: SQSRecord, lambda_context: Any = None) -> dict[str, Any]:
         alert_id = json.loads(record.body)["alert_id"]
         s = self.rt.settings
-        result = notify_alert(
-            self.rt.tables, self.rt.client("sns"), self.rt.topic_arn, alert_id,
-            lambda a: alert_link(s.console_url, s.link_secret, a, s.alert_link_ttl_s),
-        )
+        left_ms = lambda_context.get_remaining_time_in_millis() if lambda_context else 0
+        try:
+            result = notify_alert(
+                self.rt.tables, self.rt.client("sns"), self.rt.topic_arn, alert_id,
+                lambda a: alert_link(s.console_url, s.link_secret, a, s.alert_link_ttl_s),
+                lease_s=s.push_lease_s,
+                wait_budget_s=min(s.push_lease_s, max(0, left_ms - _MARGIN_MS) / 1000),
+            )
+        except Exception as exc:
+            logger.error("alert not fully pushed; retried", alert_id=alert_id, reason=str(exc))
+            raise
         logger.info("alert notified", alert_id=alert_id, pushed=result.pushed,
                     skipped=result.skipped)
         return {"alert_id": alert_id, "pushed": result.pushed}

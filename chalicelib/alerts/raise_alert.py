@@ -16,12 +16,13 @@ from datetime import timedelta
 from typing import Any
 
 import cv2
-from pynamodb.exceptions import PutError
+from pynamodb.exceptions import TransactWriteError
+from pynamodb.transactions import TransactWrite
 
 from chalicelib.ingest.process import Match
 from chalicelib.ops import audit
 from chalicelib.store import layout
-from chalicelib.store.tables import Tables, utcnow
+from chalicelib.store.tables import Tables, connection_of, utcnow
 
 
 @dataclass(frozen=True)
@@ -89,26 +90,27 @@ def raise_alert(
         created_at=now,
         crop_key=crop_key,
         track_faces=match.track_faces,
+        deliveries={},  # the notifier's delivery records (alerts/notify.py)
         expires_at=expires,
     )
+    # The row and its audit entry land together or not at all: a retry after a failure in
+    # between would otherwise find the row and never write the entry.
+    raised = audit.entry(tables, ctx.deployment_id, "system", "alert.raised", alert_id,
+                         camera_id=ctx.camera_id, subject_id=match.subject_id,
+                         score=round(match.score, 4), threshold=ctx.threshold)
     created = True
     try:
-        alert.save(condition=tables.Alert.alert_id.does_not_exist())
-    except PutError as exc:
-        if not _condition_failed(exc):
+        with TransactWrite(connection=connection_of(tables.Alert)) as tw:
+            tw.save(alert, condition=tables.Alert.alert_id.does_not_exist())
+            tw.save(raised, condition=tables.Audit.entry.does_not_exist())
+    except TransactWriteError as exc:
+        reasons = exc.cancellation_reasons
+        if not reasons or reasons[0] is None or reasons[0].code != "ConditionalCheckFailed":
             raise
         created = False
-        alert = tables.Alert.get(alert_id)
-    if created:
-        audit.record(tables, ctx.deployment_id, "system", "alert.raised", alert_id,
-                     camera_id=ctx.camera_id, subject_id=match.subject_id,
-                     score=round(match.score, 4), threshold=ctx.threshold)
+        alert = tables.Alert.get(alert_id, consistent_read=True)
     if alert.notified_at is None:
         # Also re-sent when the row existed but its push never happened (a crash in between).
         sqs.send_message(QueueUrl=alerts_queue_url, MessageBody=json.dumps({"alert_id": alert_id}))
     return alert_id, created
 
-
-def _condition_failed(exc: Exception) -> bool:
-    cause = getattr(exc, "cause_response_code", None)
-    return cause == "ConditionalCheckFailedException"

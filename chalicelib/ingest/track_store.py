@@ -9,18 +9,16 @@ batch id already applied neither decides nor counts again.
 
 from __future__ import annotations
 
-import functools
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from pynamodb.connection import Connection
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.ingest.batch_reads import tracks_from
 from chalicelib.ingest.continuity import TRACK_TTL_S, CameraTracks, merge
-from chalicelib.store.tables import Tables
+from chalicelib.store.tables import Tables, connection_of
 
 _ATTEMPTS = 8
 
@@ -31,12 +29,6 @@ class TrackStore(Protocol):
     def save(self, camera_key: str, state: CameraTracks, version: int, now: float,
              deployment: Any = None, counters: list[Action] | None = None,
              batch_id: str = "") -> None: ...
-
-
-@functools.lru_cache(maxsize=4)
-def _connection(region: str, host: str | None) -> Connection:
-    """One per container: a connection builds a botocore client, which is costly."""
-    return Connection(region=region, host=host)
 
 
 class DynamoTrackStore:
@@ -65,7 +57,7 @@ class DynamoTrackStore:
             condition = CT.camera_key.does_not_exist() if version == 0 else \
                 CT.version == version
             try:
-                with TransactWrite(connection=_connection(CT.Meta.region, CT.Meta.host)) as tw:
+                with TransactWrite(connection=connection_of(CT)) as tw:
                     tw.save(item, condition=condition)
                     if deployment is not None and counters:
                         tw.update(deployment, actions=counters)

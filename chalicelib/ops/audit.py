@@ -8,13 +8,13 @@ from typing import Any
 from chalicelib.store.tables import Tables, utcnow
 
 
-def record(
+def entry(
     tables: Tables, scope: str, actor: str, action: str, target: str,
     **details: str | int | float | None,
-) -> None:
-    """Append one entry. Details are ids and counts: never images, embeddings or non-matches."""
+) -> Any:
+    """One entry, unsaved (for a transaction that writes it with what it records)."""
     now = utcnow()
-    entry = tables.Audit(
+    return tables.Audit(
         scope=scope,
         entry=f"{now.isoformat()}#{uuid.uuid4().hex[:8]}",
         actor=actor,
@@ -23,7 +23,15 @@ def record(
         details={k: str(v) for k, v in details.items() if v is not None},
         at=now,
     )
-    entry.save(condition=tables.Audit.entry.does_not_exist())
+
+
+def record(
+    tables: Tables, scope: str, actor: str, action: str, target: str,
+    **details: str | int | float | None,
+) -> None:
+    """Append one entry. Details are ids and counts: never images, embeddings or non-matches."""
+    entry(tables, scope, actor, action, target, **details).save(
+        condition=tables.Audit.entry.does_not_exist())
 
 
 def entries(tables: Tables, scope: str) -> list[dict[str, Any]]:

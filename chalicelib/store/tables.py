@@ -24,6 +24,7 @@ from pynamodb.attributes import (
     UTCDateTimeAttribute,
     VersionAttribute,
 )
+from pynamodb.connection import Connection
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
@@ -173,6 +174,8 @@ class AlertBase(_Base):
     outcome_at = UTCDateTimeAttribute(null=True)
     crop_deleted_at = UTCDateTimeAttribute(null=True)
     notified_at = UTCDateTimeAttribute(null=True)
+    # target (device id, or "topic") -> {state: sending|sent|disabled, at, message_id}
+    deliveries = MapAttribute(null=True)
     expires_at = UTCDateTimeAttribute()
     by_deployment = AlertsByDeployment()
 
@@ -256,6 +259,17 @@ def tables(settings: Settings) -> Tables:
         CameraTracks=_bind(CameraTracksBase, f"{p}-tracks", settings),  # type: ignore[arg-type]
         Audit=_bind(AuditBase, f"{p}-audit", settings),  # type: ignore[arg-type]
     )
+
+
+@functools.lru_cache(maxsize=4)
+def _connection(region: str, host: str | None) -> Connection:
+    """One per container: a connection builds a botocore client, which is costly."""
+    return Connection(region=region, host=host)
+
+
+def connection_of(model: type[Model]) -> Connection:
+    """The connection a transaction over this model's tables goes through."""
+    return _connection(model.Meta.region, model.Meta.host)
 
 
 def idempotency_table_name(settings: Settings) -> str:

@@ -1,0 +1,87 @@
+"""The steps of the stream path a fault can strike, and how to recognise each one.
+
+An AWS step is recognised by service, operation and parameters at botocore's `_make_api_call`
+(every boto3 and pynamodb call goes through it); the two vision steps by the function called.
+"before": the request never leaves. "after": AWS did it, and the caller never learns so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+Params = dict[str, Any]
+
+
+def _table(suffix: str) -> Callable[[Params], bool]:
+    return lambda p: str(p.get("TableName", "")).endswith(suffix)
+
+
+def _values(p: Params) -> str:
+    return repr(p.get("ExpressionAttributeValues", {})) + repr(
+        p.get("ExpressionAttributeNames", {}))
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    function: str  # frames_worker | alerts_notifier
+    service: str  # s3, dynamodb, sqs, sns; "vision" for the two in-process steps
+    operation: str
+    matches: Callable[[Params], bool]
+    writes: bool  # a write: also struck "after" it landed
+
+
+STEPS = [
+    # The frames worker, in the order of one batch.
+    Step("idempotency claim", "frames_worker", "dynamodb", "PutItem",
+         _table("-idempotency"), True),
+    Step("s3 get batch", "frames_worker", "s3", "GetObject",
+         lambda p: str(p.get("Key", "")).startswith("frames/"), False),
+    Step("read deployment and tracks", "frames_worker", "dynamodb", "BatchGetItem",
+         lambda p: True, False),
+    Step("decode", "frames_worker", "vision", "decode_jpeg", lambda p: True, False),
+    Step("detect", "frames_worker", "vision", "detect", lambda p: True, False),
+    Step("sighting claim", "frames_worker", "dynamodb", "PutItem", _table("-sightings"), True),
+    Step("s3 put crop", "frames_worker", "s3", "PutObject",
+         lambda p: str(p.get("Key", "")).startswith("crops/"), True),
+    Step("alert row and audit", "frames_worker", "dynamodb", "TransactWriteItems",
+         lambda p: "-alerts" in repr(p.get("TransactItems", [])), True),
+    Step("sqs send alert", "frames_worker", "sqs", "SendMessage", lambda p: True, True),
+    Step("track state and counters", "frames_worker", "dynamodb", "TransactWriteItems",
+         lambda p: "-tracks" in repr(p.get("TransactItems", [])), True),
+    Step("s3 delete batch", "frames_worker", "s3", "DeleteObject",
+         lambda p: str(p.get("Key", "")).startswith("frames/"), True),
+    Step("idempotency save", "frames_worker", "dynamodb", "UpdateItem",
+         _table("-idempotency"), True),
+    # The notifier, for one alert and two phones.
+    Step("get alert", "alerts_notifier", "dynamodb", "GetItem", _table("-alerts"), False),
+    Step("claim phone", "alerts_notifier", "dynamodb", "UpdateItem",
+         lambda p: _table("-alerts")(p) and "'sending'" in _values(p), True),
+    Step("sns publish phone", "alerts_notifier", "sns", "Publish",
+         lambda p: "TargetArn" in p, True),
+    Step("record phone pushed", "alerts_notifier", "dynamodb", "UpdateItem",
+         lambda p: _table("-alerts")(p) and "'sent'" in _values(p), True),
+    Step("sns publish topic", "alerts_notifier", "sns", "Publish",
+         lambda p: "TopicArn" in p, True),
+    Step("mark notified", "alerts_notifier", "dynamodb", "UpdateItem",
+         lambda p: _table("-alerts")(p) and "notified_at" in _values(p), True),
+]
+BY_NAME = {s.name: s for s in STEPS}
+KINDS = ("fail", "crash", "kill")
+
+
+def cases() -> list[tuple[str, str, str]]:
+    """(step, when, kind) for every step, before it and (writes) after it, and every kind."""
+    out = []
+    for s in STEPS:
+        for when in ("before", "after") if s.writes else ("before",):
+            out += [(s.name, when, kind) for kind in KINDS]
+    return out
+
+
+def in_window(step: str, when: str) -> bool:
+    """A publish SNS accepted whose record was never written: its target is pushed again by
+    the retry (the one duplicate the design leaves, documented in docs/faults.md)."""
+    return step.startswith("sns publish") and when == "after"
