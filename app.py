@@ -10,6 +10,7 @@ from chalice import Chalice, CognitoUserPoolAuthorizer, Rate, Response
 
 from chalicelib.api import Api, errors_to_http, json_body
 from chalicelib.runtime import runtime, settings
+from chalicelib.settings import SWEEP_INTERVAL_MIN
 
 app = Chalice(app_name="lfr")
 _S = settings()
@@ -65,14 +66,15 @@ def alerts_notifier(event):  # type: ignore[no-untyped-def]
     return _alerts_handler()(event.to_dict(), event.context)
 
 
-@app.schedule(Rate(15, unit=Rate.MINUTES), name="retention_sweep")
+@app.schedule(Rate(SWEEP_INTERVAL_MIN, unit=Rate.MINUTES), name="retention_sweep")
 def retention_sweep(event):  # type: ignore[no-untyped-def]
     from chalicelib.ops.retention import sweep
     from chalicelib.store.tables import utcnow
 
     rt = runtime()
     return sweep(rt.tables, rt.client("s3"), rt.settings.evidence_bucket, utcnow(),
-                 timedelta(hours=rt.settings.watchlist_grace_hours))
+                 timedelta(hours=rt.settings.watchlist_grace_hours),
+                 unbound_after=timedelta(hours=rt.settings.watchlist_unbound_hours))
 
 
 @app.route("/health")

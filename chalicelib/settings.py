@@ -9,6 +9,11 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
+# Policy: a watchlist is destroyed within 24 h of its deployment's end (FACTS: UK LFR practice);
+# the retention sweep that enforces it runs this often (app.py schedules it).
+POLICY_LIMIT_H = 24
+SWEEP_INTERVAL_MIN = 15
+
 
 def _get(env: Mapping[str, str], name: str, default: str) -> str:
     value = env.get(name)
@@ -59,6 +64,9 @@ class Settings:
     # Watchlists (subjects, images, embeddings) are destroyed this long after their deployment
     # ends: the policy's 24 h is the limit, sooner is allowed.
     watchlist_grace_hours: int = 1
+    # A watchlist no deployment has bound this long after it was created is destroyed the same
+    # way. At most the policy's 24 h less one sweep interval (app.py runs it every 15 min).
+    watchlist_unbound_hours: int = 12
     # A push being sent is another notifier's for this long: longer than one SNS publish at the
     # client's timeouts, shorter than the alerts queue's visibility timeout (30 s), so a retry
     # after a crash mid-publish finds the claim lapsed and sends it (alerts/notify.py).
@@ -91,6 +99,12 @@ class Settings:
     embed_centre_path: str = ""
 
     def __post_init__(self) -> None:
+        limit_h = (POLICY_LIMIT_H * 60 - SWEEP_INTERVAL_MIN) // 60
+        if not 1 <= self.watchlist_unbound_hours <= limit_h:
+            raise ValueError(
+                f"LFR_WATCHLIST_UNBOUND_HOURS={self.watchlist_unbound_hours}: an unbound watchlist "
+                f"must be destroyed within the policy's {POLICY_LIMIT_H} h, and the retention "
+                f"sweep runs every {SWEEP_INTERVAL_MIN} min: 1 to {limit_h} h")
         if not self.prefix:
             object.__setattr__(self, "prefix", f"lfr-{self.stage}")
         for name, suffix in _DERIVED_NAMES.items():

@@ -25,13 +25,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote_plus
 
 import cv2
 import numpy as np
 
-from chalicelib.gateway import GatewayOptions, encode, iter_frames
+from chalicelib.gateway import GatewayOptions, encode, open_capture, video_frames
 from chalicelib.ingest.batch_format import BatchFormatError, Frame
 from chalicelib.ingest.decide import camera_context, decide_and_alert, metrics
 from chalicelib.ingest.track_store import MemoryTrackStore
@@ -39,6 +39,7 @@ from chalicelib.runtime import Runtime
 from chalicelib.store import layout
 
 log = logging.getLogger("lfr.batch")
+T = TypeVar("T")
 
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ts"}
 FRAME_ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
@@ -129,26 +130,33 @@ def _image_members(path: str) -> Iterator[tuple[str, bytes]]:
                 yield m.name, f.read()
 
 
-def iter_jpegs(path: str, kind: str, opts: BatchOptions) -> Iterator[bytes]:
-    """Frames as the JPEG bytes the gateway would have uploaded."""
+def iter_timed_jpegs(path: str, kind: str, opts: BatchOptions) -> Iterator[tuple[float, bytes]]:
+    """(offset s into the footage, JPEG bytes the gateway would have uploaded): a video by its
+    own timestamps, as the gateway samples it; an archive of frames one every 1/fps s."""
     gw = GatewayOptions(fps=opts.fps, max_side=opts.max_side, jpeg_quality=opts.jpeg_quality)
     if kind == "video":
-        for frame in iter_frames(path, gw):
-            yield encode(frame, gw)
+        for offset, frame in video_frames(open_capture(path), opts.fps):
+            yield offset, encode(frame, gw)
         return
-    for name, data in _image_members(path):
+    for i, (name, data) in enumerate(_image_members(path)):
         if PurePosixPath(name).suffix.lower() in (".jpg", ".jpeg") and data[:3] == b"\xff\xd8\xff":
-            yield data  # already what a camera sends; decode limits apply downstream
+            yield i / opts.fps, data  # already what a camera sends; decode limits apply downstream
             continue
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         if image is not None:
-            yield encode(image, gw)
+            yield i / opts.fps, encode(image, gw)
 
 
-def _chunks(jpegs: Iterator[bytes], size: int) -> Iterator[list[bytes]]:
-    chunk: list[bytes] = []
-    for j in jpegs:
-        chunk.append(j)
+def iter_jpegs(path: str, kind: str, opts: BatchOptions) -> Iterator[bytes]:
+    """Frames as the JPEG bytes the gateway would have uploaded."""
+    for _, data in iter_timed_jpegs(path, kind, opts):
+        yield data
+
+
+def _chunks(items: Iterator[T], size: int) -> Iterator[list[T]]:
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
         if len(chunk) >= size:
             yield chunk
             chunk = []
@@ -194,16 +202,13 @@ def process_archive(rt: Runtime, bucket: str, key: str,
     with tempfile.NamedTemporaryFile(suffix=PurePosixPath(where.name).suffix or ".bin") as tmp:
         s3.download_fileobj(bucket, key, tmp)
         tmp.flush()
-        step = timedelta(seconds=1.0 / opts.fps)
-        frame_no = 0
         # One process sees the whole archive in order: tracks continue from chunk to chunk in
         # memory (the stream path keeps them in DynamoDB).
         store = MemoryTrackStore()
-        for n, chunk in enumerate(_chunks(iter_jpegs(tmp.name, kind, opts), opts.chunk_frames)):
-            frames = []
-            for i, data in enumerate(chunk):
-                frames.append(Frame(i, f"{i:06d}.jpg", start + step * frame_no, data))
-                frame_no += 1
+        timed = iter_timed_jpegs(tmp.name, kind, opts)
+        for n, chunk in enumerate(_chunks(timed, opts.chunk_frames)):
+            frames = [Frame(i, f"{i:06d}.jpg", start + timedelta(seconds=offset), data)
+                      for i, (offset, data) in enumerate(chunk)]
             done = decide_and_alert(rt, cam, base + n, frames, store=store)
             report.alerts += done.alerts
             report.alerts_continued += done.continued

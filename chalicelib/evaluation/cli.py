@@ -134,7 +134,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         [(f"enroll {args.enroll}, gallery {report['n_gallery']}", fpir, fnir)],
         [(f"calibrated, target {cal['target_fpir']}", float(cal["measured_fpir"] or 0.0),
           1.0 - float(cal["tpir"] or 0.0))],
-        title=f"{model_id}: open-set 1:N, seed {args.seed}",
+        title=f"Open-set 1:N identification, seed {args.seed}",
+        subtitle=f"embedding space {model_id}",
     )
     _print_eval(report, args.det)
     if args.json:

@@ -8,7 +8,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from pynamodb.exceptions import PutError
+from pynamodb.exceptions import PutError, UpdateError
 
 from chalicelib.ops import audit
 from chalicelib.ops.errors import NotFound
@@ -77,8 +77,17 @@ def create_deployment(
         if getattr(exc, "cause_response_code", None) != "ConditionalCheckFailedException":
             raise
         raise LifecycleError(f"deployment {deployment_id} exists already") from None
-    wl.update(actions=[tables.Watchlist.deployment_id.set(deployment_id),
-                       tables.Watchlist.status.set("active")])
+    W = tables.Watchlist
+    try:
+        # Only the list as it was read: not one destroyed (retention sweep) or bound meanwhile.
+        wl.update(actions=[W.deployment_id.set(deployment_id), W.status.set("active")],
+                  condition=W.deployment_id.does_not_exist() & (W.status == wl.status))
+    except UpdateError as exc:
+        if getattr(exc, "cause_response_code", None) != "ConditionalCheckFailedException":
+            raise
+        tables.Deployment(deployment_id=deployment_id).delete()
+        raise LifecycleError(f"watchlist {watchlist_id} was destroyed or bound to another "
+                             "deployment meanwhile") from None
     audit.record(tables, deployment_id, created_by, "deployment.created", deployment_id,
                  watchlist_id=watchlist_id, watchlist_size=size, threshold=threshold,
                  target_fpir=target_fpir, place=place, authorising_officer=authorising_officer,

@@ -8,16 +8,20 @@ from typing import Any
 
 from chalicelib.ops import audit
 from chalicelib.ops.deployments import end_deployment
-from chalicelib.ops.watchlists import destroy_watchlist
+from chalicelib.ops.watchlists import UNBOUND, destroy_unbound_watchlist, destroy_watchlist
+from chalicelib.settings import Settings
 from chalicelib.store.tables import Tables
 
 ACTOR = "retention-sweep"
+UNBOUND_AFTER = timedelta(hours=Settings.watchlist_unbound_hours)
 
 
 def sweep(tables: Tables, s3: Any, evidence_bucket: str, now: datetime,
-          watchlist_grace: timedelta) -> dict[str, int]:
+          watchlist_grace: timedelta,
+          unbound_after: timedelta = UNBOUND_AFTER) -> dict[str, int]:
     done = {"deployments_ended": 0, "watchlists_destroyed": 0, "subjects_destroyed": 0,
-            "crops_deleted": 0, "sightings_deleted": 0, "track_states_deleted": 0}
+            "unbound_watchlists_destroyed": 0, "crops_deleted": 0, "sightings_deleted": 0,
+            "track_states_deleted": 0}
     for dep in tables.Deployment.scan():
         end = dep.ended_at or dep.ends_at
         if end is None or end > now:
@@ -31,6 +35,15 @@ def sweep(tables: Tables, s3: Any, evidence_bucket: str, now: datetime,
                 done["subjects_destroyed"] += destroy_watchlist(
                     tables, s3, evidence_bucket, dep.watchlist_id, ACTOR)
                 done["watchlists_destroyed"] += 1
+    W = tables.Watchlist
+    # Lists no deployment took: built for a deployment that never happened, kept no longer.
+    stale = W.scan(W.deployment_id.does_not_exist() & W.status.is_in(*UNBOUND)
+                   & (W.created_at <= now - unbound_after))
+    for wl in stale:
+        n = destroy_unbound_watchlist(tables, s3, evidence_bucket, wl.watchlist_id, ACTOR)
+        if n is not None:  # None: a deployment bound it since the scan
+            done["subjects_destroyed"] += n
+            done["unbound_watchlists_destroyed"] += 1
     A = tables.Alert
     for alert in A.scan(A.expires_at <= now):
         if alert.crop_deleted_at is not None:

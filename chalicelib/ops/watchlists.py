@@ -4,6 +4,8 @@ draft (subjects added, each with the source of its image and the reason for incl
   -> authorised (by an operator other than its author: Bridges v SWP asked who goes on a list)
   -> active (bound to one deployment) -> destroyed (subjects, images, embeddings deleted no later
   than 24 h after the deployment ends, by the retention sweep).
+A list never bound to a deployment is destroyed the same way once it is older than the unbound
+limit (settings.watchlist_unbound_hours): a list is built for one deployment, not kept in stock.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from pynamodb.exceptions import UpdateError
 
 from chalicelib.matching.index import ExactIndex
 from chalicelib.matching.template import EnrollmentError, build_template
@@ -86,22 +89,58 @@ def remove_subject(tables: Tables, s3: Any, evidence_bucket: str, watchlist_id: 
                  "subject.removed", subject_id)
 
 
-def destroy_watchlist(tables: Tables, s3: Any, evidence_bucket: str, watchlist_id: str,
-                      actor: str) -> int:
-    """Delete every subject, reference image and embedding; keep the (empty) watchlist row and
-    the audit trail. Returns how many subjects were destroyed. Safe to run again."""
-    wl = get_watchlist(tables, watchlist_id)
+def _conditional_failed(exc: UpdateError) -> bool:
+    return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
+
+
+def _delete_subjects(tables: Tables, s3: Any, evidence_bucket: str, watchlist_id: str) -> int:
+    """Every subject row (template embedding) and reference image of a list; how many."""
     n = 0
     for subject in tables.Subject.query(watchlist_id):
         if subject.reference_key:
             s3.delete_object(Bucket=evidence_bucket, Key=subject.reference_key)
         subject.delete()
         n += 1
+    return n
+
+
+def destroy_watchlist(tables: Tables, s3: Any, evidence_bucket: str, watchlist_id: str,
+                      actor: str) -> int:
+    """Delete every subject, reference image and embedding; keep the (empty) watchlist row and
+    the audit trail. Returns how many subjects were destroyed. Safe to run again."""
+    wl = get_watchlist(tables, watchlist_id)
+    n = _delete_subjects(tables, s3, evidence_bucket, watchlist_id)
     wl.update(actions=[tables.Watchlist.status.set("destroyed"),
                        tables.Watchlist.destroyed_at.set(utcnow()),
                        tables.Watchlist.version.add(1)])
     audit.record(tables, wl.deployment_id or audit.watchlist_scope(watchlist_id), actor,
                  "watchlist.destroyed", watchlist_id, subjects=n)
+    return n
+
+
+UNBOUND = ("draft", "authorised")  # the states of a list no deployment has taken
+
+
+def destroy_unbound_watchlist(tables: Tables, s3: Any, evidence_bucket: str, watchlist_id: str,
+                              actor: str) -> int | None:
+    """Destroy a list that no deployment has bound; None (and nothing done) if one has.
+
+    The list is marked destroyed first, on condition that it is still unbound, so a deployment
+    created at the same moment either binds it first (and the sweep leaves it) or is refused.
+    An enrollment racing the sweep removes its own subject (see enroll_subject)."""
+    W = tables.Watchlist
+    wl = get_watchlist(tables, watchlist_id)
+    try:
+        wl.update(actions=[W.status.set("destroyed"), W.destroyed_at.set(utcnow()),
+                           W.version.add(1)],
+                  condition=W.deployment_id.does_not_exist() & W.status.is_in(*UNBOUND))
+    except UpdateError as exc:
+        if _conditional_failed(exc):
+            return None
+        raise
+    n = _delete_subjects(tables, s3, evidence_bucket, watchlist_id)
+    audit.record(tables, audit.watchlist_scope(watchlist_id), actor, "watchlist.destroyed",
+                 watchlist_id, subjects=n, reason="never bound to a deployment")
     return n
 
 
@@ -153,7 +192,17 @@ def enroll_subject(
         source=source,
         reason=reason,
     ).save()
-    watchlist.update(actions=[tables.Watchlist.version.add(1)])
+    try:
+        # Still a draft? If it was authorised or destroyed meanwhile, this subject must not stay.
+        watchlist.update(actions=[tables.Watchlist.version.add(1)],
+                         condition=tables.Watchlist.status == "draft")
+    except UpdateError as exc:
+        if not _conditional_failed(exc):
+            raise
+        s3.delete_object(Bucket=evidence_bucket, Key=ref_key)
+        tables.Subject(watchlist_id=watchlist_id, subject_id=subject_id).delete()
+        raise LifecycleError(f"watchlist {watchlist_id} stopped being a draft during enrollment; "
+                             "the subject was not added") from None
     audit.record(tables, audit.watchlist_scope(watchlist_id), actor, "subject.added", subject_id,
                  images=len(images), source=source, reason=reason)
     return Enrolled(subject_id, template.image_quality)

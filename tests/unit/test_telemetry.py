@@ -1,0 +1,56 @@
+"""onnxruntime's usage telemetry stays off (issue 10, item 6c): making the worker's sessions and
+running them writes nothing under HOME. Each check runs in a fresh interpreter, because
+onnxruntime decides once per process, at import, and this test process imported it already."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO
+
+BUILD_AND_RUN = """
+import numpy as np
+from chalicelib.settings import Settings
+from chalicelib.vision.factory import build_pipeline
+
+pipeline = build_pipeline(Settings())
+pipeline.detect(np.zeros((240, 320, 3), np.uint8))
+pipeline.embed([np.zeros((112, 112, 3), np.uint8)])
+print("ran")
+"""
+
+PLAIN = """
+import onnxruntime as ort
+from chalicelib.vision.models import default_detector_spec, load_model_bytes
+
+# onnxruntime as it comes, without the project's module in front of it.
+ort.InferenceSession(load_model_bytes(default_detector_spec()),
+                     providers=["CPUExecutionProvider"])
+print("ran")
+"""
+
+
+def _run(code: str, home: Path) -> list[str]:
+    """Run `code` with HOME at an empty folder; what it left there."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("ORT_DISABLE_TELEMETRY", "XDG_CACHE_HOME")}
+    env["HOME"] = str(home)
+    home.mkdir()
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=300, check=False)
+    assert out.returncode == 0 and "ran" in out.stdout, out.stderr[-2000:]
+    return sorted(str(p.relative_to(home)) for p in home.rglob("*"))
+
+
+def test_the_worker_sessions_write_nothing_under_home(tmp_path) -> None:
+    assert _run(BUILD_AND_RUN, tmp_path / "home") == []
+
+
+def test_without_the_switch_onnxruntime_does_write_there(tmp_path) -> None:
+    # The check above can fail: onnxruntime 1.32 as installed leaves its device id and event
+    # cache in ~/.cache/Microsoft/DeveloperTools/ when nothing turns it off.
+    left = _run(PLAIN, tmp_path / "home")
+    assert any(p.startswith(".cache/Microsoft/DeveloperTools") for p in left), left
