@@ -25,7 +25,10 @@ def delivered_pushes(endpoint_url: str) -> list[Push]:
         for message_id, raw in (ep.get("messages") or {}).items():
             message = json.loads(raw)
             gcm = json.loads(message.get("GCM", "{}"))
-            out.append(Push(ep["arn"], ep.get("custom_user_data", ""), message_id,
+            # The officer set after creation lives in the endpoint's attributes.
+            officer = (ep.get("attributes") or {}).get("CustomUserData") or \
+                ep.get("custom_user_data", "")
+            out.append(Push(ep["arn"], officer, message_id,
                             gcm.get("data", {})))
     return out
 

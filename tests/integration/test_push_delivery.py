@@ -91,6 +91,7 @@ def test_a_throttled_publish_is_retried_for_that_phone_only(scenario_factory,
         sns.meta.events.unregister("before-parameter-build.sns.Publish", throttle_once)
     assert throttled, "the throttle was not injected"
     assert sorted(p.endpoint_arn for p in sc.pushes()) == sorted(sc.devices)  # once each
+    assert sorted(p.officer for p in sc.pushes()) == ["officer-0", "officer-1"]
     topic = [p for p in publishes.sent if "TopicArn" in p and sc.deployment_id in p["Message"]]
     assert len(topic) == 1
     (alert,) = sc.alerts()
