@@ -28,15 +28,14 @@ from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import unquote_plus
 
-import cv2
-import numpy as np
-
 from chalicelib.gateway import GatewayOptions, encode, iter_frames
 from chalicelib.ingest.batch_format import BatchFormatError, Frame
 from chalicelib.ingest.decide import camera_context, decide_and_alert, metrics
 from chalicelib.ingest.track_store import MemoryTrackStore
 from chalicelib.runtime import Runtime
+from chalicelib.settings import Settings
 from chalicelib.store import layout
+from chalicelib.vision.decode import FrameDecodeError, decode_image
 
 log = logging.getLogger("lfr.batch")
 
@@ -129,7 +128,8 @@ def _image_members(path: str) -> Iterator[tuple[str, bytes]]:
                 yield m.name, f.read()
 
 
-def iter_jpegs(path: str, kind: str, opts: BatchOptions) -> Iterator[bytes]:
+def iter_jpegs(path: str, kind: str, opts: BatchOptions,
+               max_pixels: int = Settings.max_frame_pixels) -> Iterator[bytes]:
     """Frames as the JPEG bytes the gateway would have uploaded."""
     gw = GatewayOptions(fps=opts.fps, max_side=opts.max_side, jpeg_quality=opts.jpeg_quality)
     if kind == "video":
@@ -140,9 +140,11 @@ def iter_jpegs(path: str, kind: str, opts: BatchOptions) -> Iterator[bytes]:
         if PurePosixPath(name).suffix.lower() in (".jpg", ".jpeg") and data[:3] == b"\xff\xd8\xff":
             yield data  # already what a camera sends; decode limits apply downstream
             continue
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        if image is not None:
-            yield encode(image, gw)
+        try:  # other images within the frame limits, re-encoded as the gateway would
+            image = decode_image(data, max_pixels, ("jpeg", "png", "bmp"))
+        except FrameDecodeError:
+            continue
+        yield encode(image, gw)
 
 
 def _chunks(jpegs: Iterator[bytes], size: int) -> Iterator[list[bytes]]:
@@ -199,7 +201,8 @@ def process_archive(rt: Runtime, bucket: str, key: str,
         # One process sees the whole archive in order: tracks continue from chunk to chunk in
         # memory (the stream path keeps them in DynamoDB).
         store = MemoryTrackStore()
-        for n, chunk in enumerate(_chunks(iter_jpegs(tmp.name, kind, opts), opts.chunk_frames)):
+        jpegs = iter_jpegs(tmp.name, kind, opts, rt.settings.max_frame_pixels)
+        for n, chunk in enumerate(_chunks(jpegs, opts.chunk_frames)):
             frames = []
             for i, data in enumerate(chunk):
                 frames.append(Frame(i, f"{i:06d}.jpg", start + step * frame_no, data))
