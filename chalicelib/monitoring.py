@@ -4,7 +4,8 @@ local/resources.py creates them through the CloudWatch API, infra/deploy.py chec
 - Either dead-letter queue holding a message: a frame batch or an alert gave up after its
   retries (`lfr dlq list` says which and why; `lfr dlq redrive` sends it back).
 - The frames worker or the alerts notifier failing as a whole (Lambda's Errors metric: an
-  exception out of the handler, a timeout, a crash). A record that fails alone is reported in
+  exception out of the handler, a timeout, a crash; powertools raises when every record of an
+  invocation failed). A record that fails beside others that succeed is reported in
   batchItemFailures, which is not a Lambda error: it shows as a dead letter after its retries.
 Every alarm notifies the operators' SNS topic (Settings.ops_topic) when it fires and clears.
 Metrics carry queue and function names only.

@@ -15,6 +15,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from chalicelib.alerts.links import alert_link
 from chalicelib.alerts.notify import notify_alert
+from chalicelib.deadletter import park_last_delivery
 from chalicelib.runtime import Runtime
 
 logger = Logger(service="lfr-notifier")
@@ -25,6 +26,15 @@ class AlertsHandler:
         self.rt = rt
 
     def _record(self, record: SQSRecord) -> dict[str, Any]:
+        try:
+            return self._handle(record)
+        except Exception as exc:
+            # Retried; on the last try dead-lettered with its reason (chalicelib/deadletter.py).
+            if park_last_delivery(self.rt, record, exc, logger):
+                return {"dead_lettered": record.message_id}
+            raise
+
+    def _handle(self, record: SQSRecord) -> dict[str, Any]:
         alert_id = json.loads(record.body)["alert_id"]
         s = self.rt.settings
         result = notify_alert(
