@@ -3,10 +3,10 @@
 Each SQS record carries an S3 ObjectCreated notification. Records are processed one by one with
 powertools' BatchProcessor (a failing record is reported in batchItemFailures, retried alone,
 and on its last try sent to the dead-letter queue with its reason, chalicelib/deadletter.py);
-each upload is processed at most once
-per S3 event (bucket, key, ETag, event time and sequencer) by powertools idempotency, and a
-batch whose content was applied already (the same bytes uploaded again) is not decided or
-counted again (its camera's track state remembers it), only deleted.
+each upload is processed at most once per S3 event (bucket, key, ETag, event time and
+sequencer) by powertools idempotency, and a batch whose content was applied already (the same
+bytes uploaded again) is not decided or counted again (its camera's track state remembers it),
+only deleted.
 """
 
 from __future__ import annotations

@@ -128,3 +128,11 @@ def test_the_merged_stack_alarms_on_the_functions_by_reference() -> None:
         {"Name": "FunctionName", "Value": {"Ref": "AlertsNotifier"}}]
     assert alarms["lfr-dev-frames-dlq-not-empty"]["Dimensions"] == [
         {"Name": "QueueName", "Value": "lfr-dev-frames-dlq"}]
+
+
+def test_the_handlers_may_dead_letter_to_their_own_dlq_only() -> None:
+    for fn, queue in (("frames_worker", "frames"), ("alerts_notifier", "alerts")):
+        doc = json.loads(policies.policy_file("prod", fn).read_text())
+        [st] = [s for s in doc["Statement"] if s["Sid"] == "DeadLetterWithReason"]
+        assert st["Action"] == ["sqs:GetQueueUrl", "sqs:SendMessage"]
+        assert st["Resource"] == [f"arn:aws:sqs:eu-west-2:*:lfr-prod-{queue}-dlq"]
