@@ -71,8 +71,9 @@ def alarms(s: Settings) -> list[Alarm]:
     return out
 
 
-def put_alarm_args(a: Alarm, topic_arn: str) -> dict[str, Any]:
-    """The same alarm for CloudWatch's PutMetricAlarm."""
+def put_alarm_args(a: Alarm, topic_arn: Any) -> dict[str, Any]:
+    """PutMetricAlarm's parameters, which are also the CloudFormation resource's properties
+    (`topic_arn` may then be a Ref)."""
     return {
         "AlarmName": a.name, "AlarmDescription": a.description,
         "Namespace": a.namespace, "MetricName": a.metric,

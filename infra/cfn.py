@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from chalicelib import monitoring
 from infra import policies
 from infra import spec as spec_mod
 
@@ -211,15 +212,9 @@ def alarms(sp: spec_mod.Spec) -> dict[str, Any]:
                     "Action": "sns:Publish", "Resource": {"Ref": "OpsTopic"},
                     "Condition": {"StringEquals": {"aws:SourceAccount": _account()}}}]}}},
     }
-    for a in sp.alarms:
-        out[a.logical] = {"Type": "AWS::CloudWatch::Alarm", "Properties": {
-            "AlarmName": a.name, "AlarmDescription": a.description,
-            "Namespace": a.namespace, "MetricName": a.metric,
-            "Dimensions": [{"Name": a.dimension[0], "Value": a.dimension[1]}],
-            "Statistic": a.statistic, "Period": a.period_s,
-            "EvaluationPeriods": a.evaluation_periods, "Threshold": a.threshold,
-            "ComparisonOperator": a.comparison, "TreatMissingData": a.treat_missing,
-            "AlarmActions": [{"Ref": "OpsTopic"}], "OKActions": [{"Ref": "OpsTopic"}]}}
+    for a in sp.alarms:  # the resource's properties are PutMetricAlarm's parameters
+        out[a.logical] = {"Type": "AWS::CloudWatch::Alarm",
+                          "Properties": monitoring.put_alarm_args(a, {"Ref": "OpsTopic"})}
     return out
 
 
