@@ -1,4 +1,4 @@
-"""The `lfr` command: local stack, enrollment, camera gateway, demo."""
+"""The `lfr` command: local stack, enrollment, camera gateway, dead letters, demo."""
 
 from __future__ import annotations
 
@@ -190,6 +190,31 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dlq_list(args: argparse.Namespace) -> int:
+    from chalicelib.clients import client
+    from chalicelib.names import dlq_name
+    from chalicelib.ops.dlq import list_dead_letters, source_queue
+
+    s = _settings()
+    letters = list_dead_letters(client("sqs", s), client("s3", s), s, args.queue, args.max)
+    dlq = dlq_name(source_queue(s, args.queue))
+    print(json.dumps({"queue": args.queue, "dead_letter_queue": dlq, "count": len(letters),
+                      "messages": [d.public() for d in letters]}, indent=2))
+    return 0
+
+
+def cmd_dlq_redrive(args: argparse.Namespace) -> int:
+    from chalicelib.clients import client
+    from chalicelib.ops.dlq import redrive
+
+    s = _settings()
+    report = redrive(client("sqs", s), client("s3", s), s, args.queue,
+                     None if args.all else args.id)
+    print(json.dumps({"queue": args.queue, "moved": report.moved, "not_found": report.not_found,
+                      "failed": report.failed}, indent=2))
+    return 1 if report.failed or report.not_found else 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from chalicelib.demo import run_demo
 
@@ -209,6 +234,20 @@ def build_parser() -> argparse.ArgumentParser:
     lsub.add_parser("down", help="stop what `local up` started").set_defaults(func=cmd_local_down)
     lsub.add_parser("pump", help="run the event pump in the foreground").set_defaults(
         func=cmd_local_pump)
+
+    dq = sub.add_parser("dlq", help="dead-lettered frame batches and alerts: why, and redrive")
+    qsub = dq.add_subparsers(dest="action", required=True)
+    ql = qsub.add_parser("list", help="what is dead-lettered and why (does not consume)")
+    ql.add_argument("--queue", choices=["frames", "alerts"], default="frames")
+    ql.add_argument("--max", type=int, default=100, help="list at most this many")
+    ql.set_defaults(func=cmd_dlq_list)
+    qr = qsub.add_parser("redrive", help="send dead letters back to their source queue")
+    qr.add_argument("--queue", choices=["frames", "alerts"], default="frames")
+    which = qr.add_mutually_exclusive_group(required=True)
+    which.add_argument("--id", action="append",
+                       help="a message id from `lfr dlq list` (repeat for more)")
+    which.add_argument("--all", action="store_true", help="every message of that DLQ")
+    qr.set_defaults(func=cmd_dlq_redrive)
 
     en = sub.add_parser("enroll", help="enroll a watchlist subject from reference images")
     en.add_argument("--watchlist", required=True)

@@ -8,6 +8,11 @@ from chalicelib.clients import client
 from chalicelib.settings import Settings
 
 
+def dlq_name(queue: str) -> str:
+    """Each queue's dead-letter queue (local/resources.py and infra/ create them so)."""
+    return f"{queue}-dlq"
+
+
 @functools.lru_cache(maxsize=32)
 def queue_url(settings: Settings, name: str) -> str:
     return client("sqs", settings).get_queue_url(QueueName=name)["QueueUrl"]

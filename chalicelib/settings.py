@@ -34,6 +34,7 @@ class Settings:
     frames_queue: str = ""
     alerts_queue: str = ""
     deployment_topic: str = ""
+    ops_topic: str = ""  # CloudWatch alarms for operators (chalicelib/monitoring.py)
     push_platform_app: str = ""
     # Fixed cosine threshold for scores on centred embeddings, used only where no calibrated
     # one is given (a deployment always records its own). 0.44 keeps the per-comparison false
@@ -138,6 +139,7 @@ _DERIVED_NAMES = {
     "frames_queue": "frames",
     "alerts_queue": "alerts",
     "deployment_topic": "deployments",
+    "ops_topic": "ops",
     "push_platform_app": "officers",
 }
 

@@ -2,10 +2,12 @@
 
 Two renderings of the same resources:
 - `infra_template(stage)`: a stand-alone stack (buckets, tables, queues + DLQs, topic, KMS key,
-  S3 -> SQS notification, the AWS Batch GPU path). Deploy it, then `chalice deploy`.
+  S3 -> SQS notification, the operators' topic and CloudWatch alarms, the AWS Batch GPU path).
+  Deploy it, then `chalice deploy` (the alarms name the functions it will create).
 - `merge_template(stage, layer_zip)`: the same resources plus the inference layer and the overrides
   Chalice cannot express (ReportBatchItemFailures, queue ARNs by reference, least-privilege role
-  policies naming the key), for `chalice package --merge-template` (one SAM stack).
+  policies naming the key, alarms on the functions by reference), for
+  `chalice package --merge-template` (one SAM stack).
 SNS platform applications have no CloudFormation type: infra/push_apps.py creates them.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from chalicelib import monitoring
 from infra import policies
 from infra import spec as spec_mod
 
@@ -52,6 +55,11 @@ def kms(sp: spec_mod.Spec) -> dict[str, Any]:
                     {"Sid": "S3NotificationsToEncryptedQueue", "Effect": "Allow",
                      "Principal": {"Service": "s3.amazonaws.com"},
                      "Action": ["kms:Decrypt", "kms:GenerateDataKey"], "Resource": "*",
+                     "Condition": {"StringEquals": {"aws:SourceAccount": _account()}}},
+                    # Alarms publish to the operators' topic, encrypted with this key.
+                    {"Sid": "CloudWatchAlarmsToEncryptedTopic", "Effect": "Allow",
+                     "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                     "Action": ["kms:Decrypt", "kms:GenerateDataKey*"], "Resource": "*",
                      "Condition": {"StringEquals": {"aws:SourceAccount": _account()}}},
                 ]},
                 "Tags": _tags(sp),
@@ -188,6 +196,26 @@ def tables(sp: spec_mod.Spec) -> dict[str, Any]:
 def topic(sp: spec_mod.Spec) -> dict[str, Any]:
     return {"DeploymentTopic": {"Type": "AWS::SNS::Topic", "Properties": {
         "TopicName": sp.topic, "KmsMasterKeyId": {"Ref": KEY}, "Tags": _tags(sp)}}}
+
+
+def alarms(sp: spec_mod.Spec) -> dict[str, Any]:
+    """The operators' topic and the alarms of chalicelib/monitoring.py that notify it. Subscribe
+    the on-call (email, chat, paging) to the OpsTopicArn output."""
+    out: dict[str, Any] = {
+        "OpsTopic": {"Type": "AWS::SNS::Topic", "Properties": {
+            "TopicName": sp.ops_topic, "KmsMasterKeyId": {"Ref": KEY}, "Tags": _tags(sp)}},
+        "OpsTopicPolicy": {"Type": "AWS::SNS::TopicPolicy", "Properties": {
+            "Topics": [{"Ref": "OpsTopic"}], "PolicyDocument": {
+                "Version": "2012-10-17", "Statement": [{
+                    "Sid": "CloudWatchAlarms", "Effect": "Allow",
+                    "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                    "Action": "sns:Publish", "Resource": {"Ref": "OpsTopic"},
+                    "Condition": {"StringEquals": {"aws:SourceAccount": _account()}}}]}}},
+    }
+    for a in sp.alarms:  # the resource's properties are PutMetricAlarm's parameters
+        out[a.logical] = {"Type": "AWS::CloudWatch::Alarm",
+                          "Properties": monitoring.put_alarm_args(a, {"Ref": "OpsTopic"})}
+    return out
 
 
 def users(sp: spec_mod.Spec) -> dict[str, Any]:
@@ -356,8 +384,8 @@ PARAMETERS = {
 
 def resources(stage: str) -> dict[str, Any]:
     sp = spec_mod.build(spec_mod.stage_settings(stage))
-    return {**kms(sp), **queues(sp), **buckets(sp), **tables(sp), **topic(sp), **users(sp),
-            **batch(sp)}
+    return {**kms(sp), **queues(sp), **buckets(sp), **tables(sp), **topic(sp), **alarms(sp),
+            **users(sp), **batch(sp)}
 
 
 def outputs(stage: str) -> dict[str, Any]:
@@ -366,6 +394,7 @@ def outputs(stage: str) -> dict[str, Any]:
         "FramesQueueUrl": {"Value": {"Ref": "FramesQueue"}},
         "AlertsQueueUrl": {"Value": {"Ref": "AlertsQueue"}},
         "DeploymentTopicArn": {"Value": {"Ref": "DeploymentTopic"}},
+        "OpsTopicArn": {"Value": {"Ref": "OpsTopic"}},
         "UserPoolArn": {"Value": {"Fn::GetAtt": ["UserPool", "Arn"]}},
         "UserPoolClientId": {"Value": {"Ref": "UserPoolClient"}},
         "GpuJobQueueArn": {"Value": {"Ref": "GpuJobQueue"}},
@@ -423,6 +452,11 @@ def merge_template(stage: str, chalice_sam: dict[str, Any], layer_uri: str) -> d
         if events:
             override["Events"] = events
         res[logical] = {"Properties": override}
+        for a in sp.alarms:
+            if a.function == fn:
+                # chalice package leaves the name to CloudFormation: the alarm takes it by Ref.
+                res[a.logical]["Properties"]["Dimensions"] = [
+                    {"Name": a.dimension[0], "Value": {"Ref": logical}}]
         role = props["Role"]["Fn::GetAtt"][0]
         res[role] = {"Properties": {"Policies": [{
             "PolicyName": f"{role}Policy",

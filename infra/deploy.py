@@ -10,7 +10,8 @@
    whose config names that layer version and whose policies name this account;
 4. turns on ReportBatchItemFailures on every SQS event source mapping (Chalice cannot);
 5. checks with boto3 what got deployed: functions (runtime, architecture, layer, environment,
-   role policy), the layer, event source mappings (queue, batch size, response types).
+   role policy), the layer, event source mappings (queue, batch size, response types), the
+   CloudWatch alarms (metric, dimension, threshold, the operators' topic).
 Everything it talks to honours AWS_ENDPOINT_URL, like the app.
 """
 
@@ -23,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from collections.abc import Callable
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -188,7 +190,31 @@ def check(session: boto3.session.Session, stage: str, layer_arn: str,
                and int(attrs["VisibilityTimeout"]) >= _timeout(config, stage, queue_of, q.name),
                f"queue {q.name}: DLQ {q.dlq}, visibility {attrs['VisibilityTimeout']} s "
                ">= the function's timeout")
+    check_alarms(session, sp, expect)
     return failures
+
+
+def check_alarms(session: boto3.session.Session, sp: spec_mod.Spec,
+                 expect: Callable[[bool, str], None]) -> None:
+    """Each alarm of chalicelib/monitoring.py exists on the right metric and notifies the
+    operators' topic; a function's alarm names the function that got deployed."""
+    sns, cw = session.client("sns"), session.client("cloudwatch")
+    topics = [t["TopicArn"] for page in sns.get_paginator("list_topics").paginate()
+              for t in page["Topics"] if t["TopicArn"].endswith(":" + sp.ops_topic)]
+    expect(len(topics) == 1, f"operators' topic {sp.ops_topic}")
+    got = {m["AlarmName"]: m for m in cw.describe_alarms(
+        AlarmNames=[a.name for a in sp.alarms])["MetricAlarms"]}
+    for a in sp.alarms:
+        m = got.get(a.name, {})
+        dims = [{"Name": a.dimension[0], "Value": a.dimension[1]}]
+        ok = (m.get("Namespace"), m.get("MetricName"), m.get("Dimensions"), m.get("Statistic"),
+              m.get("Threshold"), m.get("ComparisonOperator")) == \
+            (a.namespace, a.metric, dims, a.statistic, a.threshold, a.comparison)
+        ok = ok and bool(topics) and topics[0] in m.get("AlarmActions", [])
+        if a.function:
+            ok = ok and a.dimension[1] == function_name(sp.settings.stage, a.function)
+        expect(ok, f"alarm {a.name}: {a.metric} of {a.dimension[1]} > {a.threshold:g} "
+               f"-> {sp.ops_topic}")
 
 
 def _timeout(config: dict[str, Any], stage: str, queue_of: dict[str, Any], queue: str) -> int:

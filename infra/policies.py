@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from chalicelib.names import dlq_name
 from infra import spec as spec_mod
 
 REPO = Path(__file__).resolve().parents[1]
@@ -101,10 +102,17 @@ def _consume(queue: str, a: Arns) -> dict[str, Any]:
                  [a.queue(queue)])
 
 
+def _dead_letter(queue: str, a: Arns) -> dict[str, Any]:
+    # A message that fails its last try is sent to the DLQ with its reason (deadletter.py).
+    return _stmt("DeadLetterWithReason", ["sqs:SendMessage", "sqs:GetQueueUrl"],
+                 [a.queue(dlq_name(queue))])
+
+
 def frames_worker(a: Arns) -> list[dict[str, Any]]:
     s = a.s
     return [
         _consume(s.frames_queue, a),
+        _dead_letter(s.frames_queue, a),
         _stmt("ReadAndDeleteFrameBatches", ["s3:GetObject", "s3:DeleteObject"],
               [a.objects(s.frames_bucket, "frames/")]),
         _stmt("WriteAlertCrops", ["s3:PutObject", "s3:PutObjectTagging"],
@@ -129,6 +137,7 @@ def alerts_notifier(a: Arns) -> list[dict[str, Any]]:
     s = a.s
     return [
         _consume(s.alerts_queue, a),
+        _dead_letter(s.alerts_queue, a),
         _stmt("ClaimAlerts", ["dynamodb:GetItem", "dynamodb:UpdateItem"], [a.t("alerts")]),
         _stmt("FindDevices", ["dynamodb:Query"], [a.t("devices")]),
         _stmt("PushToOfficers", ["sns:Publish"], [a.topic(), *a.platform_endpoints()]),

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from chalicelib import monitoring
 from chalicelib.local import resources
 from chalicelib.ops.deployments import PLATFORMS
 from chalicelib.settings import Settings
@@ -65,6 +66,8 @@ class Spec:
     tables: tuple[Table, ...]
     topic: str
     platform_apps: tuple[str, ...]
+    ops_topic: str = ""
+    alarms: tuple[monitoring.Alarm, ...] = ()
 
     @property
     def kms_alias(self) -> str:
@@ -114,4 +117,6 @@ def build(s: Settings) -> Spec:
         tables=tuple(tbls),
         topic=s.deployment_topic,
         platform_apps=tuple(f"{s.push_platform_app}-{p}" for p in PLATFORMS),
+        ops_topic=s.ops_topic,
+        alarms=tuple(monitoring.alarms(s)),
     )

@@ -1,5 +1,6 @@
 """Lambda entry for the alerts queue: one push per alert and phone, partial batch failure on
-errors (a retried message pushes only the targets still without a push)."""
+errors (a retried message pushes only the targets still without a push), and on the last try
+the message is dead-lettered with its reason."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from chalicelib.alerts.links import alert_link
 from chalicelib.alerts.notify import notify_alert
+from chalicelib.deadletter import park_last_delivery
 from chalicelib.runtime import Runtime
 
 logger = Logger(service="lfr-notifier")
@@ -27,19 +29,26 @@ class AlertsHandler:
         self.rt = rt
 
     def _record(self, record: SQSRecord, lambda_context: Any = None) -> dict[str, Any]:
+        try:
+            return self._handle(record, lambda_context)
+        except Exception as exc:
+            logger.error("alert not fully pushed; retried", message_id=record.message_id,
+                         reason=str(exc))
+            # On the last try dead-lettered with its reason (chalicelib/deadletter.py).
+            if park_last_delivery(self.rt, record, exc, logger):
+                return {"dead_lettered": record.message_id}
+            raise
+
+    def _handle(self, record: SQSRecord, lambda_context: Any) -> dict[str, Any]:
         alert_id = json.loads(record.body)["alert_id"]
         s = self.rt.settings
         left_ms = lambda_context.get_remaining_time_in_millis() if lambda_context else 0
-        try:
-            result = notify_alert(
-                self.rt.tables, self.rt.client("sns"), self.rt.topic_arn, alert_id,
-                lambda a: alert_link(s.console_url, s.link_secret, a, s.alert_link_ttl_s),
-                lease_s=s.push_lease_s,
-                wait_budget_s=min(s.push_lease_s, max(0, left_ms - _MARGIN_MS) / 1000),
-            )
-        except Exception as exc:
-            logger.error("alert not fully pushed; retried", alert_id=alert_id, reason=str(exc))
-            raise
+        result = notify_alert(
+            self.rt.tables, self.rt.client("sns"), self.rt.topic_arn, alert_id,
+            lambda a: alert_link(s.console_url, s.link_secret, a, s.alert_link_ttl_s),
+            lease_s=s.push_lease_s,
+            wait_budget_s=min(s.push_lease_s, max(0, left_ms - _MARGIN_MS) / 1000),
+        )
         logger.info("alert notified", alert_id=alert_id, pushed=result.pushed,
                     skipped=result.skipped)
         return {"alert_id": alert_id, "pushed": result.pushed}

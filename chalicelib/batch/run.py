@@ -28,15 +28,14 @@ from pathlib import PurePosixPath
 from typing import Any, TypeVar
 from urllib.parse import unquote_plus
 
-import cv2
-import numpy as np
-
 from chalicelib.gateway import GatewayOptions, encode, open_capture, video_frames
 from chalicelib.ingest.batch_format import BatchFormatError, Frame
 from chalicelib.ingest.decide import camera_context, decide_and_alert, metrics
 from chalicelib.ingest.track_store import MemoryTrackStore
 from chalicelib.runtime import Runtime
+from chalicelib.settings import Settings
 from chalicelib.store import layout
+from chalicelib.vision.decode import FrameDecodeError, decode_image
 
 log = logging.getLogger("lfr.batch")
 T = TypeVar("T")
@@ -130,7 +129,9 @@ def _image_members(path: str) -> Iterator[tuple[str, bytes]]:
                 yield m.name, f.read()
 
 
-def iter_timed_jpegs(path: str, kind: str, opts: BatchOptions) -> Iterator[tuple[float, bytes]]:
+def iter_timed_jpegs(path: str, kind: str, opts: BatchOptions,
+                     max_pixels: int = Settings.max_frame_pixels,
+                     ) -> Iterator[tuple[float, bytes]]:
     """(offset s into the footage, JPEG bytes the gateway would have uploaded): a video by its
     own timestamps, as the gateway samples it; an archive of frames one every 1/fps s."""
     gw = GatewayOptions(fps=opts.fps, max_side=opts.max_side, jpeg_quality=opts.jpeg_quality)
@@ -142,9 +143,11 @@ def iter_timed_jpegs(path: str, kind: str, opts: BatchOptions) -> Iterator[tuple
         if PurePosixPath(name).suffix.lower() in (".jpg", ".jpeg") and data[:3] == b"\xff\xd8\xff":
             yield i / opts.fps, data  # already what a camera sends; decode limits apply downstream
             continue
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        if image is not None:
-            yield i / opts.fps, encode(image, gw)
+        try:  # other images within the frame limits, re-encoded as the gateway would
+            image = decode_image(data, max_pixels, ("jpeg", "png", "bmp"))
+        except FrameDecodeError:
+            continue
+        yield i / opts.fps, encode(image, gw)
 
 
 def iter_jpegs(path: str, kind: str, opts: BatchOptions) -> Iterator[bytes]:
@@ -205,7 +208,7 @@ def process_archive(rt: Runtime, bucket: str, key: str,
         # One process sees the whole archive in order: tracks continue from chunk to chunk in
         # memory (the stream path keeps them in DynamoDB).
         store = MemoryTrackStore()
-        timed = iter_timed_jpegs(tmp.name, kind, opts)
+        timed = iter_timed_jpegs(tmp.name, kind, opts, rt.settings.max_frame_pixels)
         for n, chunk in enumerate(_chunks(timed, opts.chunk_frames)):
             frames = [Frame(i, f"{i:06d}.jpg", start + timedelta(seconds=offset), data)
                       for i, (offset, data) in enumerate(chunk)]

@@ -156,7 +156,8 @@ def process_frames(
         except FrameDecodeError as exc:
             out.frames_skipped[exc.reason] += 1
             continue
-        out.timings_ms["decode"] += (time.perf_counter() - t0) * 1000
+        finally:  # refusals count too: what a hostile frame cost is visible
+            out.timings_ms["decode"] += (time.perf_counter() - t0) * 1000
         out.frames_processed += 1
         t = frame.captured_at.timestamp()
         scale = pipeline.detector.input_scale(*image.shape[:2])

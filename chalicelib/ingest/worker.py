@@ -2,10 +2,11 @@
 
 Each SQS record carries an S3 ObjectCreated notification. Records are processed one by one with
 powertools' BatchProcessor (a failing record is reported in batchItemFailures, retried alone,
-and after maxReceiveCount lands in the dead-letter queue); each upload is processed at most once
-per S3 event (bucket, key, ETag, event time and sequencer) by powertools idempotency, and a
-batch whose content was applied already (the same bytes uploaded again) is not decided or
-counted again (its camera's track state remembers it), only deleted.
+and on its last try sent to the dead-letter queue with its reason, chalicelib/deadletter.py);
+each upload is processed at most once per S3 event (bucket, key, ETag, event time and
+sequencer) by powertools idempotency, and a batch whose content was applied already (the same
+bytes uploaded again) is not decided or counted again (its camera's track state remembers it),
+only deleted.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent_function,
 )
 
+from chalicelib.deadletter import park_last_delivery
 from chalicelib.ingest.batch_format import BatchFormatError, BatchLimits, open_batch
 from chalicelib.ingest.decide import camera_context, decide_and_alert, metrics
 from chalicelib.runtime import Runtime
@@ -138,11 +140,19 @@ class FramesHandler:
         return process_object(self.rt, obj["bucket"], obj["key"])
 
     def _record(self, record: SQSRecord) -> list[dict[str, Any]]:
+        try:
+            return self._handle(record)
+        except Exception as exc:
+            # Retried; on the last try dead-lettered with its reason (chalicelib/deadletter.py).
+            if park_last_delivery(self.rt, record, exc, logger):
+                return []
+            raise
+
+    def _handle(self, record: SQSRecord) -> list[dict[str, Any]]:
         results = []
         try:
             objects = s3_objects(record.body)
         except NotificationError as exc:
-            # Retried, then dead-lettered by SQS; the reason is logged where it can be seen.
             logger.error("notification rejected", message_id=record.message_id, reason=str(exc))
             metrics.add_metric("NotificationsRejected", MetricUnit.Count, 1)
             raise
@@ -154,8 +164,8 @@ class FramesHandler:
                 metrics.add_metric("BatchesRejected", MetricUnit.Count, 1)
                 if int(record.attributes.approximate_receive_count) >= \
                         self.rt.settings.max_receive_count:
-                    # Last try: the message goes to the DLQ with the key and the reason logged;
-                    # the frames, faces of passers-by, do not wait a day for the lifecycle rule.
+                    # Last try: the message goes to the DLQ with the reason; the frames,
+                    # faces of passers-by, do not wait a day for the lifecycle rule.
                     self.rt.client("s3").delete_object(Bucket=obj["bucket"], Key=obj["key"])
                     logger.error("rejected batch deleted unprocessed", key=obj["key"])
                 raise

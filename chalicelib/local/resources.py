@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from chalicelib import clients
+from chalicelib import clients, monitoring
+from chalicelib.names import dlq_name
 from chalicelib.ops.deployments import PLATFORMS
 from chalicelib.settings import Settings
 from chalicelib.store import layout
@@ -18,10 +19,6 @@ from chalicelib.store.tables import idempotency_table_name, tables
 MAX_RECEIVE_COUNT = Settings.max_receive_count
 FRAMES_VISIBILITY_S = 120  # > the worker's timeout, as AWS requires for an event source mapping
 ALERTS_VISIBILITY_S = 30
-
-
-def dlq_name(queue: str) -> str:
-    return f"{queue}-dlq"
 
 
 def _queue_with_dlq(sqs: Any, name: str, visibility: int) -> str:
@@ -81,6 +78,9 @@ def create_all(s: Settings) -> dict[str, str]:
     )
 
     topic = sns.create_topic(Name=s.deployment_topic)["TopicArn"]
+    # Operators hear of dead letters and failing functions (chalicelib/monitoring.py).
+    ops_topic = sns.create_topic(Name=s.ops_topic)["TopicArn"]
+    monitoring.create_alarms(clients.client("cloudwatch", s), s, ops_topic)
     for platform in PLATFORMS:
         sns.create_platform_application(
             Name=f"{s.push_platform_app}-{platform}",
@@ -101,7 +101,8 @@ def create_all(s: Settings) -> dict[str, str]:
         TableName=idempotency_table_name(s),
         TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"},
     )
-    return {"frames_queue_url": frames_url, "alerts_queue_url": alerts_url, "topic_arn": topic}
+    return {"frames_queue_url": frames_url, "alerts_queue_url": alerts_url, "topic_arn": topic,
+            "ops_topic_arn": ops_topic}
 
 
 def _lifecycle(s3: Any, bucket: str, prefix: str, days: int) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
+from chalicelib.vision.decode import FrameDecodeError
+from chalicelib.vision.decode import decode_image as bounded_decode
 from chalicelib.vision.pipeline import FacePipeline
 from chalicelib.vision.quality import sharpness
 
@@ -17,6 +18,9 @@ from chalicelib.vision.quality import sharpness
 # 40: the LFW dev faces' median sharpness is above it; the quality gate refuses below 10.
 FULL_QUALITY_PX = 64.0
 FULL_QUALITY_SHARPNESS = 40.0
+# Reference photos may be bigger than camera frames (a 24-megapixel camera's, 72 MB decoded,
+# well inside the API function's 512 MB); a PNG stating more is refused before decoding.
+MAX_REFERENCE_PIXELS = 25_000_000
 
 
 class EnrollmentError(ValueError):
@@ -57,11 +61,14 @@ def fuse_embeddings(
 
 
 def decode_image(data: bytes, label: str) -> np.ndarray:
-    """Reference images may be JPEG or PNG (operators upload what they have)."""
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR) if data else None
-    if image is None:
-        raise EnrollmentError(f"{label}: not a readable JPEG or PNG image")
-    return image
+    """Reference images may be JPEG or PNG (operators upload what they have), within the same
+    limits before decoding as frames (vision/decode.py)."""
+    try:
+        return bounded_decode(data, MAX_REFERENCE_PIXELS)
+    except FrameDecodeError as exc:
+        if exc.reason in ("too_large", "too_many_scans", "too_many_segments"):
+            raise EnrollmentError(f"{label}: {exc}") from None
+        raise EnrollmentError(f"{label}: not a readable JPEG or PNG image ({exc})") from None
 
 
 def build_template(pipeline: FacePipeline, images: list[tuple[str, bytes]]) -> Template:

@@ -70,3 +70,69 @@ def test_infra_template_passes_cfn_lint() -> None:
     matches = cfnlint.lint(json.dumps(template), regions=regions)
     errors = [m for m in matches if m.rule.id.startswith("E")]
     assert errors == [], errors
+
+
+def _alarms(template: dict) -> dict[str, dict]:
+    return {r["Properties"]["AlarmName"]: r["Properties"] for r in template["Resources"].values()
+            if r.get("Type") == "AWS::CloudWatch::Alarm"}
+
+
+def test_alarms_on_both_dead_letter_queues_and_on_worker_errors_notify_operators() -> None:
+    t = cfn.infra_template("prod")
+    alarms = _alarms(t)
+    expected = {
+        "lfr-prod-frames-dlq-not-empty": ("AWS/SQS", "ApproximateNumberOfMessagesVisible",
+                                          "QueueName", "lfr-prod-frames-dlq"),
+        "lfr-prod-alerts-dlq-not-empty": ("AWS/SQS", "ApproximateNumberOfMessagesVisible",
+                                          "QueueName", "lfr-prod-alerts-dlq"),
+        "lfr-prod-frames_worker-errors": ("AWS/Lambda", "Errors",
+                                          "FunctionName", "lfr-prod-frames_worker"),
+        "lfr-prod-alerts_notifier-errors": ("AWS/Lambda", "Errors",
+                                            "FunctionName", "lfr-prod-alerts_notifier"),
+    }
+    assert set(alarms) == set(expected)
+    queues = {r["Properties"]["QueueName"] for r in t["Resources"].values()
+              if r["Type"] == "AWS::SQS::Queue"}
+    for name, (namespace, metric, dim, value) in expected.items():
+        a = alarms[name]
+        assert (a["Namespace"], a["MetricName"]) == (namespace, metric)
+        assert a["Dimensions"] == [{"Name": dim, "Value": value}]
+        assert (a["Threshold"], a["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+        assert a["AlarmActions"] == a["OKActions"] == [{"Ref": "OpsTopic"}]
+        assert a["TreatMissingData"] == "notBreaching"
+        if namespace == "AWS/SQS":
+            assert value in queues  # the DLQ the stack creates, by its name
+    assert t["Resources"]["OpsTopic"]["Type"] == "AWS::SNS::Topic"
+    assert t["Outputs"]["OpsTopicArn"] == {"Value": {"Ref": "OpsTopic"}}
+    # The topic is encrypted: CloudWatch must be let use the key, and publish to the topic.
+    key_policy = t["Resources"]["DataKey"]["Properties"]["KeyPolicy"]["Statement"]
+    assert any(s["Principal"] == {"Service": "cloudwatch.amazonaws.com"} for s in key_policy)
+    topic_policy = t["Resources"]["OpsTopicPolicy"]["Properties"]["PolicyDocument"]
+    assert topic_policy["Statement"][0]["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+
+
+def test_the_merged_stack_alarms_on_the_functions_by_reference() -> None:
+    # chalice package leaves function names to CloudFormation (no FunctionName property).
+    def fn(handler: str) -> dict:
+        return {"Type": "AWS::Serverless::Function", "Properties": {
+            "Handler": handler, "Role": {"Fn::GetAtt": [f"{handler}Role", "Arn"]}}}
+
+    sam = {"Resources": {"FramesWorker": fn("app.frames_worker"),
+                         "AlertsNotifier": fn("app.alerts_notifier"),
+                         "APIHandler": fn("app.app")}}
+    merged = cfn.merge_template("dev", sam, "./layer.zip")
+    alarms = _alarms(merged)
+    assert alarms["lfr-dev-frames_worker-errors"]["Dimensions"] == [
+        {"Name": "FunctionName", "Value": {"Ref": "FramesWorker"}}]
+    assert alarms["lfr-dev-alerts_notifier-errors"]["Dimensions"] == [
+        {"Name": "FunctionName", "Value": {"Ref": "AlertsNotifier"}}]
+    assert alarms["lfr-dev-frames-dlq-not-empty"]["Dimensions"] == [
+        {"Name": "QueueName", "Value": "lfr-dev-frames-dlq"}]
+
+
+def test_the_handlers_may_dead_letter_to_their_own_dlq_only() -> None:
+    for fn, queue in (("frames_worker", "frames"), ("alerts_notifier", "alerts")):
+        doc = json.loads(policies.policy_file("prod", fn).read_text())
+        [st] = [s for s in doc["Statement"] if s["Sid"] == "DeadLetterWithReason"]
+        assert st["Action"] == ["sqs:GetQueueUrl", "sqs:SendMessage"]
+        assert st["Resource"] == [f"arn:aws:sqs:eu-west-2:*:lfr-prod-{queue}-dlq"]

@@ -20,7 +20,7 @@ from chalicelib.local.resources import dlq_name
 from chalicelib.ops.cameras import camera_upload_grant
 from chalicelib.store import layout
 from chalicelib.store.tables import idempotency_table_name
-from tests.conftest import flag_encrypted, shared_data
+from tests.conftest import flag_encrypted, progressive_jpeg, shared_data
 from tests.integration.conftest import demo_person, jpeg, log_records
 
 
@@ -192,6 +192,24 @@ def test_bad_frames_are_skipped_and_counted(scenario_factory, local_stack, caplo
         "corrupt": 1, "truncated": 1, "empty": 1, "not_jpeg": 1, "too_large": 1}
     dep = sc.rt.tables.Deployment.get(sc.deployment_id)
     assert (dep.frames, dep.frames_skipped) == (2, 5)
+    assert [a.display_name for a in sc.alerts()] == ["Elizabeth Warren"]
+
+
+def test_a_progressive_frame_with_1500_scans_loses_only_itself(scenario_factory, local_stack,
+                                                               caplog) -> None:
+    # I-3: decoding it took seconds (30-39 s on Lambda); it is refused from its headers.
+    sc = scenario_factory({"Elizabeth Warren": [demo_person("Elizabeth_Warren", 1)]})
+    caplog.clear()
+    sc.upload(0, [progressive_jpeg(3840, 2160, repeats=1500),
+                  jpeg(demo_person("Elizabeth_Warren", 2))])
+    local_stack["pump"].drain(timeout=120)
+    lines = [x for x in log_records(caplog, "batch processed") if sc.deployment_id in x["key"]]
+    assert len(lines) == 1
+    assert lines[0]["frames_skipped"] == {"too_many_scans": 1}
+    assert lines[0]["frames_processed"] == 1
+    assert lines[0]["timings_ms"].get("decode", 0) < 1000
+    dep = sc.rt.tables.Deployment.get(sc.deployment_id)
+    assert (dep.frames, dep.frames_skipped) == (1, 1)
     assert [a.display_name for a in sc.alerts()] == ["Elizabeth Warren"]
 
 

@@ -1,0 +1,184 @@
+"""Operations on a real AWS API (moto server): the alarms the local stack creates, and dead
+letters that say why they failed, listed without being consumed and redriven once fixed."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from chalicelib import cli, monitoring
+from chalicelib.local.inspect import all_keys
+from chalicelib.names import dlq_name
+from chalicelib.ops.dlq import NOT_RECORDED
+from chalicelib.store import layout
+from tests.integration.conftest import demo_person, jpeg
+
+
+def test_the_local_stack_alarms_on_dead_letters_and_function_errors(rt, local_stack) -> None:
+    s = rt.settings
+    cw, sns = rt.client("cloudwatch"), rt.client("sns")
+    ops = [t["TopicArn"] for t in sns.list_topics()["Topics"]
+           if t["TopicArn"].endswith(":" + s.ops_topic)]
+    assert len(ops) == 1
+    got = {a["AlarmName"]: a for a in cw.describe_alarms(
+        AlarmNamePrefix=f"lfr-{s.stage}-")["MetricAlarms"]}
+    want = {
+        f"{dlq_name(s.frames_queue)}-not-empty": ("QueueName", dlq_name(s.frames_queue)),
+        f"{dlq_name(s.alerts_queue)}-not-empty": ("QueueName", dlq_name(s.alerts_queue)),
+        f"lfr-{s.stage}-frames_worker-errors": ("FunctionName", f"lfr-{s.stage}-frames_worker"),
+        f"lfr-{s.stage}-alerts_notifier-errors":
+            ("FunctionName", f"lfr-{s.stage}-alerts_notifier"),
+    }
+    assert set(got) == set(want)
+    for name, (dim, value) in want.items():
+        a = got[name]
+        assert a["Dimensions"] == [{"Name": dim, "Value": value}]
+        assert a["Namespace"] == ("AWS/SQS" if dim == "QueueName" else "AWS/Lambda")
+        assert a["MetricName"] == ("ApproximateNumberOfMessagesVisible" if dim == "QueueName"
+                                   else "Errors")
+        assert (a["Threshold"], a["ComparisonOperator"]) == (0.0, "GreaterThanThreshold")
+        assert a["AlarmActions"] == a["OKActions"] == ops
+    # The DLQs the alarms watch are the ones the queues dead-letter to.
+    sqs = rt.client("sqs")
+    for q in (s.frames_queue, s.alerts_queue):
+        policy = json.loads(sqs.get_queue_attributes(
+            QueueUrl=rt.queue_url(q), AttributeNames=["RedrivePolicy"])["Attributes"][
+            "RedrivePolicy"])
+        assert policy["deadLetterTargetArn"].endswith(":" + dlq_name(q))
+    assert {a.name for a in monitoring.alarms(s)} == set(want)
+
+
+def _lfr(capsys: Any, *args: str) -> tuple[int, dict[str, Any]]:
+    capsys.readouterr()
+    rc = cli.main(list(args))
+    return rc, json.loads(capsys.readouterr().out)
+
+
+def _mine(listing: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    return [m for m in listing["messages"] if any(k["key"] == key for k in m.get("keys", []))]
+
+
+def _visible(rt: Any, queue: str) -> int:
+    attrs = rt.client("sqs").get_queue_attributes(
+        QueueUrl=rt.queue_url(dlq_name(queue)), AttributeNames=["ApproximateNumberOfMessages"])
+    return int(attrs["Attributes"]["ApproximateNumberOfMessages"])
+
+
+def test_a_batch_failing_every_try_is_listed_with_its_reason_then_redriven_once_fixed(
+        scenario_factory, local_stack, capsys) -> None:
+    sc = scenario_factory({"Cory Gardner": [demo_person("Cory_Gardner", 1)]}, devices=1)
+    rt = sc.rt
+    s3 = rt.client("s3")
+    key = layout.batch_key(sc.deployment_id, sc.camera_id, 0)
+    tries: list[str] = []
+
+    def deny(params: dict[str, Any], **_: Any) -> None:
+        if params.get("Key") == key:
+            tries.append(key)
+            raise ClientError({"Error": {"Code": "AccessDenied",
+                                         "Message": "injected: the worker may not read it"}},
+                              "GetObject")
+
+    # The poison: the worker's role cannot read the batch (e.g. a key policy gone wrong).
+    s3.meta.events.register_first("before-parameter-build.s3.GetObject", deny)
+    try:
+        sc.upload(0, [jpeg(demo_person("Cory_Gardner", 2))])
+        local_stack["pump"].drain(timeout=120, quiet_polls=6)
+    finally:
+        s3.meta.events.unregister("before-parameter-build.s3.GetObject", deny)
+    assert len(tries) == rt.settings.max_receive_count
+    assert sc.alerts() == []
+
+    rc, listing = _lfr(capsys, "dlq", "list", "--queue", "frames")
+    assert rc == 0 and listing["dead_letter_queue"] == dlq_name(rt.settings.frames_queue)
+    [m] = _mine(listing, key)
+    assert m["receives"] == rt.settings.max_receive_count
+    assert m["error"] == "ClientError" and "AccessDenied" in m["reason"]
+    assert "injected: the worker may not read it" in m["reason"]
+    assert m["keys"] == [{"bucket": rt.settings.frames_bucket, "key": key, "object": "present"}]
+    assert m["source_queue"] == rt.settings.frames_queue and m["failed_at"]
+    # Listing consumed nothing: the message is visible again, and listed again.
+    assert _visible(rt, rt.settings.frames_queue) >= 1
+    _, again = _lfr(capsys, "dlq", "list", "--queue", "frames")
+    assert [x["message_id"] for x in _mine(again, key)] == [m["message_id"]]
+
+    # The cause is fixed (the hook is gone): sent back, it is processed like any batch.
+    rc, moved = _lfr(capsys, "dlq", "redrive", "--queue", "frames", "--id", m["message_id"])
+    assert rc == 0 and [x["message_id"] for x in moved["moved"]] == [m["message_id"]]
+    local_stack["pump"].drain(timeout=120)
+    assert [a.subject_id for a in sc.alerts()] == [sc.subjects["Cory Gardner"]]
+    assert len(sc.pushes()) == 1
+    assert key not in all_keys(s3, rt.settings.frames_bucket)
+    _, after = _lfr(capsys, "dlq", "list", "--queue", "frames")
+    assert _mine(after, key) == []
+
+
+def test_an_alert_whose_push_fails_every_try_is_pushed_once_after_redrive(
+        scenario_factory, local_stack, capsys) -> None:
+    sc = scenario_factory({"Cory Gardner": [demo_person("Cory_Gardner", 1)]}, devices=1)
+    rt = sc.rt
+    sns = rt.client("sns")
+
+    def outage(params: dict[str, Any], **_: Any) -> None:
+        if params.get("TargetArn") in sc.devices:
+            raise ClientError({"Error": {"Code": "InternalError", "Message": "injected"}},
+                              "Publish")
+
+    sns.meta.events.register_first("before-parameter-build.sns.Publish", outage)
+    try:
+        sc.upload(0, [jpeg(demo_person("Cory_Gardner", 2))])
+        local_stack["pump"].drain(timeout=120, quiet_polls=6)
+    finally:
+        sns.meta.events.unregister("before-parameter-build.sns.Publish", outage)
+    [alert] = sc.alerts()
+    assert sc.pushes() == []
+
+    rc, listing = _lfr(capsys, "dlq", "list", "--queue", "alerts")
+    mine = [m for m in listing["messages"] if m.get("alert_id") == alert.alert_id]
+    assert rc == 0 and len(mine) == 1
+    assert mine[0]["error"] == "ClientError" and "InternalError" in mine[0]["reason"]
+    assert mine[0]["receives"] == rt.settings.max_receive_count
+
+    rc, moved = _lfr(capsys, "dlq", "redrive", "--queue", "alerts", "--id",
+                     mine[0]["original_id"])  # the id the notifier's log names works too
+    assert rc == 0 and len(moved["moved"]) == 1
+    local_stack["pump"].drain(timeout=120)
+    pushes = sc.pushes()
+    assert [p.data["alert_id"] for p in pushes] == [alert.alert_id]  # once, not twice
+
+
+def test_a_message_sqs_moved_itself_is_listed_without_a_reason(rt, local_stack,
+                                                                capsys) -> None:
+    # What a timeout or crash on the last try leaves: SQS's redrive moves the bare message.
+    s = rt.settings
+    key = "frames/dep-gone/cam-1/000000000000000007.lfrb"
+    body = json.dumps({"Records": [{
+        "eventName": "ObjectCreated:Put", "eventTime": "2026-11-26T10:00:00.000Z",
+        "s3": {"bucket": {"name": s.frames_bucket},
+               "object": {"key": key, "eTag": "x", "sequencer": "01"}}}]})
+    sqs = rt.client("sqs")
+    sent = sqs.send_message(QueueUrl=rt.queue_url(dlq_name(s.frames_queue)),
+                            MessageBody=body)["MessageId"]
+    _, listing = _lfr(capsys, "dlq", "list", "--queue", "frames")
+    [m] = _mine(listing, key)
+    assert m["message_id"] == sent and m["reason"] == NOT_RECORDED
+    assert m["keys"][0]["object"] == "gone"
+
+    rc, moved = _lfr(capsys, "dlq", "redrive", "--queue", "frames", "--id", sent,
+                     "--id", "no-such-message")
+    assert rc == 1 and moved["not_found"] == ["no-such-message"]
+    assert [x["message_id"] for x in moved["moved"]] == [sent]
+    assert "deleted unprocessed" in moved["moved"][0]["frames"]
+    local_stack["pump"].drain(timeout=60)  # the worker finds the object gone and drops it
+    _, after = _lfr(capsys, "dlq", "list", "--queue", "frames")
+    assert _mine(after, key) == []
+
+
+def test_redrive_needs_ids_or_all() -> None:
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["dlq", "redrive", "--queue", "frames"])
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["dlq", "redrive", "--id", "x", "--all"])
