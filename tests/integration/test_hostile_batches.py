@@ -27,7 +27,7 @@ from chalicelib.ingest.worker import FramesHandler
 from chalicelib.local.inspect import all_keys
 from chalicelib.local.pump import LambdaContext, sqs_event
 from chalicelib.store import layout
-from tests.conftest import flag_encrypted
+from tests.conftest import flag_encrypted, progressive_jpeg
 from tests.integration.conftest import demo_person, jpeg, log_records
 
 
@@ -97,6 +97,10 @@ def _frame_kinds() -> list[tuple[str, Callable[[bytes], bytes | None], str]]:
         ("SOI and EOI only", lambda g: b"\xff\xd8\xff\xd9", "corrupt"),
         ("random bytes between SOI and EOI", lambda g: b"\xff\xd8\xff" + _noise(5000) + b"\xff\xd9",
          "truncated"),  # no frame header before the data ends
+        ("progressive JPEG repeating one scan 1,500 times",
+         lambda g: progressive_jpeg(1920, 1080, repeats=1500), "too_many_scans"),
+        ("4K progressive JPEG with 20 scans", lambda g: progressive_jpeg(3840, 2160, repeats=10),
+         "too_many_scans"),
         ("named in the manifest, absent from the archive", lambda g: None, "missing"),
     ]
 
