@@ -63,7 +63,8 @@ def jpeg(path: Path) -> bytes:
 @pytest.fixture
 def scenario_factory(rt: Any, local_stack: dict[str, Any]):  # type: ignore[no-untyped-def]
     def make(enroll: dict[str, list[Path]], devices: int = 1, threshold: float | None = None,
-             skip_unusable: bool = False, limit: int | None = None) -> Scenario:
+             skip_unusable: bool = False, limit: int | None = None,
+             target_fpir: float | None = None) -> Scenario:
         tag = uuid.uuid4().hex[:8]
         pipeline = rt.pipeline
         wl = create_watchlist(rt.tables, f"test {tag}", pipeline.model_id,
@@ -84,7 +85,7 @@ def scenario_factory(rt: Any, local_stack: dict[str, Any]):  # type: ignore[no-u
         dep = create_deployment(
             rt.tables, f"test {tag}", wl, ["cam-1"],
             rt.settings.match_threshold if threshold is None else threshold,
-            deployment_id=f"dep-{tag}")
+            target_fpir=target_fpir, deployment_id=f"dep-{tag}")
         arns = []
         for i in range(devices):
             arns.append(register_device(
