@@ -163,7 +163,7 @@ def _run(out: Path, ls: Any) -> int:
     print("9. transparency record:")
     for key in ("place", "starts_at", "ends_at", "watchlist_size", "target_fpir", "threshold",
                 "faces_seen", "people_seen", "alerts", "true_alerts", "false_alerts",
-                "unadjudicated", "engagements", "arrests",
+                "unadjudicated", "lookalike_alerts", "engagements", "arrests",
                 "expected_false_alerts"):
         print(f"   {key:<22} {record[key]}")
     for key, label in (("measured_fpir", "false alerts per passer-by"),

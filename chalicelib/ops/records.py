@@ -65,6 +65,7 @@ def transparency_record(tables: Tables, deployment_id: str) -> dict[str, Any]:
         "true_alerts": true_alerts,
         "false_alerts": false_alerts,
         "unadjudicated": pending,
+        "lookalike_alerts": sum(1 for a in alerts if a.lookalike_of),
         "engagements": sum(1 for a in alerts if a.outcome in ENGAGED),
         "arrests": sum(1 for a in alerts if a.outcome == "arrested"),
         # Per passer-by (a passing), as the target is stated, beside what the target predicts;
@@ -87,6 +88,7 @@ _LABELS = [
     ("people_seen", "People seen (passers-by)"), ("alerts", "Alerts"),
     ("true_alerts", "True alerts"), ("false_alerts", "False alerts"),
     ("unadjudicated", "Not yet adjudicated"),
+    ("lookalike_alerts", "Of the alerts: a look-alike already adjudicated false (not pushed)"),
     ("engagements", "Engagements"), ("arrests", "Arrests"),
     ("expected_false_alerts", "Expected false alerts (target \u00d7 passers-by)"),
     ("measured_fpir", "Measured false alert rate per passer-by"),
