@@ -165,7 +165,7 @@ def _run(out: Path, ls: Any) -> int:
                 "faces_seen", "people_seen", "alerts", "true_alerts", "false_alerts",
                 "unadjudicated", "lookalike_alerts", "engagements", "arrests",
                 "expected_false_alerts"):
-        print(f"   {key:<22} {record[key]}")
+        print(f"   {key:<26} {record[key]}")
     for key, label in (("measured_fpir", "false alerts per passer-by"),
                        ("false_alerts_per_face", "false alerts per face")):
         print(f"   {label:<26} {rate_text(record, key)}")

@@ -88,12 +88,16 @@ _LABELS = [
     ("people_seen", "People seen (passers-by)"), ("alerts", "Alerts"),
     ("true_alerts", "True alerts"), ("false_alerts", "False alerts"),
     ("unadjudicated", "Not yet adjudicated"),
-    ("lookalike_alerts", "Of the alerts: a look-alike already adjudicated false (not pushed)"),
+    ("lookalike_alerts", "Look-alike alerts (like one adjudicated false; not pushed)"),
     ("engagements", "Engagements"), ("arrests", "Arrests"),
     ("expected_false_alerts", "Expected false alerts (target \u00d7 passers-by)"),
     ("measured_fpir", "Measured false alert rate per passer-by"),
     ("false_alerts_per_face", "False alerts per face scanned"),
 ]
+
+
+_OF = {"measured_fpir": ("people_seen", "passers-by"),
+       "false_alerts_per_face": ("faces_seen", "faces scanned")}
 
 
 def rate_text(record: dict[str, Any], key: str) -> str:
@@ -102,12 +106,13 @@ def rate_text(record: dict[str, Any], key: str) -> str:
     if rate == UNKNOWN:
         return f"unknown ({record['rate_unknown_because']})"
     lo, hi = record[f"{key}_ci95"]
-    one_in = f" (1 in {round(1 / rate):,})" if rate else ""
-    return f"{rate:.3g}{one_in}; 95% interval {lo:.3g} to {hi:.3g}"
+    of, what = _OF[key]
+    return (f"{rate:.3g}: {record['false_alerts']} false in {record[of]:,} {what}; "
+            f"95% interval {lo:.3g} to {hi:.3g}")
 
 
 def _cell(record: dict[str, Any], key: str) -> str:
-    if key in ("measured_fpir", "false_alerts_per_face"):
+    if key in _OF:
         return rate_text(record, key)
     value = record.get(key, "")
     return "" if value is None else str(value)

@@ -61,7 +61,7 @@ def test_rates_are_unknown_until_adjudicated_then_exact(scenario_factory, local_
     assert rec["expected_false_alerts"] == pytest.approx(0.001 * people)
     assert "Clopper-Pearson" in rec["rate_interval"] and "95%" in rec["rate_interval"]
     page = api.call("GET", f"/deployments/{sc.deployment_id}/record.html", auditor).body.decode()
-    assert f"0.2 (1 in 5); 95% interval {lo:.3g} to {hi:.3g}" in page
+    assert f"0.2: 1 false in 5 passers-by; 95% interval {lo:.3g} to {hi:.3g}" in page
     assert "Clopper-Pearson" in page and "Expected false alerts" in page
 
 
