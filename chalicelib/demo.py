@@ -71,6 +71,7 @@ def _run(out: Path, ls: Any) -> int:
     from chalicelib.local.inspect import all_keys, delivered_pushes
     from chalicelib.local.scenes import PEOPLE, render_scene, write_video
     from chalicelib.local.session import wait_idle
+    from chalicelib.ops.records import rate_text
     from chalicelib.ops.retention import sweep
 
     rt, s, pump = ls.rt, ls.settings, ls.pump
@@ -162,8 +163,13 @@ def _run(out: Path, ls: Any) -> int:
     print("9. transparency record:")
     for key in ("place", "starts_at", "ends_at", "watchlist_size", "target_fpir", "threshold",
                 "faces_seen", "people_seen", "alerts", "true_alerts", "false_alerts",
-                "unadjudicated", "engagements", "arrests", "measured_fpir"):
-        print(f"   {key:<15} {record[key]}")
+                "unadjudicated", "lookalike_alerts", "engagements", "arrests",
+                "expected_false_alerts"):
+        print(f"   {key:<26} {record[key]}")
+    for key, label in (("measured_fpir", "false alerts per passer-by"),
+                       ("false_alerts_per_face", "false alerts per face")):
+        print(f"   {label:<26} {rate_text(record, key)}")
+    print(f"   (intervals: {record['rate_interval']})")
     (out / "report.json").write_text(json.dumps(record, indent=2))
     rows = [
         {"alert_id": a["alert_id"], "subject": a["subject"], "score": a["score"],

@@ -43,6 +43,11 @@ class Settings:
     # A subject seen again on the same camera within this many seconds of its last sighting
     # continues the alert already raised (one alert per person passing, not one per batch).
     realert_after_s: int = 60
+    # A match of a subject whose alert an officer ruled false in this deployment, scoring no
+    # more than that alert plus this (cosine), is the same look-alike: flagged, not pushed
+    # (alerts/lookalikes.py). Genuine scores stand well above above-threshold impostors
+    # (docs/privacy.md); wider would start to hold back the real subject.
+    lookalike_margin: float = 0.05
     track_fusion: bool = True
     # Faces of a track embedded and fused for its first decision; faces embedded per passing
     # in all (a decided track is embedded again only on a clearly better view).

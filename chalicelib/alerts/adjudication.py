@@ -11,7 +11,9 @@ from typing import Any, Literal
 
 from pynamodb.exceptions import UpdateError
 
+from chalicelib.alerts import lookalikes
 from chalicelib.ops import audit
+from chalicelib.ops.deployments import get_deployment
 from chalicelib.ops.errors import NotFound
 from chalicelib.ops.watchlists import LifecycleError
 from chalicelib.store.tables import Tables, utcnow
@@ -45,6 +47,14 @@ def adjudicate(tables: Tables, alert_id: str, decision: Decision, officer: str,
         raise
     audit.record(tables, alert.deployment_id, officer, "alert.adjudicated", alert_id,
                  decision=decision, score=float(alert.score))
+    if decision == "false_alert":
+        # Not this person: the same look-alike passing again is flagged, not alerted anew.
+        lookalikes.remember(tables, alert, officer, utcnow())
+    elif alert.lookalike_of:
+        # Flagged as the look-alike but it was the subject: that memory misleads, drop it.
+        lookalikes.forget(tables, get_deployment(tables, alert.deployment_id), utcnow(),
+                          officer, alert_ids=[alert.lookalike_of],
+                          reason=f"{alert_id}, flagged as its look-alike, adjudicated true")
     return alert
 
 
@@ -88,4 +98,6 @@ def alert_view(alert: Any) -> dict[str, Any]:
         "adjudication_note": alert.adjudication_note, "outcome": alert.outcome,
         "outcome_by": alert.outcome_by, "outcome_at": iso(alert.outcome_at),
         "crop_deleted_at": iso(alert.crop_deleted_at),
+        # Set: the look-alike of that alert, already adjudicated false; shown, not pushed.
+        "lookalike_of": alert.lookalike_of,
     }

@@ -53,8 +53,11 @@ def raise_alert(
     ctx: AlertContext,
     match: Match,
     display_name: str,
+    lookalike_of: str | None = None,
 ) -> tuple[str, bool]:
-    """Returns (alert id, created now?). Safe to call again for the same match."""
+    """Returns (alert id, created now?). Safe to call again for the same match.
+    `lookalike_of`: the false alert this match resembles (alerts/lookalikes.py): the alert is
+    kept and flagged, but not queued for a push."""
     alert_id = alert_id_for(ctx.deployment_id, ctx.camera_id, ctx.sequence, match.subject_id,
                             ctx.batch_id)
     crop_key = layout.crop_key(ctx.deployment_id, alert_id)
@@ -90,6 +93,7 @@ def raise_alert(
         created_at=now,
         crop_key=crop_key,
         track_faces=match.track_faces,
+        lookalike_of=lookalike_of,
         deliveries={},  # the notifier's delivery records (alerts/notify.py)
         expires_at=expires,
     )
@@ -97,7 +101,8 @@ def raise_alert(
     # between would otherwise find the row and never write the entry.
     raised = audit.entry(tables, ctx.deployment_id, "system", "alert.raised", alert_id,
                          camera_id=ctx.camera_id, subject_id=match.subject_id,
-                         score=round(match.score, 4), threshold=ctx.threshold)
+                         score=round(match.score, 4), threshold=ctx.threshold,
+                         **({"lookalike_of": lookalike_of} if lookalike_of else {}))
     created = True
     try:
         with TransactWrite(connection=connection_of(tables.Alert)) as tw:
@@ -109,7 +114,7 @@ def raise_alert(
             raise
         created = False
         alert = tables.Alert.get(alert_id, consistent_read=True)
-    if alert.notified_at is None:
+    if alert.notified_at is None and not alert.lookalike_of:  # the row decides, on a retry too
         # Also re-sent when the row existed but its push never happened (a crash in between).
         sqs.send_message(QueueUrl=alerts_queue_url, MessageBody=json.dumps({"alert_id": alert_id}))
     return alert_id, created

@@ -12,6 +12,7 @@ from typing import Any
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
+from chalicelib.alerts.lookalikes import resembles, ruled_out
 from chalicelib.alerts.raise_alert import AlertContext, alert_id_for, raise_alert
 from chalicelib.alerts.sightings import camera_key, claim_sighting, extend_sighting
 from chalicelib.ingest.batch_format import BatchFormatError, Frame
@@ -44,6 +45,7 @@ class Decided:
     outcome: BatchOutcome
     alerts: list[str] = field(default_factory=list)
     continued: int = 0  # matches that continue an alert already raised for the same passing
+    lookalikes: list[str] = field(default_factory=list)  # of `alerts`: flagged, not pushed
     already_applied: bool = False  # a retry of a batch whose state and counts had landed
 
 
@@ -102,6 +104,7 @@ def decide_and_alert(rt: Runtime, cam: CameraContext, sequence: int, frames: Ite
         target_fpir=dep.target_fpir, crop_retention_days=s.crop_retention_days,
     )
     done = Decided(outcome)
+    ruled = ruled_out(dep.lookalikes)  # false alerts of this deployment, read with it
     for m in outcome.matches:
         alert_id = alert_id_for(ctx.deployment_id, ctx.camera_id, sequence, m.subject_id,
                                 batch_id)
@@ -109,10 +112,12 @@ def decide_and_alert(rt: Runtime, cam: CameraContext, sequence: int, frames: Ite
                               alert_id, m.captured_at, s.realert_after_s):
             done.continued += 1
             continue
+        like = resembles(ruled, m.subject_id, m.score, now, s.lookalike_margin)
         raise_alert(rt.tables, rt.client("s3"), rt.client("sqs"), s.evidence_bucket,
                     rt.queue_url(s.alerts_queue), ctx, m,
-                    cam.subject_names.get(m.subject_id, m.subject_id))
+                    cam.subject_names.get(m.subject_id, m.subject_id), lookalike_of=like)
         done.alerts.append(alert_id)
+        done.lookalikes += [alert_id] if like else []
     for subject_id, seen in outcome.sustained:
         # A matched passing still in view: its sighting stays fresh, so no second alert.
         extend_sighting(rt.tables, ctx.deployment_id, ctx.camera_id, subject_id, seen,
@@ -126,6 +131,7 @@ def decide_and_alert(rt: Runtime, cam: CameraContext, sequence: int, frames: Ite
         dep.update(actions=counters)
     _metrics(outcome)
     metrics.add_metric("Alerts", MetricUnit.Count, len(done.alerts))
+    metrics.add_metric("LookalikeAlerts", MetricUnit.Count, len(done.lookalikes))
     return done
 
 

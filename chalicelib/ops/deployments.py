@@ -114,9 +114,13 @@ def end_deployment(tables: Tables, deployment_id: str, actor: str) -> None:
     if dep.status == "ended":
         return
     now = utcnow()
-    dep.update(actions=[tables.Deployment.status.set("ended"),
-                        tables.Deployment.ended_at.set(min(now, dep.ends_at or now))])
-    audit.record(tables, deployment_id, actor, "deployment.ended", deployment_id)
+    D = tables.Deployment
+    # Its memory of look-alikes ruled out (alerts/lookalikes.py) ends with it, in the same write.
+    ruled_out = len(dep.lookalikes.as_dict()) if dep.lookalikes is not None else 0
+    dep.update(actions=[D.status.set("ended"), D.ended_at.set(min(now, dep.ends_at or now)),
+                        D.lookalikes.remove()])
+    audit.record(tables, deployment_id, actor, "deployment.ended", deployment_id,
+                 lookalikes_forgotten=ruled_out)
 
 
 _EXISTING = re.compile(r"Endpoint (arn:aws[\w-]*:sns:\S+) already exists")

@@ -6,9 +6,25 @@ import html
 from typing import Any
 
 from chalicelib.ops.deployments import get_deployment
+from chalicelib.ops.rates import METHOD, clopper_pearson
 from chalicelib.store.tables import Tables
 
 ENGAGED = ("engaged_no_action", "engaged_released", "arrested", "other_action")
+UNKNOWN = "unknown"
+
+
+def _sig(x: float) -> float:
+    return float(f"{x:.6g}")  # rates of one in millions keep their digits
+
+
+def false_alert_rate(false_alerts: int, of: int, unknown_because: str | None,
+                     ) -> tuple[float | str, list[float] | str]:
+    """(rate, exact 95% interval), or "unknown" for both: a rate over alerts not all
+    adjudicated would count the pending ones as true, and one over nobody is no rate."""
+    if unknown_because or of <= 0:
+        return UNKNOWN, UNKNOWN
+    lo, hi = clopper_pearson(false_alerts, of)
+    return _sig(false_alerts / of), [_sig(lo), _sig(hi)]
 
 
 def transparency_record(tables: Tables, deployment_id: str) -> dict[str, Any]:
@@ -18,6 +34,12 @@ def transparency_record(tables: Tables, deployment_id: str) -> dict[str, Any]:
     false_alerts = sum(1 for a in alerts if a.status == "false_alert")
     faces = int(dep.faces_seen or 0)
     people = int(dep.passings or 0)  # tracks continued across batches: one per passing
+    pending = sum(1 for a in alerts if a.status == "alert")
+    target = float(dep.target_fpir) if dep.target_fpir is not None else None
+    unknown_because = (f"{pending} alert{'s' * (pending != 1)} not yet adjudicated" if pending
+                       else None if people else "no passers-by seen")
+    per_person, per_person_ci = false_alert_rate(false_alerts, people, unknown_because)
+    per_face, per_face_ci = false_alert_rate(false_alerts, faces, unknown_because)
 
     def iso(v: Any) -> str | None:
         return v.isoformat() if v else None
@@ -35,19 +57,26 @@ def transparency_record(tables: Tables, deployment_id: str) -> dict[str, Any]:
         "cameras": list(dep.cameras or []),
         "watchlist_size": int(dep.watchlist_size or 0),
         "threshold": float(dep.threshold) if dep.threshold is not None else None,
-        "target_fpir": float(dep.target_fpir) if dep.target_fpir is not None else None,
+        "target_fpir": target,
         "frames": int(dep.frames or 0),
         "faces_seen": faces,
         "people_seen": people,
         "alerts": len(alerts),
         "true_alerts": true_alerts,
         "false_alerts": false_alerts,
-        "unadjudicated": sum(1 for a in alerts if a.status == "alert"),
+        "unadjudicated": pending,
+        "lookalike_alerts": sum(1 for a in alerts if a.lookalike_of),
         "engagements": sum(1 for a in alerts if a.outcome in ENGAGED),
         "arrests": sum(1 for a in alerts if a.outcome == "arrested"),
-        # Per passer-by (a track), as the target is stated; and per face, as the Met publishes.
-        "measured_fpir": round(false_alerts / people, 8) if people else None,
-        "false_alerts_per_face": round(false_alerts / faces, 8) if faces else None,
+        # Per passer-by (a passing), as the target is stated, beside what the target predicts;
+        # and per face scanned, as the Met publishes.
+        "expected_false_alerts": _sig(target * people) if target is not None else None,
+        "measured_fpir": per_person,
+        "measured_fpir_ci95": per_person_ci,
+        "false_alerts_per_face": per_face,
+        "false_alerts_per_face_ci95": per_face_ci,
+        "rate_interval": METHOD,
+        "rate_unknown_because": unknown_because,
     }
 
 
@@ -56,16 +85,42 @@ _LABELS = [
     ("authorising_officer", "Authorised by"), ("reason", "Reason"),
     ("watchlist_size", "Watchlist size"), ("target_fpir", "Target false alert rate"),
     ("threshold", "Threshold (calibrated)"), ("faces_seen", "Faces seen"),
-    ("people_seen", "People seen (passings)"), ("alerts", "Alerts"),
+    ("people_seen", "People seen (passers-by)"), ("alerts", "Alerts"),
     ("true_alerts", "True alerts"), ("false_alerts", "False alerts"),
-    ("unadjudicated", "Not yet adjudicated"), ("engagements", "Engagements"),
-    ("arrests", "Arrests"), ("measured_fpir", "Measured false alert rate (per person)"),
+    ("unadjudicated", "Not yet adjudicated"),
+    ("lookalike_alerts", "Look-alike alerts (like one adjudicated false; not pushed)"),
+    ("engagements", "Engagements"), ("arrests", "Arrests"),
+    ("expected_false_alerts", "Expected false alerts (target \u00d7 passers-by)"),
+    ("measured_fpir", "Measured false alert rate per passer-by"),
+    ("false_alerts_per_face", "False alerts per face scanned"),
 ]
+
+
+_OF = {"measured_fpir": ("people_seen", "passers-by"),
+       "false_alerts_per_face": ("faces_seen", "faces scanned")}
+
+
+def rate_text(record: dict[str, Any], key: str) -> str:
+    """A rate of the record as people read it: "unknown (why)", or the rate and its interval."""
+    rate = record[key]
+    if rate == UNKNOWN:
+        return f"unknown ({record['rate_unknown_because']})"
+    lo, hi = record[f"{key}_ci95"]
+    of, what = _OF[key]
+    return (f"{rate:.3g}: {record['false_alerts']} false in {record[of]:,} {what}; "
+            f"95% interval {lo:.3g} to {hi:.3g}")
+
+
+def _cell(record: dict[str, Any], key: str) -> str:
+    if key in _OF:
+        return rate_text(record, key)
+    value = record.get(key, "")
+    return "" if value is None else str(value)
 
 
 def record_html(record: dict[str, Any]) -> str:
     rows = "\n".join(
-        f"<tr><th>{html.escape(label)}</th><td>{html.escape(str(record.get(key, '')))}</td></tr>"
+        f"<tr><th>{html.escape(label)}</th><td>{html.escape(_cell(record, key))}</td></tr>"
         for key, label in _LABELS
     )
     title = html.escape(f"Live facial recognition deployment record: {record['name']}")
@@ -75,4 +130,7 @@ def record_html(record: dict[str, Any]) -> str:
 th{{text-align:left;padding:.3rem 1rem .3rem 0}}td{{padding:.3rem 0}}</style></head>
 <body><h1>{title}</h1><p>Deployment {html.escape(record['deployment_id'])}. Generated from the
 system's own records; counts only, no images or names of people who were not matched.</p>
-<table>{rows}</table></body></html>"""
+<table>{rows}</table>
+<p>Rates are false alerts (adjudicated by an officer) over passers-by and over faces scanned,
+each with its {html.escape(record['rate_interval'])}; unknown while any alert awaits
+adjudication.</p></body></html>"""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from chalicelib.alerts.lookalikes import forget
 from chalicelib.ops import audit
 from chalicelib.ops.deployments import end_deployment
 from chalicelib.ops.watchlists import UNBOUND, destroy_unbound_watchlist, destroy_watchlist
@@ -21,8 +22,11 @@ def sweep(tables: Tables, s3: Any, evidence_bucket: str, now: datetime,
           unbound_after: timedelta = UNBOUND_AFTER) -> dict[str, int]:
     done = {"deployments_ended": 0, "watchlists_destroyed": 0, "subjects_destroyed": 0,
             "unbound_watchlists_destroyed": 0, "crops_deleted": 0, "sightings_deleted": 0,
-            "track_states_deleted": 0}
+            "track_states_deleted": 0, "lookalikes_forgotten": 0}
     for dep in tables.Deployment.scan():
+        # Look-alikes ruled out are remembered until their alert's crop expires or the
+        # deployment ends (end_deployment drops them; this catches a race with it).
+        done["lookalikes_forgotten"] += forget(tables, dep, now, ACTOR)
         end = dep.ended_at or dep.ends_at
         if end is None or end > now:
             continue

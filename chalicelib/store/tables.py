@@ -4,6 +4,8 @@ Table names carry the stage prefix, so model classes are built per Settings by `
 Everything about a person lives in Subject (watchlist members only) and Alert (matches only):
 no table has a row for a face that did not match. CameraTracks holds, for a minute, the geometry
 of the tracks a camera's next batch continues (ingest/continuity.py: no embedding, no pixels).
+A Deployment's `lookalikes` repeats, for its false alerts, fields of their Alert rows
+(alerts/lookalikes.py, docs/privacy.md).
 """
 
 from __future__ import annotations
@@ -112,6 +114,9 @@ class DeploymentBase(_Base):
     decisions = NumberAttribute(default=0)
     frames_skipped = NumberAttribute(default=0)
     faces_rejected = NumberAttribute(default=0)
+    # Alerts an officer adjudicated false, while they and the deployment last: alert id ->
+    # {subject_id, score, until}. What those alerts keep, no more (alerts/lookalikes.py).
+    lookalikes = MapAttribute(null=True)
 
 
 class DeviceBase(_Base):
@@ -173,6 +178,9 @@ class AlertBase(_Base):
     outcome_by = UnicodeAttribute(null=True)
     outcome_at = UTCDateTimeAttribute(null=True)
     crop_deleted_at = UTCDateTimeAttribute(null=True)
+    # The false alert this match resembles (same subject, score not clearly higher): flagged
+    # to officers as the look-alike they ruled out, not pushed (alerts/lookalikes.py).
+    lookalike_of = UnicodeAttribute(null=True)
     notified_at = UTCDateTimeAttribute(null=True)
     # target (device id, or "topic") -> {state: sending|sent|disabled, at, message_id}
     deliveries = MapAttribute(null=True)

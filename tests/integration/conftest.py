@@ -63,7 +63,9 @@ def jpeg(path: Path) -> bytes:
 @pytest.fixture
 def scenario_factory(rt: Any, local_stack: dict[str, Any]):  # type: ignore[no-untyped-def]
     def make(enroll: dict[str, list[Path]], devices: int = 1, threshold: float | None = None,
-             skip_unusable: bool = False, limit: int | None = None) -> Scenario:
+             skip_unusable: bool = False, limit: int | None = None,
+             target_fpir: float | None = None, cameras: tuple[str, ...] = ("cam-1",),
+             ) -> Scenario:
         tag = uuid.uuid4().hex[:8]
         pipeline = rt.pipeline
         wl = create_watchlist(rt.tables, f"test {tag}", pipeline.model_id,
@@ -82,15 +84,15 @@ def scenario_factory(rt: Any, local_stack: dict[str, Any]):  # type: ignore[no-u
                     raise
         authorise_watchlist(rt.tables, wl, "operator-2")
         dep = create_deployment(
-            rt.tables, f"test {tag}", wl, ["cam-1"],
+            rt.tables, f"test {tag}", wl, list(cameras),
             rt.settings.match_threshold if threshold is None else threshold,
-            deployment_id=f"dep-{tag}")
+            target_fpir=target_fpir, deployment_id=f"dep-{tag}")
         arns = []
         for i in range(devices):
             arns.append(register_device(
                 rt.tables, rt.client("sns"),
                 _platform_arn(rt), dep, f"officer-{i}", "gcm", f"token-{tag}-{i}")["endpoint_arn"])
-        return Scenario(rt, str(local_stack["endpoint"]), dep, wl, "cam-1", subjects, arns)
+        return Scenario(rt, str(local_stack["endpoint"]), dep, wl, cameras[0], subjects, arns)
 
     return make
 
