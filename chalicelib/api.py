@@ -25,6 +25,7 @@ from chalicelib import names
 from chalicelib.alerts import adjudication
 from chalicelib.alerts.links import link_valid
 from chalicelib.auth import Forbidden, Principal, Unauthenticated, authenticate
+from chalicelib.matching.calibration import DEFAULT_TARGET_FPIR
 from chalicelib.matching.template import EnrollmentError
 from chalicelib.ops import audit, deployments, records, watchlists
 from chalicelib.ops.cameras import camera_upload_grant
@@ -70,7 +71,8 @@ class NewDeployment(_Body):
     ends_at: AwareDatetime
     # 1 in a billion passers-by at the least: 300x below the Met's measured 3.2 per million, and
     # far inside what the impostor model and a DynamoDB number hold.
-    target_fpir: float = Field(ge=1e-9, le=0.01, description="false alerts per passer-by")
+    target_fpir: float = Field(default=DEFAULT_TARGET_FPIR, ge=1e-9, le=0.01,
+                               description="false alerts per passer-by")
     authorising_officer: str = Field(min_length=1, max_length=200)
     reason: str = Field(min_length=1, max_length=1000)
     deployment_id: str | None = Field(default=None, pattern=ID_PATTERN.pattern)
@@ -199,7 +201,13 @@ class Api:
             target_fpir=b.target_fpir, deployment_id=b.deployment_id, starts_at=b.starts_at,
             ends_at=b.ends_at, authorising_officer=b.authorising_officer, reason=b.reason,
             created_by=p.sub)
-        return self.deployment(p, dep)
+        out = self.deployment(p, dep)
+        row = deployments.get_deployment(self.tables, dep)
+        wl = watchlists.get_watchlist(self.tables, b.watchlist_id)
+        out["operating_point"] = deployments.operating_points(
+            wl.model_id, deployments.template_sizes(self.tables, b.watchlist_id),
+            float(row.threshold), b.target_fpir)
+        return out
 
     def deployment(self, p: Principal, deployment_id: str) -> dict[str, Any]:
         p.require("operator", "auditor", "officer")

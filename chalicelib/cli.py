@@ -13,6 +13,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from chalicelib.matching.calibration import DEFAULT_TARGET_FPIR
+
 STATE = Path(".lfr") / "local.json"
 
 
@@ -265,8 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     dc.add_argument("--name", required=True)
     dc.add_argument("--watchlist", required=True)
     dc.add_argument("--camera", action="append", required=True, help="repeat for more cameras")
-    dc.add_argument("--target-fpir", type=float, default=0.001,
-                    help="false alerts per passer-by to calibrate the threshold for")
+    dc.add_argument("--target-fpir", type=float, default=DEFAULT_TARGET_FPIR,
+                    help="false alerts per passer-by to calibrate the threshold for "
+                         f"(default {DEFAULT_TARGET_FPIR:g}: docs/accuracy.md, operating points)")
     dc.add_argument("--threshold", type=float, help="a fixed threshold instead of calibration")
     dc.add_argument("--by", default="operator", help="who creates it (for the audit trail)")
     dc.add_argument("--place")

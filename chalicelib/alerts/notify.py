@@ -163,12 +163,12 @@ def notify_alert(
         except Exception as exc:  # throttled, SNS down: the others are still pushed
             deliveries.release(target, at)
             left.append(target)
-            errors.append(type(exc).__name__)
+            errors.append(f"{type(exc).__name__}: {exc}"[:200])
             continue
         deliveries.done(target, "sent", message_id)
         pushed += target != TOPIC
     if left:
         raise PushesIncomplete(f"alert {alert_id}: {len(left)} of {len(targets)} targets "
-                               f"without a push yet ({', '.join(sorted(set(errors))) or 'busy'})")
+                               f"without a push yet ({'; '.join(sorted(set(errors))) or 'busy'})")
     alert.update(actions=[tables.Alert.notified_at.set(utcnow())])
     return NotifyResult(alert_id, pushed)

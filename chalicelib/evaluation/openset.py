@@ -449,6 +449,17 @@ def det_curve(scores: ProbeScores) -> tuple[np.ndarray, np.ndarray]:
 # The whole evaluation
 
 
+def template_mix(split: Split, faces: dict[str, ImageFaces]) -> dict[int, int]:
+    """{reference images in a template: subjects} of the gallery, as deployment creation
+    counts a watchlist."""
+    mix: dict[int, int] = {}
+    for refs in split.enrolled.values():
+        k = sum(1 for p in refs if faces[str(p)].central() is not None)
+        if k:
+            mix[k] = mix.get(k, 0) + 1
+    return mix
+
+
 @dataclass
 class EvalResult:
     report: dict[str, object]
@@ -488,7 +499,8 @@ def evaluate(
     other_mode = ALL_FACES if probe_faces == LABELLED else LABELLED
     other_scores = score_probes(split, faces, index, other_mode)
 
-    threshold = threshold_for(stats, target_fpir, len(index))
+    mix = template_mix(split, faces)
+    threshold = threshold_for(stats, target_fpir, mix)
     # The deployed decision, face by face, exactly as the worker takes it.
     mated_hits = bystander_alerts = false_alerts = 0
     for path, name in split.mated:
@@ -517,7 +529,8 @@ def evaluate(
         "calibrated": {
             "target_fpir": target_fpir,
             "threshold": round(threshold, 6),
-            "expected_fpir": expected_fpir(stats, threshold, len(index)),
+            "expected_fpir": expected_fpir(stats, threshold, mix),
+            "template_sizes": mix,
             "measured_fpir": round(false_alerts / n_n, 6) if n_n else None,
             "false_alerts": false_alerts,
             "tpir": round(mated_hits / n_m, 6) if n_m else None,
@@ -546,7 +559,39 @@ def evaluate(
         "reference_quality_median": round(float(np.median(
             [q for qs in quality.values() for q in qs])), 4) if quality else None,
     }
+    report["operating_points"] = operating_points(stats, mix, scores)
     return EvalResult(report, scores, {"faces": faces, "index": index, "split": split})
+
+
+def operating_points(stats: dict, mix: dict[int, int], scores: ProbeScores,
+                     targets: Sequence[float] | None = None) -> list[dict[str, object]]:
+    """At the rates police compare against: the deployed threshold for this gallery, what the
+    impostor model expects (with its interval, and whether it was counted or extrapolated), and
+    what these probes measured (TPIR and FPIR, exact 95 % intervals)."""
+    from chalicelib.matching.calibration import POLICE_TARGETS, operating_point
+    from chalicelib.ops.rates import clopper_pearson
+
+    out = []
+    n_m, n_n = len(scores.mated_score), len(scores.nonmated_score)
+    for target in targets or POLICE_TARGETS:
+        pt = operating_point(stats, target, mix)
+        hits = int(round(tpir_at(scores, pt.threshold) * n_m)) if n_m else 0
+        false = int((scores.nonmated_score >= pt.threshold).sum())
+        out.append({
+            "target_fpir": target, "threshold": pt.threshold,
+            "expected_fpir": pt.expected_fpir, "expected_fpir_95": [pt.fpir_low, pt.fpir_high],
+            "extrapolated": pt.extrapolated,
+            "background_scores_at_or_above": [pt.counted, pt.of_scores],
+            "tpir": hits / n_m if n_m else None,
+            "tpir_95": list(clopper_pearson(hits, n_m)) if n_m else None,
+            "measured_fpir": false / n_n if n_n else None,
+            "measured_fpir_95": list(clopper_pearson(false, n_n)) if n_n else None,
+            "false_alerts": false, "nonmated": n_n,
+        })
+    return out
+
+
+MIN_OFF_LIST = 100  # identities left off every drawn watchlist, for a rate to mean anything
 
 
 def calibration_check(
@@ -560,19 +605,27 @@ def calibration_check(
     repeats: int = 50,
     seed: int = 0,
     central_only: bool = False,
+    bootstrap: int = 500,
+    min_off_list: int = MIN_OFF_LIST,
 ) -> list[dict[str, object]]:
     """Measured FPIR of the calibrated threshold over many random watchlists of each size.
 
-    One fixed template per identity (seeded choice of `enroll` images); for each draw, a random
-    watchlist of `size` identities, and every image of every other identity is a non-mated probe
-    (a face counts as in the worker: the image is a false positive if any face's top score
-    reaches the threshold). Pooling many draws gives enough non-mated searches to measure rates
-    of 1e-3 on a few thousand images.
+    One fixed template per identity (seeded choice of `enroll` images, fused as enrollment
+    fuses them); for each draw, a random watchlist of `size` identities, and every image of
+    every other identity is a non-mated probe (an image is a false positive if any of its
+    judged faces' top score reaches the threshold). The threshold is the deployed one for the
+    draws' mix of template sizes. Every draw leaves at least MIN_OFF_LIST identities off the
+    list: a rate measured on a dozen people says nothing.
+
+    Pooled draws reuse the same people, so the interval is a cluster bootstrap over the
+    off-list identities (each weighing the same, however many photographs it has).
     """
+    from chalicelib.matching.calibration import expected_fpir as modelled
+
     rng = np.random.default_rng(seed)
     names = sorted(identities)
-    templates, probe_owner = [], []
-    face_owner, face_image, face_emb = [], [], []
+    templates, n_refs, probe_owner = [], [], []
+    face_image, face_emb = [], []
     for j, name in enumerate(names):
         images = identities[name]
         order = rng.permutation(len(images))
@@ -585,6 +638,7 @@ def calibration_check(
                 embs.append(f.embeddings[c])
                 q.append(f.quality(c))
         templates.append(fuse_embeddings(np.stack(embs), q) if embs else None)
+        n_refs.append(len(embs))
         for p in images:  # every image of an identity off the watchlist is a non-mated probe
             f = faces[str(p)]
             img = len(probe_owner)
@@ -592,21 +646,27 @@ def calibration_check(
             c = f.central()
             rows = f.embeddings if not central_only else f.embeddings[[] if c is None else [c]]
             for e in rows:
-                face_owner.append(j)
                 face_image.append(img)
                 face_emb.append(e)
     usable = np.array([t is not None for t in templates])
     tmat = np.stack([t if t is not None else np.zeros_like(face_emb[0]) for t in templates])
     sims = np.stack(face_emb) @ tmat.T  # faces x identities
     face_image_a = np.array(face_image)
-    probe_owner_a = np.array(probe_owner)
+    owner = np.array(probe_owner)
     n_images = len(probe_owner)
-    image_weight = 1.0 / np.bincount(probe_owner_a)[probe_owner_a]
+    image_weight = 1.0 / np.bincount(owner, minlength=len(names))[owner]
+    refs_a = np.array(n_refs)
+    # The deployed threshold depends on the watchlist's template sizes: the population's mix.
+    share = {int(k): float(np.mean(refs_a[usable] == k)) for k in np.unique(refs_a[usable])}
     rows = []
+    boot = np.random.default_rng(seed + 1)
     for size in sizes:
-        if size >= len(names):
-            raise ValueError(f"watchlist size {size} needs more than {len(names)} identities")
-        draws, weights = [], []
+        if len(names) - size < min_off_list:
+            raise ValueError(f"watchlist size {size} leaves {len(names) - size} of "
+                             f"{len(names)} identities off the list (need {min_off_list})")
+        mix = {k: max(0, round(size * v)) for k, v in share.items()}
+        mix[max(mix, key=lambda k: mix[k])] += size - sum(mix.values())
+        tops, offs = [], []
         for _ in range(repeats):
             chosen = rng.choice(np.flatnonzero(usable), size=size, replace=False)
             on = np.zeros(len(names), bool)
@@ -614,22 +674,35 @@ def calibration_check(
             top = sims[:, chosen].max(axis=1)  # each face's top score on this watchlist
             img_top = np.full(n_images, -np.inf)
             np.maximum.at(img_top, face_image_a, top)
-            draws.append(img_top[~on[probe_owner_a]])
-            weights.append(image_weight[~on[probe_owner_a]])
+            tops.append(img_top)
+            offs.append(~on[owner])
         for target in targets:
-            t = threshold_for(stats, target, size)
-            fp = sum(int((d >= t).sum()) for d in draws)
-            n = sum(len(d) for d in draws)
-            # Each off-list identity weighing the same (a passer-by is one person, however many
-            # photographs the data set happens to hold of them).
-            wfp = sum(float(w[d >= t].sum()) for d, w in zip(draws, weights, strict=True))
-            wn = sum(float(w.sum()) for w in weights)
+            t = threshold_for(stats, target, mix)
+            # Per off-list identity: weighted false positives and searches over all draws.
+            fp_id = np.zeros(len(names))
+            n_id = np.zeros(len(names))
+            fp = n = 0
+            for img_top, off in zip(tops, offs, strict=True):
+                hit = (img_top >= t) & off
+                fp += int(hit.sum())
+                n += int(off.sum())
+                np.add.at(fp_id, owner, hit * image_weight)
+                np.add.at(n_id, owner, off * image_weight)
+            seen = n_id > 0
+            ids = np.flatnonzero(seen)
+            rate = float(fp_id[ids].sum() / n_id[ids].sum())
+            draws = boot.integers(0, len(ids), size=(bootstrap, len(ids)))
+            reps = fp_id[ids][draws].sum(axis=1) / n_id[ids][draws].sum(axis=1)
+            lo, hi = (float(x) for x in np.quantile(reps, [0.025, 0.975]))
             rows.append({
-                "target_fpir": target, "gallery_size": size, "threshold": round(t, 6),
+                "target_fpir": target, "gallery_size": size, "template_sizes": mix,
+                "threshold": round(t, 6), "expected_fpir": modelled(stats, t, mix),
+                "repeats": repeats, "off_list_identities_min": len(names) - size,
                 "nonmated_searches": n, "false_positives": fp,
-                "measured_fpir": fp / n, "ratio": (fp / n) / target,
-                "measured_fpir_per_identity": wfp / wn,
-                "ratio_per_identity": (wfp / wn) / target,
+                "measured_fpir": fp / n if n else 0.0,
+                "measured_fpir_per_identity": rate,
+                "ratio_per_identity": rate / target,
+                "ratio_interval": [lo / target, hi / target],
             })
     return rows
 

@@ -19,14 +19,61 @@ from chalicelib.store.tables import Tables, utcnow
 PLATFORMS = ("gcm", "apns")
 
 __all__ = ["NotFound", "PLATFORMS", "create_deployment", "end_deployment", "get_deployment",
-           "register_device", "calibrated_threshold", "in_window"]
+           "register_device", "calibrated_threshold", "in_window", "operating_points",
+           "template_sizes"]
 
 
-def calibrated_threshold(model_id: str, target_fpir: float, watchlist_size: int) -> float:
-    """The threshold that keeps false alerts at the target for this recognizer and list size."""
+def calibrated_threshold(model_id: str, target_fpir: float,
+                         watchlist: int | dict[int, int]) -> float:
+    """The threshold that keeps false alerts at most at the target (its 95 % bound) for this
+    recognizer and watchlist: its size, or {reference images per template: subjects}."""
     from chalicelib.matching.calibration import load_stats, threshold_for
 
-    return float(threshold_for(load_stats(model_id), target_fpir, max(1, watchlist_size)))
+    gallery = watchlist if isinstance(watchlist, dict) else max(1, watchlist)
+    return float(threshold_for(load_stats(model_id), target_fpir, gallery or {1: 1}))
+
+
+def template_sizes(tables: Tables, watchlist_id: str) -> dict[int, int]:
+    """{reference images in a template: subjects}: the impostor model differs by template size
+    (chalicelib/matching/calibration.py)."""
+    S = tables.Subject
+    mix: dict[int, int] = {}
+    for subject in S.query(watchlist_id, attributes_to_get=["n_images"]):
+        k = int(subject.n_images or 1)
+        mix[k] = mix.get(k, 0) + 1
+    return mix
+
+
+def operating_points(model_id: str, watchlist: dict[int, int], threshold: float,
+                     target_fpir: float | None) -> dict[str, Any]:
+    """What the deployment's threshold means at its watchlist, and what the rates police
+    compare against would take: thresholds, expected FPIR with its interval, and whether the
+    figure was counted on background faces or extrapolated by the fitted tail."""
+    from chalicelib.matching.calibration import (
+        POLICE_TARGETS,
+        as_calibration,
+        load_stats,
+        operating_point,
+    )
+
+    stats = load_stats(model_id)
+    cal = as_calibration(stats)
+    gallery = watchlist or {1: 1}
+    lo, hi = cal.fpir_bounds(threshold, gallery)
+    counted, total = cal.counted_above(threshold, gallery)
+    points = [operating_point(stats, t, gallery) for t in POLICE_TARGETS]
+    return {
+        "threshold": round(threshold, 6),
+        "target_fpir": target_fpir,
+        "expected_fpir": cal.fpir(threshold, gallery),
+        "expected_fpir_95": [lo, hi],
+        "background_impostor_scores_at_or_above": [counted, total],
+        "extrapolated": counted < 10,
+        "at_police_rates": [
+            {"target_fpir": pt.target_fpir, "threshold": pt.threshold,
+             "expected_fpir": pt.expected_fpir, "expected_fpir_95": [pt.fpir_low, pt.fpir_high],
+             "extrapolated": pt.extrapolated, "says": pt.describe()} for pt in points],
+    }
 
 
 def create_deployment(
@@ -61,11 +108,12 @@ def create_deployment(
     if require_authorised and wl.status != "authorised":
         raise LifecycleError(f"watchlist {watchlist_id} is {wl.status}: it must be authorised "
                              "(and not yet used by another deployment)")
-    size = tables.Subject.count(watchlist_id)
+    mix = template_sizes(tables, watchlist_id)
+    size = sum(mix.values())
     if threshold is None:
         if target_fpir is None:
             raise ValueError("give a target false positive identification rate (or a threshold)")
-        threshold = calibrated_threshold(wl.model_id, target_fpir, size)
+        threshold = calibrated_threshold(wl.model_id, target_fpir, mix)
     try:
         tables.Deployment(
             deployment_id=deployment_id, name=name, watchlist_id=watchlist_id, cameras=cameras,

@@ -114,12 +114,13 @@ def _dead_letters(rt: Any) -> list[str]:
     sqs = rt.client("sqs")
     dlq = rt.queue_url(dlq_name(rt.settings.frames_queue))
     dead: list[str] = []
-    for _ in range(5):
-        for m in sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10,
-                                     WaitTimeSeconds=1).get("Messages", []):
+    for _ in range(50):  # all of it: other tests' dead letters may lie in front of ours
+        got = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10,
+                                  WaitTimeSeconds=1).get("Messages", [])
+        for m in got:
             sqs.delete_message(QueueUrl=dlq, ReceiptHandle=m["ReceiptHandle"])
             dead.append(m["Body"])
-        if dead:
+        if dead and not got:
             break
     return dead
 

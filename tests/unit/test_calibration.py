@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 
 from chalicelib.matching.calibration import (
-    ImpostorModel,
+    MIN_COUNTED,
+    Calibration,
     expected_fpir,
     fit_gpd,
     fit_impostor_model,
     gpd_sf,
+    operating_point,
     threshold_for,
 )
 from chalicelib.matching.decision import decide
@@ -43,10 +45,14 @@ def fitted() -> dict:
     return fit_impostor_model(emb, [f"id{i}" for i in labels], model_id="synthetic")
 
 
-def simulate_fpir(threshold_of, sizes, rng, repeats=60) -> dict[int, float]:
-    """Held-out identities: one template each, the other faces of off-list identities probe."""
-    emb, labels = synth_faces(rng, 1200, 2)
-    templates, probes, owner = emb[0::2], emb[1::2], labels[1::2]
+def simulate_fpir(threshold_of, sizes, rng, repeats=60, k: int = 1) -> dict[int, float]:
+    """Held-out identities: one k-image template each (the mean, as enrollment fuses it), the
+    other face of each off-list identity probes."""
+    emb, labels = synth_faces(rng, 1200, k + 1)
+    per = emb.reshape(1200, k + 1, -1)
+    mean = per[:, :k].mean(axis=1)
+    templates = mean / np.linalg.norm(mean, axis=1, keepdims=True)
+    probes, owner = per[:, k], np.arange(1200)
     sims = probes @ templates.T
     out = {}
     for n in sizes:
@@ -62,19 +68,59 @@ def simulate_fpir(threshold_of, sizes, rng, repeats=60) -> dict[int, float]:
     return out
 
 
+@pytest.mark.parametrize("k", [1, 3])
 @pytest.mark.parametrize("target", [0.01, 0.001])
-def test_thresholds_give_stated_fpir_on_held_out_identities(fitted: dict, target: float) -> None:
-    measured = simulate_fpir(lambda n: threshold_for(fitted, target, n), [10, 100, 500],
-                             np.random.default_rng(7))
+def test_thresholds_hold_the_target_on_held_out_identities(fitted: dict, target: float,
+                                                           k: int) -> None:
+    # The deployed threshold holds the FPIR near the target (the issue's band is 0.5-2x; on
+    # these synthetic faces within 0.4-1.5x), and where the tail was counted not so far below
+    # it that catches are given away.
+    measured = simulate_fpir(lambda n: threshold_for(fitted, target, {k: n}), [10, 100, 500],
+                             np.random.default_rng(7), k=k)
     for n, fpir in measured.items():
-        assert 0.6 * target <= fpir <= 1.6 * target, (n, fpir)
+        assert fpir <= 1.5 * target, (k, n, fpir / target)
+        if n <= 100:
+            assert fpir >= 0.4 * target, (k, n, fpir / target)
+
+
+def test_a_template_of_three_images_has_a_model_of_its_own(fitted: dict) -> None:
+    cal = Calibration.from_dict(fitted)
+    assert sorted(cal.models) == [1, 2, 3]
+    t1 = threshold_for(fitted, 0.001, {1: 500})
+    t3 = threshold_for(fitted, 0.001, {3: 500})
+    assert t1 != t3
+    mixed = threshold_for(fitted, 0.001, {1: 250, 3: 250})
+    assert min(t1, t3) <= mixed <= max(t1, t3)
+    # Only the size known: the worst template size.
+    assert threshold_for(fitted, 0.001, 500) == pytest.approx(max(t1, t3), abs=1e-6)
+    # More than 3 images is modelled as 3.
+    assert threshold_for(fitted, 0.001, {5: 500}) == pytest.approx(t3)
+
+
+def test_the_deployed_threshold_is_the_upper_bound(fitted: dict) -> None:
+    for n in (100, 1000):
+        bound = threshold_for(fitted, 0.001, {1: n})
+        point = threshold_for(fitted, 0.001, {1: n}, confidence=None)
+        assert bound > point
+        cal = Calibration.from_dict(fitted)
+        lo, hi = cal.fpir_bounds(bound, {1: n})
+        assert lo < cal.fpir(bound, {1: n}) < hi
+        assert cal.fpir_upper(bound, {1: n}) <= 0.001
+
+
+def test_an_operating_point_says_when_it_is_extrapolated(fitted: dict) -> None:
+    near = operating_point(fitted, 0.05, {1: 10})
+    far = operating_point(fitted, 1e-6, {1: 10_000})
+    assert not near.extrapolated and near.counted >= MIN_COUNTED
+    assert far.extrapolated and "extrapolated" in far.describe()
+    assert near.fpir_low <= near.expected_fpir <= near.fpir_high
 
 
 def test_model_extrapolates_beyond_background_tail(fitted: dict) -> None:
     # At N = 500 and FPIR 1e-3 the per-comparison rate is ~2e-6: beyond every probe's own
     # empirical quantiles, i.e. decided by the fitted Pareto tail.
-    model = ImpostorModel.from_dict(fitted)
-    t = threshold_for(fitted, 0.001, 500)
+    model = Calibration.from_dict(fitted).models[1]
+    t = threshold_for(fitted, 0.001, {1: 500})
     assert (t > model.tail_start).mean() > 0.9
     assert -1.0 < model.xi < 0.5
 
@@ -82,9 +128,9 @@ def test_model_extrapolates_beyond_background_tail(fitted: dict) -> None:
 def test_independence_would_be_too_strict(fitted: dict) -> None:
     """Pooling every probe's scores and treating a gallery's N scores as independent draws
     overstates the FPIR of correlated scores (Jensen): the mixture keeps wolves' risk apart."""
-    model = ImpostorModel.from_dict(fitted)
+    model = Calibration.from_dict(fitted).models[1]
     for n in (100, 1000):
-        t = threshold_for(fitted, 0.001, n)
+        t = threshold_for(fitted, 0.001, {1: n})
         p_mean = float(np.average(model.sf(t), weights=model.weight))
         pooled = -np.expm1(n * np.log1p(-p_mean))
         assert pooled > model.fpir(t, n)
@@ -102,7 +148,7 @@ def test_monotonic_in_target_and_gallery_size(fitted: dict) -> None:
 
 def test_threshold_inverts_expected_fpir(fitted: dict) -> None:
     for target, n in [(0.01, 100), (0.001, 500), (1e-4, 20_000)]:
-        t = threshold_for(fitted, target, n)
+        t = threshold_for(fitted, target, n, confidence=None)
         assert expected_fpir(fitted, t, n) <= target
         assert expected_fpir(fitted, t - 1e-3, n) > target * 0.999
 
@@ -114,7 +160,7 @@ def test_serialisation_round_trip(fitted: dict) -> None:
     assert again["model_id"] == "synthetic"
     assert again["n_identities"] == 500
     with pytest.raises(ValueError):
-        ImpostorModel.from_dict({**again, "format": "other"})
+        Calibration.from_dict({**again, "format": "other"})
 
 
 def test_gpd_fit_recovers_parameters() -> None:
