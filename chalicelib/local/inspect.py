@@ -18,7 +18,9 @@ class Push:
 
 def delivered_pushes(endpoint_url: str) -> list[Push]:
     """Every push moto server delivered to a platform endpoint (a phone), from /moto-api."""
-    with urllib.request.urlopen(f"{endpoint_url}/moto-api/data.json", timeout=10) as resp:
+    # data.json dumps every model moto holds, so it slows as a long session (the whole test
+    # suite on a shared 2-core machine) fills it: 10 s was seen to run out.
+    with urllib.request.urlopen(f"{endpoint_url}/moto-api/data.json", timeout=90) as resp:
         state = json.load(resp)
     out = []
     for ep in state.get("sns", {}).get("PlatformEndpoint", []):

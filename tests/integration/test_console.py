@@ -224,6 +224,54 @@ def test_expired_alert_link_is_shown_as_expired(
     wait.until(EC.text_to_be_present_in_element((By.ID, "detail-title"), "Gwen Moore"))
 
 
+def test_a_lookalike_alert_is_shown_flagged(scenario_factory, local_stack, console_url,
+                                            browser) -> None:
+    """Issue 10, item 5: the look-alike an officer ruled out, passing again, is not pushed; the
+    console lists it flagged and says which alert it resembles, and it can be adjudicated."""
+    from datetime import UTC, datetime, timedelta
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from chalicelib.alerts.adjudication import adjudicate
+
+    sc = scenario_factory({"Doris Matsui": [demo_person("Doris_Matsui", 1)]}, threshold=0.25)
+    t0 = datetime.now(UTC)
+    sc.upload(0, [jpeg(demo_person("Anna_Eshoo", 2))], at=t0)
+    local_stack["pump"].drain(timeout=120)
+    [first] = sc.alerts()
+    adjudicate(sc.rt.tables, first.alert_id, "false_alert", "officer-1")
+    sc.upload(1, [jpeg(demo_person("Anna_Eshoo", 2))], at=t0 + timedelta(minutes=10))
+    local_stack["pump"].drain(timeout=120)
+    [again] = [a for a in sc.alerts() if a.alert_id != first.alert_id]
+    assert again.lookalike_of == first.alert_id
+    token = issue_local_token(local_stack["settings"].local_auth_secret, sub="officer-1",
+                              roles=["officer"], deployments=[sc.deployment_id])
+
+    d, wait = browser, WebDriverWait(browser, 20)
+    d.get(f"{console_url}/console")
+    wait.until(EC.visibility_of_element_located((By.ID, "token"))).send_keys(token)
+    d.find_element(By.ID, "deployment").send_keys(sc.deployment_id)
+    d.find_element(By.ID, "signin").click()
+    item = wait.until(EC.element_to_be_clickable(
+        (By.CSS_SELECTOR, f'#alerts li[data-alert-id="{again.alert_id}"] button')))
+    assert "Look-alike ruled out, not pushed" in item.text
+    first_item = d.find_element(By.CSS_SELECTOR,
+                                f'#alerts li[data-alert-id="{first.alert_id}"] button')
+    assert "Look-alike" not in first_item.text
+    item.click()
+    wait.until(EC.visibility_of_element_located((By.ID, "lookalike")))
+    note = d.find_element(By.ID, "lookalike").text
+    assert first.alert_id in note and "Not pushed" in note and "Doris Matsui" in note
+    assert d.find_element(By.ID, "btn-false").is_enabled()  # still for an officer to review
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    d.save_screenshot(str(ARTIFACTS / "console-lookalike.png"))
+    d.find_element(By.ID, "btn-false").click()
+    wait.until(lambda drv: drv.find_element(By.ID, "alert-status")
+               .get_attribute("data-status") == "false_alert")
+
+
 def test_console_page_is_self_contained() -> None:
     """No external assets: the page must work on a locked-down device with no CDN."""
     html = (REPO / "chalicelib" / "console" / "index.html").read_text()
