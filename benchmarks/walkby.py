@@ -533,6 +533,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }
         fig["counters"] = counters
         fig.update(score(walkers, alerts, times, args, enrolled, s.realert_after_s))
+        fig["record"] = adjudicate_by_truth(tables, dep, fig.pop("verdicts"))
     fig["total_s"] = round(time.perf_counter() - t_start, 1)
     fig["plan"] = fig.pop("plan")  # last in the file: long
     return fig
@@ -575,6 +576,19 @@ def footage_figures(walkers: list[Walker], n_frames: int, args: argparse.Namespa
     }
 
 
+def adjudicate_by_truth(tables: Any, deployment_id: str, verdicts: dict[str, bool],
+                        ) -> dict[str, Any]:
+    """Adjudicates every alert as the ground truth says (an officer who knows who walked by),
+    then reads the deployment's transparency record back, to reconcile it by hand."""
+    from chalicelib.alerts.adjudication import adjudicate
+    from chalicelib.ops.records import transparency_record
+
+    before = transparency_record(tables, deployment_id)
+    for alert_id, true in sorted(verdicts.items()):
+        adjudicate(tables, alert_id, "true_alert" if true else "false_alert", "walkby-truth")
+    return {"before_adjudication": before, "after": transparency_record(tables, deployment_id)}
+
+
 def score(walkers: list[Walker], alerts: list[Any], times: list[datetime],
           args: argparse.Namespace, enrolled: dict[str, str], realert_s: int) -> dict[str, Any]:
     """Each alert to the walker whose face box overlaps it most at its frame, then per walker."""
@@ -611,8 +625,13 @@ def score(walkers: list[Walker], alerts: list[Any], times: list[datetime],
     non = [w for w in walkers if not w.subject_id]
     caught, missed, wrong_m, wrong_m_alerts, false_w, false_alerts, dup = [], [], 0, 0, [], 0, 0
     correct_scores = []
+    # The truth an officer would find: the right person (attributed to a watchlisted walker of
+    # that subject) or not; an alert on no walker's face (a bystander in a photo) counts false.
+    verdicts = {a.alert_id: False for a in alerts}
     for w in walkers:
         got = per.get(w.idx, [])
+        for a, _ in got:
+            verdicts[a.alert_id] = bool(w.subject_id) and a.subject_id == w.subject_id
         seen = Counter(a.subject_id for a, _ in got)
         dup += sum(c - 1 for c in seen.values())
         wrong = [r for a, r in got if a.subject_id != w.subject_id]
@@ -683,10 +702,25 @@ def score(walkers: list[Walker], alerts: list[Any], times: list[datetime],
         },
         "missed": [{"person": w.person, "kind": w.kind, "max_face_px": round(w.max_face),
                     "frames": w.frames, "speed": round(w.speed)} for w in missed],
+        "verdicts": verdicts,
     }
 
 
+def report_record(rec: dict[str, Any]) -> None:
+    before, after = rec["before_adjudication"], rec["after"]
+    print("== transparency record (every alert adjudicated by the ground truth)")
+    print(f"   before adjudication: measured_fpir {before['measured_fpir']} "
+          f"({before['rate_unknown_because']})")
+    for key in ("people_seen", "faces_seen", "alerts", "true_alerts", "false_alerts",
+                "lookalike_alerts", "unadjudicated", "target_fpir", "expected_false_alerts",
+                "measured_fpir", "measured_fpir_ci95", "false_alerts_per_face",
+                "false_alerts_per_face_ci95"):
+        print(f"   {key:<28} {after.get(key)}")
+
+
 def report(fig: dict[str, Any]) -> None:
+    if "record" in fig:
+        report_record(fig["record"])
     f, st, pb, al = fig["footage"], fig["stream"], fig["passers_by"], fig["alerts"]
     print(f"== footage: {f['frames']} frames {W}x{H} at {fig['options']['fps']:g} fps "
           f"({f['seconds']} s), {f['passers_by']} passers-by ({f['watchlisted']} watchlisted), "
