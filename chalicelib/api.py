@@ -194,12 +194,12 @@ class Api:
     def create_deployment(self, p: Principal, body: Any) -> dict[str, Any]:
         p.require("operator")
         b = parse(NewDeployment, body)
-        dep = deployments.create_deployment(
+        made = deployments.create_deployment_checked(
             self.tables, b.name, b.watchlist_id, b.cameras, place=b.place,
             target_fpir=b.target_fpir, deployment_id=b.deployment_id, starts_at=b.starts_at,
             ends_at=b.ends_at, authorising_officer=b.authorising_officer, reason=b.reason,
-            created_by=p.sub)
-        return self.deployment(p, dep)
+            created_by=p.sub, differentials_path=self.rt.settings.differentials_path)
+        return {**self.deployment(p, made.deployment_id), "warnings": made.warnings}
 
     def deployment(self, p: Principal, deployment_id: str) -> dict[str, Any]:
         p.require("operator", "auditor", "officer")
