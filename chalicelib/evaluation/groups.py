@@ -26,6 +26,7 @@ search is not the independent unit: the person is. Hence:
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from collections.abc import Iterable, Mapping, Sequence
@@ -82,6 +83,19 @@ def parse_groups(text: str, fmt: str) -> dict[str, str]:
 def load_groups(path: Path) -> dict[str, str]:
     fmt = "json" if path.suffix.lower() == ".json" else "csv"
     return parse_groups(path.read_text(encoding="utf-8"), fmt)
+
+
+def pseudo_groups(names: Iterable[str], labels: Sequence[str] = ("A", "B", "C")) -> dict[str, str]:
+    """A MADE-UP grouping by a hash of each name: a test of the machinery, not demographics.
+
+    Fixed for ever by the name (salted, so that it is independent of `name_half`'s split). On
+    such labels no real differential is expected: whatever is flagged is chance or look-alikes.
+    """
+    def bucket(name: str) -> str:
+        digest = hashlib.sha256(b"lfr-pseudo-group\0" + name.encode("utf-8")).digest()
+        return labels[int.from_bytes(digest[:4], "big") % len(labels)]
+
+    return {n: bucket(n) for n in names}
 
 
 # ---------------------------------------------------------------------------------------------
