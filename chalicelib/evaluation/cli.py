@@ -61,7 +61,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
                          "FILE (CSV identity,group or JSON {identity: group}) is the force's "
                          "own labelling of its evaluation set; identities not in it are "
                          "'unlabelled'. NO labelled demographic set ships with lfr: run it on "
-                         "your own labelled faces (docs/accuracy.md)")
+                         "your own labelled faces (docs/accuracy.md). benchmarks/"
+                         "pseudo_groups.py writes a made-up grouping that only tests the "
+                         "machinery")
     ev.add_argument("--threshold", type=_floats, default=[], metavar="T[,T...]",
                     help="further thresholds for --groups, e.g. 0.36,0.40")
     ev.add_argument("--differentials-out", type=Path, default=None, metavar="FILE",
@@ -103,6 +105,9 @@ def _identities(args: argparse.Namespace, root: Path) -> dict[str, list[Path]]:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    if (args.differentials_out or args.threshold) and not args.groups:
+        print("--threshold and --differentials-out need --groups", file=sys.stderr)
+        return 2
     from chalicelib.evaluation.det import plot_det
     from chalicelib.evaluation.openset import (
         FaceCache,

@@ -85,3 +85,24 @@ def test_a_record_of_another_space_or_unreadable_is_said_so(api, with_record) ->
     assert [w["kind"] for w in body["warnings"]] == ["differentials_unreadable"]
     assert [e["details"]["kind"] for e in _trail(api, did)
             if e["action"] == "deployment.threshold_warning"] == ["differentials_unreadable"]
+
+
+def test_lfr_deployment_create_warns_too(api, local_stack, tmp_path, monkeypatch, capsys) -> None:
+    from chalicelib.cli import build_parser
+
+    path = tmp_path / "differentials.json"
+    path.write_text(json.dumps({
+        "kind": KIND, "version": VERSION, "model_id": local_stack["rt"].model_id,
+        "evaluated_at": "2026-07-01T10:00:00+00:00",
+        "thresholds": [_row(0.20, False), _row(0.95, True)]}))
+    monkeypatch.setenv("LFR_DIFFERENTIALS_PATH", str(path))
+    wid = _authorised_watchlist(api)
+    args = build_parser().parse_args(["deployment", "create", "--name", "cli", "--watchlist", wid,
+                                      "--camera", "cam-1", "--by", "operator-1"])
+    assert args.func(args) == 0
+    out = capsys.readouterr()
+    printed = json.loads(out.out.strip().splitlines()[-1])
+    assert [w["kind"] for w in printed["warnings"]] == ["fpir_differential"]
+    assert "warning: threshold" in out.err
+    assert [e["details"]["kind"] for e in _trail(api, printed["deployment_id"])
+            if e["action"] == "deployment.threshold_warning"] == ["fpir_differential"]
