@@ -190,6 +190,9 @@ def _measure(pp: _PerPerson, order: list[str], seed: int, alpha: float) -> dict[
         rows[g]["significant"] = adj < alpha
     # Worst/best over the force's own groups; "unlabelled" is nobody's demographic.
     ranked = {g: r for g, r in rows.items() if g != UNLABELLED} or rows
+    if not ranked:  # no searches of this kind at all (e.g. no mated probe)
+        return {"groups": rows, "worst": None, "best": None, "ratio_worst_to_best": None,
+                "differential": []}
     worst = max(ranked, key=lambda g: float(ranked[g]["rate"]))  # type: ignore[arg-type]
     best = min(ranked, key=lambda g: float(ranked[g]["rate"]))  # type: ignore[arg-type]
     best_rate = float(ranked[best]["rate"])  # type: ignore[arg-type]
@@ -281,6 +284,9 @@ def format_report(report: Mapping[str, object]) -> str:
                     f"{r['rate']:>8.5f} {_ci(r['rate_ci95_cluster_bootstrap'], 5):>26}  "
                     f"{r['people_failed']:>6}/{r['people']:<7} "
                     f"{_ci(r['people_rate_ci95_clopper_pearson'], 4):>24} {p:>7}{flag}")
+            if m["worst"] is None:
+                lines.append(f"  {name}: no searches")
+                continue
             ratio = m["ratio_worst_to_best"]
             ratio_text = "unbounded (best group had none)" if ratio is None else f"{ratio:.2f}"
             diff = ", ".join(m["differential"]) or "none"

@@ -165,6 +165,17 @@ def test_identities_missing_from_the_file_are_unlabelled() -> None:
     assert "unlabelled" in text and "<- higher" in text and "FPIR worst/best B/" in text
 
 
+def test_no_mated_probe_at_all() -> None:
+    s = ProbeScores(np.array([]), np.array([], bool), np.array([0.9, 0.1]),
+                    mated_identity=np.array([], str), nonmated_identity=np.array(["a", "b"]))
+    r = differentials_report(s, {"a": "X", "b": "Y"}, [("t", T)])["thresholds"][0]
+    assert r["fnir"] == {"groups": {}, "worst": None, "best": None,
+                         "ratio_worst_to_best": None, "differential": []}
+    assert r["fpir"]["groups"]["X"]["failures"] == 1
+    assert "FNIR: no searches" in format_report(
+        differentials_report(s, {"a": "X", "b": "Y"}, [("t", T)]))
+
+
 def test_scores_without_identities_are_refused() -> None:
     s = ProbeScores(np.array([0.9]), np.array([True]), np.array([0.1]))
     with pytest.raises(ValueError, match="identity"):
