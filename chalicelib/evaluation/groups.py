@@ -288,7 +288,9 @@ def format_report(report: Mapping[str, object]) -> str:
                 lines.append(f"  {name}: no searches")
                 continue
             ratio = m["ratio_worst_to_best"]
-            ratio_text = "unbounded (best group had none)" if ratio is None else f"{ratio:.2f}"
+            worst_rate = m["groups"][m["worst"]]["rate"]
+            ratio_text = (f"{ratio:.2f}" if ratio is not None else
+                          "unbounded (best group had none)" if worst_rate else "none in any group")
             diff = ", ".join(m["differential"]) or "none"
             lines.append(f"  {name} worst/best {m['worst']}/{m['best']}: {ratio_text}; "
                          f"significant differential (Holm, alpha {report['alpha']}): {diff}")

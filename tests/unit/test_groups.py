@@ -136,7 +136,8 @@ def test_no_differential_when_groups_are_alike() -> None:
     same = {k: ("A" if v == "B" else v) for k, v in groups.items()}  # B's people into A
     r = differentials_report(scores, same, [("t", 0.95)])  # above every score: none alert
     assert r["thresholds"][0]["fpir"]["differential"] == []
-    assert r["thresholds"][0]["fpir"]["ratio_worst_to_best"] is None  # 0/0: unbounded
+    assert r["thresholds"][0]["fpir"]["ratio_worst_to_best"] is None  # 0/0
+    assert "FPIR worst/best A/A: none in any group" in format_report(r)
     # Without B's people, A and C alert alike.
     keep = np.array([groups[i] != "B" for i in scores.nonmated_identity])
     no_b = ProbeScores(scores.mated_score, scores.mated_correct, scores.nonmated_score[keep],
