@@ -196,13 +196,13 @@ class Api:
     def create_deployment(self, p: Principal, body: Any) -> dict[str, Any]:
         p.require("operator")
         b = parse(NewDeployment, body)
-        dep = deployments.create_deployment(
+        made = deployments.create_deployment_checked(
             self.tables, b.name, b.watchlist_id, b.cameras, place=b.place,
             target_fpir=b.target_fpir, deployment_id=b.deployment_id, starts_at=b.starts_at,
             ends_at=b.ends_at, authorising_officer=b.authorising_officer, reason=b.reason,
-            created_by=p.sub)
-        out = self.deployment(p, dep)
-        row = deployments.get_deployment(self.tables, dep)
+            created_by=p.sub, differentials_path=self.rt.settings.differentials_path)
+        out = {**self.deployment(p, made.deployment_id), "warnings": made.warnings}
+        row = deployments.get_deployment(self.tables, made.deployment_id)
         wl = watchlists.get_watchlist(self.tables, b.watchlist_id)
         out["operating_point"] = deployments.operating_points(
             wl.model_id, deployments.template_sizes(self.tables, b.watchlist_id),

@@ -136,15 +136,18 @@ def cmd_enroll(args: argparse.Namespace) -> int:
 
 
 def cmd_deployment_create(args: argparse.Namespace) -> int:
-    from chalicelib.ops.deployments import create_deployment
+    from chalicelib.ops.deployments import create_deployment_checked
     from chalicelib.runtime import Runtime
 
     rt = Runtime(_settings())
-    dep = create_deployment(rt.tables, args.name, args.watchlist, args.camera, args.threshold,
-                            place=args.place, deployment_id=args.id,
-                            target_fpir=args.target_fpir, created_by=args.by)
-    threshold = float(rt.tables.Deployment.get(dep).threshold)
-    print(json.dumps({"deployment_id": dep, "threshold": threshold}))
+    made = create_deployment_checked(
+        rt.tables, args.name, args.watchlist, args.camera, args.threshold, place=args.place,
+        deployment_id=args.id, target_fpir=args.target_fpir, created_by=args.by,
+        differentials_path=rt.settings.differentials_path)
+    for w in made.warnings:
+        print(f"warning: {w['message']}", file=sys.stderr)
+    print(json.dumps({"deployment_id": made.deployment_id, "threshold": made.threshold,
+                      "warnings": made.warnings}))
     return 0
 
 

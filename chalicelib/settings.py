@@ -103,6 +103,10 @@ class Settings:
     # an empty path means the centre shipped with the recognizer.
     embed_centre: bool = True
     embed_centre_path: str = ""
+    # The force's last demographic differentials record (`lfr eval --groups ...
+    # --differentials-out`): deployment creation warns when its threshold is at or below one
+    # where a significant FPIR differential was found. Empty: no record, no such warning.
+    differentials_path: str = ""
 
     def __post_init__(self) -> None:
         limit_h = (POLICY_LIMIT_H * 60 - SWEEP_INTERVAL_MIN) // 60

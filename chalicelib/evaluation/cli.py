@@ -58,6 +58,20 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
                          "(default 100: a rate measured on a dozen people says nothing)")
     ev.add_argument("--repeats", type=int, default=200,
                     help="random watchlists per size for --check-targets")
+    ev.add_argument("--groups", type=Path, default=None, metavar="FILE",
+                    help="demographic differentials: FPIR and FNIR per group at the calibrated "
+                         "threshold (and at each --threshold), with 95%% intervals and tests. "
+                         "FILE (CSV identity,group or JSON {identity: group}) is the force's "
+                         "own labelling of its evaluation set; identities not in it are "
+                         "'unlabelled'. NO labelled demographic set ships with lfr: run it on "
+                         "your own labelled faces (docs/accuracy.md). benchmarks/"
+                         "pseudo_groups.py writes a made-up grouping that only tests the "
+                         "machinery")
+    ev.add_argument("--threshold", type=_floats, default=[], metavar="T[,T...]",
+                    help="further thresholds for --groups, e.g. 0.36,0.40")
+    ev.add_argument("--differentials-out", type=Path, default=None, metavar="FILE",
+                    help="with --groups: write the differentials record that deployment "
+                         "creation reads (LFR_DIFFERENTIALS_PATH)")
     ev.set_defaults(func=cmd_eval)
 
     cal = subparsers.add_parser(
@@ -94,6 +108,9 @@ def _identities(args: argparse.Namespace, root: Path) -> dict[str, list[Path]]:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    if (args.differentials_out or args.threshold) and not args.groups:
+        print("--threshold and --differentials-out need --groups", file=sys.stderr)
+        return 2
     from chalicelib.evaluation.det import plot_det
     from chalicelib.evaluation.openset import (
         FaceCache,
@@ -141,9 +158,33 @@ def cmd_eval(args: argparse.Namespace) -> int:
         subtitle=f"embedding space {model_id}",
     )
     _print_eval(report, args.det)
+    if args.groups:
+        _eval_groups(args, result.scores, report)
     if args.json:
         write_json(args.json, report)
     return 0
+
+
+def _eval_groups(args: argparse.Namespace, scores: object, report: dict) -> None:
+    from chalicelib.evaluation.differentials import record_from_report
+    from chalicelib.evaluation.groups import differentials_report, format_report, load_groups
+    from chalicelib.evaluation.openset import write_json
+
+    cal = report["calibrated"]
+    thresholds = [(f"calibrated: target FPIR {cal['target_fpir']}, gallery "
+                   f"{report['n_gallery']}", float(cal["threshold"]))]
+    thresholds += [("given", t) for t in args.threshold]
+    groups = differentials_report(scores, load_groups(args.groups), thresholds,  # type: ignore[arg-type]
+                                  seed=args.seed)
+    report["groups"] = groups
+    print(format_report(groups))
+    if args.differentials_out:
+        write_json(args.differentials_out, record_from_report(groups, report["model_id"],
+            evaluation={"data": args.data.name, "groups_file": args.groups.name,
+                        "seed": args.seed, "enroll": args.enroll,
+                        "n_gallery": report["n_gallery"], "n_mated": report["n_mated"],
+                        "n_nonmated": report["n_nonmated"]}))
+        print(f"differentials record: {args.differentials_out}")
 
 
 def _print_eval(report: dict, det_path: Path) -> None:

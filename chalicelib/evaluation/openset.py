@@ -285,6 +285,7 @@ class Split:
     enrolled: dict[str, list[Path]]  # subject -> reference images
     mated: list[tuple[Path, str]]  # probe image, its subject
     nonmated: list[Path]
+    nonmated_identity: list[str] = field(default_factory=list)  # whose image each one is
 
 
 def make_split(
@@ -305,6 +306,7 @@ def make_split(
         split.mated.extend((p, name) for p in shuffled[k:])
     for name in order[n_enrolled:]:
         split.nonmated.extend(identities[name])
+        split.nonmated_identity.extend([name] * len(identities[name]))
     return split
 
 
@@ -345,6 +347,9 @@ class ProbeScores:
     nonmated_score: np.ndarray
     mated_no_face: int = 0
     nonmated_no_face: int = 0
+    # Whose probe each row is (identity folder names), for rates per group of people.
+    mated_identity: np.ndarray = field(default_factory=lambda: np.array([], str))
+    nonmated_identity: np.ndarray = field(default_factory=lambda: np.array([], str))
 
 
 def _top_per_face(index: ExactIndex, f: ImageFaces) -> list[Candidate]:
@@ -391,8 +396,9 @@ def score_probes(
         if not tops:
             n_none += 1
         ns.append(max((c.score for c in tops), default=-np.inf))
+    owners = split.nonmated_identity or [p.parent.name for p in split.nonmated]
     return ProbeScores(np.array(ms, float), np.array(mc, bool), np.array(ns, float), m_none,
-                       n_none)
+                       n_none, np.array([n for _, n in split.mated], str), np.array(owners, str))
 
 
 def threshold_at_fpir(nonmated: np.ndarray, fpir: float) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,9 +19,9 @@ from chalicelib.store.tables import Tables, utcnow
 
 PLATFORMS = ("gcm", "apns")
 
-__all__ = ["NotFound", "PLATFORMS", "create_deployment", "end_deployment", "get_deployment",
-           "register_device", "calibrated_threshold", "in_window", "operating_points",
-           "template_sizes"]
+__all__ = ["NotFound", "PLATFORMS", "create_deployment", "create_deployment_checked",
+           "end_deployment", "get_deployment", "register_device", "calibrated_threshold",
+           "in_window", "load_differentials", "operating_points", "template_sizes"]
 
 
 def calibrated_threshold(model_id: str, target_fpir: float,
@@ -76,7 +77,36 @@ def operating_points(model_id: str, watchlist: dict[int, int], threshold: float,
     }
 
 
-def create_deployment(
+@dataclass(frozen=True)
+class CreatedDeployment:
+    deployment_id: str
+    threshold: float
+    # What the operator should know about the threshold (never a refusal): e.g. it lies where
+    # the force's last evaluation found a demographic differential in false positives.
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+
+
+def load_differentials(path: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The force's differentials record at `path` (the setting; empty: none), or a warning that
+    it could not be read: a broken record must not stop a deployment, nor pass unnoticed."""
+    from chalicelib.evaluation.differentials import load_record
+
+    if not path:
+        return None, []
+    try:
+        return load_record(path), []
+    except (OSError, ValueError) as exc:
+        return None, [{"kind": "differentials_unreadable",
+                       "message": f"the differentials record could not be read ({exc}): "
+                                  "demographic differentials were not checked"}]
+
+
+def create_deployment(*args: Any, **kwargs: Any) -> str:
+    """create_deployment_checked, for callers that need only the new deployment's id."""
+    return create_deployment_checked(*args, **kwargs).deployment_id
+
+
+def create_deployment_checked(
     tables: Tables,
     name: str,
     watchlist_id: str,
@@ -91,9 +121,14 @@ def create_deployment(
     reason: str | None = None,
     created_by: str = "system",
     require_authorised: bool = True,
-) -> str:
+    differentials_path: str = "",
+) -> CreatedDeployment:
     """Binds an authorised watchlist to a new deployment; derives the threshold from the target
-    false positive identification rate unless an explicit threshold is given."""
+    false positive identification rate unless an explicit threshold is given. With the force's
+    differentials record (settings.differentials_path), warns and audits when the threshold lies
+    where it found one."""
+    from chalicelib.evaluation.differentials import threshold_warnings
+
     deployment_id = deployment_id or f"dep-{uuid.uuid4().hex[:12]}"
     bad = [c for c in [deployment_id, *cameras] if not layout.valid_id(c)]
     if bad:
@@ -114,10 +149,11 @@ def create_deployment(
         if target_fpir is None:
             raise ValueError("give a target false positive identification rate (or a threshold)")
         threshold = calibrated_threshold(wl.model_id, target_fpir, mix)
+    threshold = round(float(threshold), 6)  # as stored, so warnings speak of the same number
     try:
         tables.Deployment(
             deployment_id=deployment_id, name=name, watchlist_id=watchlist_id, cameras=cameras,
-            place=place, threshold=round(float(threshold), 6), target_fpir=target_fpir,
+            place=place, threshold=threshold, target_fpir=target_fpir,
             starts_at=starts_at, ends_at=ends_at, authorising_officer=authorising_officer,
             reason=reason, created_by=created_by, watchlist_size=size,
         ).save(condition=tables.Deployment.deployment_id.does_not_exist())
@@ -140,7 +176,14 @@ def create_deployment(
                  watchlist_id=watchlist_id, watchlist_size=size, threshold=threshold,
                  target_fpir=target_fpir, place=place, authorising_officer=authorising_officer,
                  reason=reason, starts_at=starts_at.isoformat(), ends_at=ends_at.isoformat())
-    return deployment_id
+    differentials, warnings = load_differentials(differentials_path)
+    warnings += threshold_warnings(differentials, wl.model_id, threshold)
+    for w in warnings:
+        audit.record(tables, deployment_id, created_by, "deployment.threshold_warning",
+                     deployment_id, kind=w["kind"], message=w["message"], threshold=threshold,
+                     groups="; ".join(w.get("groups", [])) or None,
+                     evaluated_at=(differentials or {}).get("evaluated_at"))
+    return CreatedDeployment(deployment_id, threshold, warnings)
 
 
 def get_deployment(tables: Tables, deployment_id: str) -> Any:
