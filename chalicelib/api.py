@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Literal, TypeVar
 
+from aws_lambda_powertools import Logger
 from chalice import (
     BadRequestError,
     ChaliceViewError,
@@ -30,10 +31,12 @@ from chalicelib.ops import audit, deployments, records, watchlists
 from chalicelib.ops.cameras import camera_upload_grant
 from chalicelib.ops.errors import NotFound
 from chalicelib.runtime import Runtime
+from chalicelib.settings import ConfigurationError
 from chalicelib.store.layout import ID_PATTERN
 from chalicelib.store.tables import utcnow
 
 M = TypeVar("M", bound=BaseModel)
+logger = Logger(service="lfr-api")
 
 
 class GoneError(ChaliceViewError):
@@ -125,6 +128,12 @@ def errors_to_http(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise NotFoundError(str(exc)) from None
         except watchlists.LifecycleError as exc:
             raise ConflictError(str(exc)) from None
+        except ConfigurationError as exc:
+            # The caller did nothing wrong: say so, and log what is wrong for the operator.
+            logger.error("configuration error", extra={"error": str(exc)})
+            raise ChaliceViewError(
+                "server configuration error: the service cannot process this request "
+                "(see its log)") from None
         except (EnrollmentError, ValueError) as exc:
             raise BadRequestError(str(exc)) from None
 

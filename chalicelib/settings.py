@@ -10,6 +10,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 
+class ConfigurationError(RuntimeError):
+    """The service itself is set up wrong (e.g. a model file missing where the stage config
+    says it is): a 500 for the operator of the service to fix, never the caller's 4xx."""
+
+
 def _get(env: Mapping[str, str], name: str, default: str) -> str:
     value = env.get(name)
     return default if value is None or value == "" else value

@@ -27,4 +27,5 @@ def test_chalice_deploy_against_moto_and_check() -> None:
         assert f"[ok] {fn} <- SQS" in out
         assert f"[ok] {fn} mapping reports batch item failures" in out
         assert f"[ok] {fn} uses the inference layer" in out
+        assert f"[ok] {fn} reads the models from the layer" in out
     assert "[FAIL]" not in out
