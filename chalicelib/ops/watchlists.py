@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pynamodb.exceptions import PutError
+from pynamodb.exceptions import TransactWriteError
+from pynamodb.transactions import TransactWrite
 
 from chalicelib.matching.index import ExactIndex
 from chalicelib.matching.subject_face import FaceHint
@@ -27,7 +28,7 @@ from chalicelib.matching.template import (
 from chalicelib.ops import audit
 from chalicelib.ops.errors import NotFound
 from chalicelib.store import layout
-from chalicelib.store.tables import Tables, utcnow
+from chalicelib.store.tables import Tables, connection, utcnow
 from chalicelib.vision.pipeline import FacePipeline
 
 
@@ -140,21 +141,24 @@ def check_enrollable(tables: Tables, watchlist_id: str, model_id: str) -> Any:
 
 
 def store_subject(
-    tables: Tables, s3: Any, evidence_bucket: str, watchlist: Any, subject_id: str,
+    tables: Tables, s3: Any, evidence_bucket: str, watchlist_id: str, subject_id: str,
     display_name: str, template: Template, reference_image: bytes, model_id: str,
     source: str | None = None, reason: str | None = None, actor: str = "system",
     only_new: bool = False, bump_version: bool = True,
 ) -> None:
-    """Write one subject (reference image, row, audit entry). `only_new`: refuse, with
-    AlreadyEnrolled, an id already on the list (retries are safe: the same id is never
-    enrolled twice); `bump_version=False` leaves the version bump to the caller (bulk runs
-    bump it once)."""
+    """Write one subject: its reference image, then its row in one transaction with a check
+    that the watchlist is still a draft (an authorised list gains no one), then the audit entry.
+
+    `only_new`: refuse, with AlreadyEnrolled, an id already on the list (a retried request or a
+    resumed bulk run never enrolls anyone twice). `bump_version=False` leaves the version bump
+    (warm workers reload on it) to the caller: a bulk run bumps it once."""
     if not layout.valid_id(subject_id):
         raise EnrollmentError(f"subject id {subject_id!r} is not a valid id")
-    wid = watchlist.watchlist_id
-    ref_key = layout.reference_key(wid, subject_id)
+    if only_new and _exists(tables, watchlist_id, subject_id):
+        raise AlreadyEnrolled(f"subject {subject_id} is on watchlist {watchlist_id} already")
+    ref_key = layout.reference_key(watchlist_id, subject_id)
     row = tables.Subject(
-        watchlist_id=wid,
+        watchlist_id=watchlist_id,
         subject_id=subject_id,
         display_name=display_name,
         model_id=model_id,
@@ -165,20 +169,31 @@ def store_subject(
         source=source,
         reason=reason,
     )
-    if only_new and _exists(tables, wid, subject_id):
-        raise AlreadyEnrolled(f"subject {subject_id} is on watchlist {wid} already")
     # The image first: a row never points at a reference that is not there.
     s3.put_object(Bucket=evidence_bucket, Key=ref_key, Body=reference_image)
+    W = tables.Watchlist
+    draft = W.status == "draft"
     try:
-        row.save(condition=tables.Subject.subject_id.does_not_exist() if only_new else None)
-    except PutError as exc:
-        if only_new and _conditional_failed(exc):
-            raise AlreadyEnrolled(f"subject {subject_id} is on watchlist {wid} already") from None
+        with TransactWrite(connection=connection(W.Meta.region, W.Meta.host)) as tw:
+            tw.save(row, condition=tables.Subject.subject_id.does_not_exist() if only_new
+                    else None)
+            if bump_version:
+                tw.update(W(watchlist_id), actions=[W.version.add(1)], condition=draft)
+            else:
+                tw.condition_check(W, watchlist_id, condition=draft)
+    except TransactWriteError as exc:
+        reasons = exc.cancellation_reasons or []
+        failed = [r is not None and r.code == "ConditionalCheckFailed" for r in reasons]
+        if len(failed) == 2 and failed[1]:
+            raise LifecycleError(f"watchlist {watchlist_id} is no longer a draft") from None
+        if failed and failed[0]:
+            raise AlreadyEnrolled(
+                f"subject {subject_id} is on watchlist {watchlist_id} already") from None
         raise
-    if bump_version:
-        watchlist.update(actions=[tables.Watchlist.version.add(1)])
-    audit.record(tables, audit.watchlist_scope(wid), actor, "subject.added", subject_id,
-                 images=len(template.image_quality), source=source, reason=reason)
+    audit.record(tables, audit.watchlist_scope(watchlist_id), actor, "subject.added", subject_id,
+                 images=len(template.image_quality), source=source, reason=reason,
+                 faces=" ".join(",".join(str(v) for v in r.box) for r in template.results
+                                if r.box is not None) or None)
 
 
 def _exists(tables: Tables, watchlist_id: str, subject_id: str) -> bool:
@@ -187,10 +202,6 @@ def _exists(tables: Tables, watchlist_id: str, subject_id: str) -> bool:
     except tables.Subject.DoesNotExist:
         return False
     return True
-
-
-def _conditional_failed(exc: PutError) -> bool:
-    return getattr(exc, "cause_response_code", "") == "ConditionalCheckFailedException"
 
 
 def enrolled_ids(tables: Tables, watchlist_id: str) -> set[str]:
@@ -219,12 +230,12 @@ def enroll_subject(
 
     `hints`: the operator's choice of face per image, where a photo has several (see
     matching/subject_face.py); `only_new`: see store_subject."""
-    watchlist = check_enrollable(tables, watchlist_id, pipeline.model_id)
+    check_enrollable(tables, watchlist_id, pipeline.model_id)
     subject_id = subject_id or f"s-{uuid.uuid4().hex[:12]}"
     if not layout.valid_id(subject_id):
         raise EnrollmentError(f"subject id {subject_id!r} is not a valid id")
     template = build_template(pipeline, images, hints, max_pixels)
-    store_subject(tables, s3, evidence_bucket, watchlist, subject_id, display_name, template,
+    store_subject(tables, s3, evidence_bucket, watchlist_id, subject_id, display_name, template,
                   images[0][1], pipeline.model_id, source=source, reason=reason, actor=actor,
                   only_new=only_new)
     return Enrolled(subject_id, template.image_quality, template)
