@@ -47,7 +47,7 @@ def image_size(data: bytes) -> tuple[str, int, int]:
             return ("jpeg", *jpeg_size(data))
         except FrameDecodeError as exc:
             raise ReferenceImageError("corrupt", f"JPEG header: {exc}") from None
-    raise ReferenceImageError("not_an_image", "not a JPEG or PNG image")
+    raise ReferenceImageError("not_an_image", "not a readable JPEG or PNG image")
 
 
 def decode_reference(data: bytes, max_pixels: int) -> np.ndarray:

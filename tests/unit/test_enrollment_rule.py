@@ -124,16 +124,20 @@ def _png_chunk(kind: bytes, body: bytes) -> bytes:
         ">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
 
-@pytest.fixture(scope="module")
-def huge_png() -> bytes:
-    """A valid 16,000 x 16,000 grey PNG of 0.25 MB: 768 MB once decoded to BGR."""
-    side = 16_000
+def make_huge_png(side: int = 16_000) -> bytes:
+    """A valid side x side grey PNG, tiny on disk (0.25 MB for 16,000: 768 MB once decoded
+    to BGR)."""
     z = zlib.compressobj(9)
     row = b"\0" * (side + 1)  # filter byte + pixels
     idat = b"".join(z.compress(row) for _ in range(side)) + z.flush()
     ihdr = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
     return (reference_image.PNG_SIGNATURE + _png_chunk(b"IHDR", ihdr)
             + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b""))
+
+
+@pytest.fixture(scope="module")
+def huge_png() -> bytes:
+    return make_huge_png()
 
 
 def test_a_huge_png_small_on_disk_is_refused_before_decoding(huge_png, pipeline,
