@@ -51,6 +51,7 @@ def _init(old_source: str) -> None:
     path.write_text(old_source)
     spec = importlib.util.spec_from_file_location("baseline_template", path)
     old = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules["baseline_template"] = old  # dataclasses look their module up
     spec.loader.exec_module(old)  # type: ignore[union-attr]
     _W.update(old=old, pipeline=_Memo(build_pipeline(Settings())),
               max_pixels=Settings().max_reference_pixels)

@@ -151,6 +151,7 @@ def cmd_enroll_bulk(args: argparse.Namespace) -> int:
     from chalicelib.ops.bulk_enroll import BulkOptions, run_bulk
     from chalicelib.ops.watchlists import LifecycleError, create_watchlist
     from chalicelib.runtime import Runtime
+    from chalicelib.settings import ConfigurationError
     from chalicelib.vision.factory import embedding_id
 
     try:
@@ -180,7 +181,7 @@ def cmd_enroll_bulk(args: argparse.Namespace) -> int:
         progress=not args.quiet, actor=args.by)
     try:
         summary = run_bulk(rt, args.watchlist, subjects, opts)
-    except (LifecycleError, ValueError) as exc:  # not a draft, another list's journal, ...
+    except (LifecycleError, ConfigurationError, ValueError) as exc:  # not a draft, no model...
         print(f"stopped: {exc} (what was done is in {opts.journal}; run again to resume)",
               file=sys.stderr)
         return 2

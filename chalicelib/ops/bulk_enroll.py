@@ -140,7 +140,10 @@ _WORKER: dict[str, Any] = {}
 def _init_worker(settings: Settings) -> None:
     from chalicelib.vision.factory import build_pipeline
 
-    _WORKER["pipeline"] = build_pipeline(settings)
+    try:
+        _WORKER["pipeline"] = build_pipeline(settings)
+    except Exception as exc:  # a pool respawns a worker whose initializer raises, for ever:
+        _WORKER["error"] = exc  # fail its first task instead, and so the run
     _WORKER["max_pixels"] = settings.max_reference_pixels
 
 
@@ -148,6 +151,8 @@ def _compute(s: BulkSubject) -> tuple[BulkSubject, list[ReferenceResult], Any]:
     """Every image's outcome, and the template (None when any image was refused)."""
     from chalicelib.matching.template import assess_reference
 
+    if "error" in _WORKER:
+        raise _WORKER["error"]
     results = []
     for path, label, hint in zip(s.images, s.labels, s.hints, strict=True):
         try:

@@ -168,3 +168,18 @@ def test_a_manifest_without_its_columns_is_refused_at_once(tmp_path: Path) -> No
            bulk_sources.subject_id_for("A", ["a/2.jpg"]),
            bulk_sources.subject_id_for("B", ["a/1.jpg"])}
     assert len(ids) == 3 and all(i.startswith("s-") and len(i) == 18 for i in ids)
+
+
+def test_a_worker_without_its_models_stops_the_run(rt, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from chalicelib.runtime import Runtime
+    from chalicelib.vision.models import ModelIntegrityError
+
+    subjects = bulk_sources.from_folder(_folder(tmp_path / "in"), "test photos", "test")
+    broken = Runtime(replace(rt.settings, detector_path=str(tmp_path / "absent.onnx"),
+                             detector_sha256="0" * 64))
+    wid = _watchlist(rt)
+    with pytest.raises(ModelIntegrityError, match="not readable"):  # not a pool respawning
+        run_bulk(broken, wid, subjects, _opts(tmp_path, workers=2))  # workers for ever
+    assert list(rt.tables.Subject.query(wid)) == []
