@@ -53,17 +53,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with local_session("bench", endpoint=server.endpoint) as ls, \
                 tempfile.TemporaryDirectory() as tmp:
-            for config in args.configs.split(","):
+            for run, config in enumerate(args.configs.split(",")):
                 workers, threads = (int(v) for v in config.lower().split("x"))
                 wid = create_watchlist(ls.rt.tables, f"bench {config}", ls.rt.model_id,
-                                       watchlist_id=f"wl-bench-{workers}x{threads}")
-                opts = BulkOptions(journal=Path(tmp) / f"{config}.jsonl",
-                                   report=Path(tmp) / f"{config}.csv", workers=workers,
+                                       watchlist_id=f"wl-bench-{run}-{workers}x{threads}")
+                opts = BulkOptions(journal=Path(tmp) / f"{run}.jsonl",
+                                   report=Path(tmp) / f"{run}.csv", workers=workers,
                                    threads=threads, progress=False)
                 moto0 = proc_cpu_s(server.process.pid)  # type: ignore[union-attr]
                 s = run_bulk(ls.rt, wid, subjects, opts)
                 moto = proc_cpu_s(server.process.pid) - moto0  # type: ignore[union-attr]
                 row = {"config": f"{workers} process(es) x {threads} thread(s)",
+                       "load_1min": round(os.getloadavg()[0], 1),
                        "subjects": s.subjects, "statuses": s.statuses, "images": s.images,
                        "images_refused": s.images_refused,
                        "wall_s": round(s.wall_s, 1), "cpu_s": round(s.cpu_s, 1),

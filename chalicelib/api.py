@@ -88,12 +88,6 @@ class NewSubject(_Body):
         return self
 
 
-class BatchSubject(NewSubject):
-    # Given, a retried request never enrolls anyone twice; absent, it is derived from the
-    # name and the images (the same subject sent again is recognised).
-    subject_id: str | None = Field(default=None, pattern=ID_PATTERN.pattern)
-
-
 # Within the API function's 20 s and 512 MB (at 512 MB Lambda gives ~0.3 of a vCPU): a request
 # carries at most this many subjects and images; the rest is for the next request.
 MAX_BATCH_SUBJECTS = 10
@@ -104,7 +98,7 @@ ASSUMED_S_PER_IMAGE = 1.0  # before the first subject is timed
 
 
 class NewSubjects(_Body):
-    subjects: list[BatchSubject] = Field(min_length=1, max_length=MAX_BATCH_SUBJECTS)
+    subjects: list[NewSubject] = Field(min_length=1, max_length=MAX_BATCH_SUBJECTS)
 
     @model_validator(mode="after")
     def _images_within_limit(self) -> NewSubjects:
@@ -257,10 +251,12 @@ class Api:
                   for k in ("enrolled", "already_enrolled", "refused", "not_processed")}
         return {"watchlist_id": watchlist_id, **counts, "results": results}
 
-    def _enroll_one(self, p: Principal, watchlist_id: str, sub: BatchSubject) -> dict[str, Any]:
+    def _enroll_one(self, p: Principal, watchlist_id: str, sub: NewSubject) -> dict[str, Any]:
+        """Its id comes from its name and images: the same subject sent again (a client
+        retrying after a timeout) is recognised, and one id never stands for other images."""
         try:
             images = _images(sub)
-            sid = sub.subject_id or batch_subject_id(sub.display_name, images)
+            sid = batch_subject_id(sub.display_name, images)
             done = self._enroll(p, watchlist_id, sub, images, sid)
         except watchlists.AlreadyEnrolled:
             return {"status": "already_enrolled", "subject_id": sid}
