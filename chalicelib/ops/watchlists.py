@@ -144,17 +144,18 @@ def store_subject(
     tables: Tables, s3: Any, evidence_bucket: str, watchlist_id: str, subject_id: str,
     display_name: str, template: Template, reference_image: bytes, model_id: str,
     source: str | None = None, reason: str | None = None, actor: str = "system",
-    only_new: bool = False, bump_version: bool = True,
+    only_new: bool = False, bump_version: bool = True, precheck: bool = True,
 ) -> None:
     """Write one subject: its reference image, then its row in one transaction with a check
     that the watchlist is still a draft (an authorised list gains no one), then the audit entry.
 
     `only_new`: refuse, with AlreadyEnrolled, an id already on the list (a retried request or a
     resumed bulk run never enrolls anyone twice). `bump_version=False` leaves the version bump
-    (warm workers reload on it) to the caller: a bulk run bumps it once."""
+    (warm workers reload on it) to the caller: a bulk run bumps it once. `precheck=False`: the
+    caller knows the id is not on the list (the transaction still refuses it if it is)."""
     if not layout.valid_id(subject_id):
         raise EnrollmentError(f"subject id {subject_id!r} is not a valid id")
-    if only_new and _exists(tables, watchlist_id, subject_id):
+    if only_new and precheck and _exists(tables, watchlist_id, subject_id):
         raise AlreadyEnrolled(f"subject {subject_id} is on watchlist {watchlist_id} already")
     ref_key = layout.reference_key(watchlist_id, subject_id)
     row = tables.Subject(

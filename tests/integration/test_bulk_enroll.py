@@ -97,8 +97,8 @@ def test_a_crashed_run_resumes_where_it_stopped(rt, tmp_path: Path, monkeypatch)
         real_store(*a, **kw)
 
     monkeypatch.setattr(bulk_enroll, "store_subject", crash_on_second)
-    with pytest.raises(RuntimeError, match="power cut"):
-        run_bulk(rt, wid, subjects, _opts(tmp_path, workers=1))
+    with pytest.raises(RuntimeError, match="power cut"):  # one writer: a fixed order
+        run_bulk(rt, wid, subjects, _opts(tmp_path, workers=1, io_threads=1))
     assert stored == ["Cory Gardner"]  # Broken_Image was refused before it
     assert [s.display_name for s in rt.tables.Subject.query(wid)] == ["Cory Gardner"]
     assert _report(tmp_path / "report.csv")["John_McCain"][0]["subject_status"] == "not_done"
@@ -106,7 +106,8 @@ def test_a_crashed_run_resumes_where_it_stopped(rt, tmp_path: Path, monkeypatch)
     monkeypatch.setattr(bulk_enroll, "store_subject", real_store)
     computed.clear()
     summary = run_bulk(rt, wid, subjects, _opts(tmp_path, workers=1))
-    # Neither Cory Gardner (on the list) nor the refused image is built again.
+    # Neither Cory Gardner (on the list) nor the refused image (journaled) is built again; the
+    # run stopped at John McCain's write, before Pair Photo was reached.
     assert computed == ["John McCain", "Nancy Pelosi", "Pair Photo"]
     assert summary.statuses == {"already_enrolled": 1, "enrolled": 2, "refused": 3}
     assert sorted(s.display_name for s in rt.tables.Subject.query(wid)) == [
