@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pynamodb.exceptions import TransactWriteError
-from pynamodb.transactions import TransactWrite
+from pynamodb.exceptions import PutError
 
 from chalicelib.matching.index import ExactIndex
 from chalicelib.matching.subject_face import FaceHint
@@ -28,7 +27,7 @@ from chalicelib.matching.template import (
 from chalicelib.ops import audit
 from chalicelib.ops.errors import NotFound
 from chalicelib.store import layout
-from chalicelib.store.tables import Tables, connection, utcnow
+from chalicelib.store.tables import Tables, utcnow
 from chalicelib.vision.pipeline import FacePipeline
 
 
@@ -146,15 +145,22 @@ def store_subject(
     source: str | None = None, reason: str | None = None, actor: str = "system",
     only_new: bool = False, bump_version: bool = True, precheck: bool = True,
 ) -> None:
-    """Write one subject: its reference image, then its row in one transaction with a check
-    that the watchlist is still a draft (an authorised list gains no one), then the audit entry.
+    """Write one subject: its reference image, its row, its audit entry.
 
-    `only_new`: refuse, with AlreadyEnrolled, an id already on the list (a retried request or a
-    resumed bulk run never enrolls anyone twice). `bump_version=False` leaves the version bump
-    (warm workers reload on it) to the caller: a bulk run bumps it once. `precheck=False`: the
-    caller knows the id is not on the list (the transaction still refuses it if it is)."""
+    The watchlist is read (consistently) just before, and must still be a draft. `only_new`:
+    the row is written on condition that the id is not on the list, else AlreadyEnrolled (a
+    retried request or a resumed bulk run never enrolls anyone twice); `precheck=False` skips
+    the look before the image is written, where the caller knows the id is absent.
+    `bump_version=False` leaves the version bump (warm workers reload on it) to the caller: a
+    bulk run bumps it once. No transaction: moto server copies a whole table for each one (so
+    a bulk run would slow as the list grows) and is not thread-safe in them."""
     if not layout.valid_id(subject_id):
         raise EnrollmentError(f"subject id {subject_id!r} is not a valid id")
+    status = tables.Watchlist.get(watchlist_id, consistent_read=True,
+                                  attributes_to_get=["status"]).status
+    if status != "draft":
+        raise LifecycleError(f"watchlist {watchlist_id} is {status}: subjects are added to "
+                             "drafts only")
     if only_new and precheck and _exists(tables, watchlist_id, subject_id):
         raise AlreadyEnrolled(f"subject {subject_id} is on watchlist {watchlist_id} already")
     ref_key = layout.reference_key(watchlist_id, subject_id)
@@ -172,25 +178,15 @@ def store_subject(
     )
     # The image first: a row never points at a reference that is not there.
     s3.put_object(Bucket=evidence_bucket, Key=ref_key, Body=reference_image)
-    W = tables.Watchlist
-    draft = W.status == "draft"
     try:
-        with TransactWrite(connection=connection(W.Meta.region, W.Meta.host)) as tw:
-            tw.save(row, condition=tables.Subject.subject_id.does_not_exist() if only_new
-                    else None)
-            if bump_version:
-                tw.update(W(watchlist_id), actions=[W.version.add(1)], condition=draft)
-            else:
-                tw.condition_check(W, watchlist_id, condition=draft)
-    except TransactWriteError as exc:
-        reasons = exc.cancellation_reasons or []
-        failed = [r is not None and r.code == "ConditionalCheckFailed" for r in reasons]
-        if len(failed) == 2 and failed[1]:
-            raise LifecycleError(f"watchlist {watchlist_id} is no longer a draft") from None
-        if failed and failed[0]:
+        row.save(condition=tables.Subject.subject_id.does_not_exist() if only_new else None)
+    except PutError as exc:
+        if only_new and exc.cause_response_code == "ConditionalCheckFailedException":
             raise AlreadyEnrolled(
                 f"subject {subject_id} is on watchlist {watchlist_id} already") from None
         raise
+    if bump_version:
+        tables.Watchlist(watchlist_id).update(actions=[tables.Watchlist.version.add(1)])
     audit.record(tables, audit.watchlist_scope(watchlist_id), actor, "subject.added", subject_id,
                  images=len(template.image_quality), source=source, reason=reason,
                  faces=" ".join(",".join(str(v) for v in r.box) for r in template.results

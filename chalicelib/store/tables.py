@@ -23,7 +23,6 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     UTCDateTimeAttribute,
 )
-from pynamodb.connection import Connection
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
@@ -256,12 +255,6 @@ def tables(settings: Settings) -> Tables:
         CameraTracks=_bind(CameraTracksBase, f"{p}-tracks", settings),  # type: ignore[arg-type]
         Audit=_bind(AuditBase, f"{p}-audit", settings),  # type: ignore[arg-type]
     )
-
-
-@functools.lru_cache(maxsize=4)
-def connection(region: str, host: str | None) -> Connection:
-    """For transactions across tables; one per process (each builds a botocore client)."""
-    return Connection(region=region, host=host)
 
 
 def idempotency_table_name(settings: Settings) -> str:

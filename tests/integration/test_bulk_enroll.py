@@ -184,3 +184,26 @@ def test_a_worker_without_its_models_stops_the_run(rt, tmp_path: Path) -> None:
     with pytest.raises(ModelIntegrityError, match="not readable"):  # not a pool respawning
         run_bulk(broken, wid, subjects, _opts(tmp_path, workers=2))  # workers for ever
     assert list(rt.tables.Subject.query(wid)) == []
+
+
+def test_a_list_authorised_during_a_run_gains_no_one_after(rt, tmp_path: Path,
+                                                           monkeypatch) -> None:
+    from chalicelib.ops.watchlists import LifecycleError, authorise_watchlist
+
+    subjects = bulk_sources.from_folder(_folder(tmp_path / "in"), "test photos", "test")
+    wid = _watchlist(rt)
+    real_store = bulk_enroll.store_subject
+    calls: list[str] = []
+
+    def authorise_after_first(*a: Any, **kw: Any) -> None:
+        real_store(*a, **kw)
+        if not calls:  # the list is authorised while the run goes on
+            authorise_watchlist(rt.tables, wid, "operator-2")
+        calls.append(a[5])
+
+    monkeypatch.setattr(bulk_enroll, "store_subject", authorise_after_first)
+    with pytest.raises(LifecycleError, match="is authorised"):
+        run_bulk(rt, wid, subjects, _opts(tmp_path, workers=1, io_threads=1))
+    assert [s.display_name for s in rt.tables.Subject.query(wid)] == ["Cory Gardner"]
+    with pytest.raises(LifecycleError, match="drafts only"):  # and a new run does not start
+        run_bulk(rt, wid, subjects, _opts(tmp_path, workers=1))
