@@ -38,7 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-images", type=int, default=1)
     p.add_argument("--configs", default="1x1,1x2,2x1", help="WORKERSxTHREADS, comma-separated")
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--compute-only", action="store_true",
+                   help="templates only, no AWS: CPU per subject and the steady rate (from the "
+                        "first template to the last, so without the workers' start-up)")
     args = p.parse_args(argv)
+    if args.compute_only:
+        return compute_only(args)
 
     from chalicelib.local import moto_server
     from chalicelib.local.session import local_session
@@ -75,6 +80,62 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(row), flush=True)
     finally:
         moto_server.stop(server)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+def compute_only(args: argparse.Namespace) -> int:
+    import resource
+    import time
+    from dataclasses import replace
+
+    from chalicelib.ops import bulk_enroll
+    from chalicelib.ops.bulk_sources import from_folder
+    from chalicelib.settings import Settings
+
+    def cpu() -> float:
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+    subjects = from_folder(args.data, "benchmark", "benchmark", args.max_images)
+    subjects = subjects[: args.subjects]
+    rows = []
+    for config in args.configs.split(","):
+        workers, threads = (int(v) for v in config.lower().split("x"))
+        settings = replace(Settings(), onnx_threads=threads)
+        inside = [0.0]
+        if workers <= 1:  # in this process: time what runs inside onnxruntime
+            from chalicelib.vision.factory import build_pipeline
+
+            pipe = build_pipeline(settings)  # cached: the one _computed will use
+            for session in (pipe.detector.session, pipe.recognizer.session):
+                session._acc = inside  # this configuration's counter
+                if not hasattr(session, "_timed"):
+                    session._timed = session.run
+
+                    def run(*a, _s=session, **kw):  # type: ignore[no-untyped-def]
+                        t = time.process_time()
+                        try:
+                            return _s._timed(*a, **kw)
+                        finally:
+                            _s._acc[0] += time.process_time() - t
+
+                    session.run = run
+        t0, c0, first = time.monotonic(), cpu(), None
+        for _ in bulk_enroll._computed(subjects, settings, workers):
+            first = first or time.monotonic()
+        end = time.monotonic()
+        row = {"config": config, "load_1min": round(os.getloadavg()[0], 1),
+               "wall_s": round(end - t0, 1), "first_result_s": round((first or end) - t0, 1),
+               "steady_subjects_per_s": round((len(subjects) - 1) / (end - (first or t0)), 2),
+               "cpu_s_per_subject": round((cpu() - c0) / len(subjects), 3)}
+        if workers <= 1:
+            row["onnxruntime_share_of_cpu"] = round(inside[0] / (cpu() - c0), 3)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(rows, indent=2) + "\n")

@@ -78,8 +78,9 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--baseline", default="9425147")
-    p.add_argument("--images", choices=["first", "all"], default="first",
-                   help="the first image of each identity (by name), or every image")
+    p.add_argument("--images", choices=["first", "all", "flat"], default="first",
+                   help="the first image of each identity (by name), every image, or every "
+                        "image of a folder without identity folders (e.g. crowds/)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
@@ -88,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         ["git", "show", f"{args.baseline}:chalicelib/matching/template.py"], cwd=REPO,
         check=True, capture_output=True, text=True).stdout
     folders = sorted(d for d in args.data.iterdir() if d.is_dir())
+    if args.images == "flat":
+        folders = [args.data]
     paths = []
     for d in folders:
         images = sorted(str(f) for f in d.iterdir() if f.suffix.lower() in (".jpg", ".png"))

@@ -285,8 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
     eb.add_argument("--source", help="where the images came from (default for every subject)")
     eb.add_argument("--reason", help="why these people are listed (default for every subject)")
     eb.add_argument("--by", default="operator", help="who enrolls (for the audit trail)")
-    eb.add_argument("--workers", type=int, default=0, help="processes (default: one per core)")
-    eb.add_argument("--threads", type=int, default=1, help="onnxruntime threads per process")
+    eb.add_argument("--workers", type=int, default=0,
+                    help="processes building templates (default: cores / threads)")
+    eb.add_argument("--threads", type=int, default=0,
+                    help="onnxruntime threads per process (default: 2 where there are 2 cores)")
     eb.add_argument("--max-images", type=int, default=10,
                     help="--folder: images per subject, first by name (default and most: 10)")
     eb.add_argument("--limit", type=int, help="the first N subjects only")

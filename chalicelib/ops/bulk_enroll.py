@@ -48,8 +48,8 @@ REPORT_COLUMNS = ["subject_id", "name", "where", "subject_status", "image", "ima
 class BulkOptions:
     journal: Path
     report: Path  # CSV; the JSON summary goes beside it (.json)
-    workers: int = 0  # processes building templates; 0: one per core
-    threads: int = 1  # onnxruntime threads per worker
+    workers: int = 0  # processes building templates; 0: see parallelism()
+    threads: int = 0  # onnxruntime threads per process; 0: see parallelism()
     io_threads: int = 4  # subjects written at once (the writes wait on the network)
     retry_refused: bool = False
     progress: bool = True
@@ -191,6 +191,18 @@ def _computed(subjects: list[BulkSubject], settings: Settings,
 # --- the run --------------------------------------------------------------------------------
 
 
+def parallelism(cores: int, workers: int = 0, threads: int = 0) -> tuple[int, int]:
+    """(processes, onnxruntime threads each) to keep `cores` busy; given values are kept.
+
+    Two threads per process: on this project's 2-core machine one process with two threads
+    built templates 13% faster (median of 6 interleaved pairs; shared machine) than two
+    processes, without their start-up (3-10 s) or a second copy of the models (~330 MB); more
+    threads per process scale less well on models this small (SFace: 1.74x from 2 threads)."""
+    threads = threads or (2 if cores >= 2 else 1)
+    workers = workers or max(1, cores // threads)
+    return workers, threads
+
+
 def _cpu_s() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -203,13 +215,13 @@ def run_bulk(rt: Any, watchlist_id: str, subjects: list[BulkSubject],
     from chalicelib.vision.factory import embedding_id
 
     t0, c0 = time.monotonic(), _cpu_s()
-    settings = replace(rt.settings, onnx_threads=max(1, opts.threads))
+    workers, threads = parallelism(os.cpu_count() or 1, opts.workers, opts.threads)
+    settings = replace(rt.settings, onnx_threads=threads)
     model_id = embedding_id(settings)
     tables, s3, bucket = rt.tables, rt.client("s3"), rt.settings.evidence_bucket
     check_enrollable(tables, watchlist_id, model_id)
     journal = Journal(opts.journal, watchlist_id, model_id)
-    workers = opts.workers or os.cpu_count() or 1
-    summary = BulkSummary(watchlist_id, len(subjects), workers=workers, threads=opts.threads)
+    summary = BulkSummary(watchlist_id, len(subjects), workers=workers, threads=threads)
     status: dict[str, str] = {}  # this run's outcome per input row (BulkSubject.where)
     try:
         existing = enrolled_ids(tables, watchlist_id)

@@ -207,3 +207,13 @@ def test_a_list_authorised_during_a_run_gains_no_one_after(rt, tmp_path: Path,
     assert [s.display_name for s in rt.tables.Subject.query(wid)] == ["Cory Gardner"]
     with pytest.raises(LifecycleError, match="drafts only"):  # and a new run does not start
         run_bulk(rt, wid, subjects, _opts(tmp_path, workers=1))
+
+
+def test_parallelism_keeps_every_core_busy() -> None:
+    from chalicelib.ops.bulk_enroll import parallelism
+
+    assert parallelism(1) == (1, 1)
+    assert parallelism(2) == (1, 2)
+    assert parallelism(16) == (8, 2)
+    assert parallelism(16, workers=3) == (3, 2)
+    assert parallelism(16, threads=1) == (16, 1)
