@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -109,6 +110,22 @@ def get_watchlist(watchlist_id):  # type: ignore[no-untyped-def]
 @_authed
 def add_subject(watchlist_id):  # type: ignore[no-untyped-def]
     return _call("add_subject", watchlist_id, body=True)
+
+
+@app.route("/watchlists/{watchlist_id}/subjects/batch", methods=["POST"], authorizer=AUTH)
+@_authed
+def add_subjects(watchlist_id):  # type: ignore[no-untyped-def]
+    return _call("add_subjects", watchlist_id, _remaining_s(), body=True)
+
+
+def _remaining_s():  # type: ignore[no-untyped-def]
+    """Seconds this invocation has left (Lambda's own clock; locally, from the timeout)."""
+    from chalicelib.api import API_TIMEOUT_S
+
+    ctx, start = app.lambda_context, time.monotonic()
+    if ctx is not None and hasattr(ctx, "get_remaining_time_in_millis"):
+        return lambda: ctx.get_remaining_time_in_millis() / 1000.0
+    return lambda: API_TIMEOUT_S - (time.monotonic() - start)
 
 
 @app.route("/watchlists/{watchlist_id}/subjects/{subject_id}", methods=["DELETE"],

@@ -6,11 +6,14 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import hashlib
 import json
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Literal, TypeVar
 
+from aws_lambda_powertools import Logger
 from chalice import (
     BadRequestError,
     ChaliceViewError,
@@ -19,22 +22,32 @@ from chalice import (
     NotFoundError,
     UnauthorizedError,
 )
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from chalicelib import names
 from chalicelib.alerts import adjudication
 from chalicelib.alerts.links import link_valid
 from chalicelib.auth import Forbidden, Principal, Unauthenticated, authenticate
 from chalicelib.matching.calibration import DEFAULT_TARGET_FPIR
+from chalicelib.matching.subject_face import FaceHint
 from chalicelib.matching.template import EnrollmentError
 from chalicelib.ops import audit, deployments, records, watchlists
 from chalicelib.ops.cameras import camera_upload_grant
 from chalicelib.ops.errors import NotFound
 from chalicelib.runtime import Runtime
+from chalicelib.settings import ConfigurationError
 from chalicelib.store.layout import ID_PATTERN
 from chalicelib.store.tables import utcnow
 
 M = TypeVar("M", bound=BaseModel)
+logger = Logger(service="lfr-api")
 
 
 class GoneError(ChaliceViewError):
@@ -55,11 +68,46 @@ class NewWatchlist(_Body):
     name: str = Field(min_length=1, max_length=200)
 
 
+# A face chosen by the operator in one image: its index in a refusal's listing, or a box.
+FaceChoice = int | tuple[float, float, float, float] | None
+
+
 class NewSubject(_Body):
     display_name: str = Field(min_length=1, max_length=200)
     images_b64: list[str] = Field(min_length=1, max_length=10)
     source: str = Field(min_length=1, max_length=500, description="where the image came from")
     reason: str = Field(min_length=1, max_length=500, description="why this person is listed")
+    faces: list[FaceChoice] | None = Field(
+        default=None, description="per image: null, a face index or a box [x1, y1, x2, y2], "
+                                  "for a photo refused as ambiguous")
+
+    @model_validator(mode="after")
+    def _one_choice_per_image(self) -> NewSubject:
+        if self.faces is not None and len(self.faces) != len(self.images_b64):
+            raise ValueError(f"faces: {len(self.faces)} choices for "
+                             f"{len(self.images_b64)} images")
+        return self
+
+
+# Within the API function's 20 s and 512 MB (at 512 MB Lambda gives ~0.3 of a vCPU): a request
+# carries at most this many subjects and images; the rest is for the next request.
+MAX_BATCH_SUBJECTS = 10
+MAX_BATCH_IMAGES = 20
+API_TIMEOUT_S = 20.0  # .chalice/config.json lambda_timeout
+BATCH_RESERVE_S = 3.0  # kept back for the response and the last writes
+ASSUMED_S_PER_IMAGE = 1.0  # before the first subject is timed
+
+
+class NewSubjects(_Body):
+    subjects: list[NewSubject] = Field(min_length=1, max_length=MAX_BATCH_SUBJECTS)
+
+    @model_validator(mode="after")
+    def _images_within_limit(self) -> NewSubjects:
+        n = sum(len(s.images_b64) for s in self.subjects)
+        if n > MAX_BATCH_IMAGES:
+            raise ValueError(f"{n} images; at most {MAX_BATCH_IMAGES} per request "
+                             "(send the rest in another)")
+        return self
 
 
 class NewDeployment(_Body):
@@ -127,6 +175,12 @@ def errors_to_http(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise NotFoundError(str(exc)) from None
         except watchlists.LifecycleError as exc:
             raise ConflictError(str(exc)) from None
+        except ConfigurationError as exc:
+            # The caller did nothing wrong: say so, and log what is wrong for the operator.
+            logger.error("configuration error", extra={"error": str(exc)})
+            raise ChaliceViewError(
+                "server configuration error: the service cannot process this request "
+                "(see its log)") from None
         except (EnrollmentError, ValueError) as exc:
             raise BadRequestError(str(exc)) from None
 
@@ -169,16 +223,67 @@ class Api:
     def add_subject(self, p: Principal, watchlist_id: str, body: Any) -> dict[str, Any]:
         p.require("operator")
         b = parse(NewSubject, body)
+        done = self._enroll(p, watchlist_id, b, _images(b), None)
+        return {"subject_id": done.subject_id, "image_quality": done.image_quality,
+                "faces": [list(r.box) if r.box else None for r in done.template.results]}
+
+    def add_subjects(self, p: Principal, watchlist_id: str,
+                     remaining_s: Callable[[], float], body: Any) -> dict[str, Any]:
+        """Many subjects in one request, each enrolled or refused on its own (one bad image
+        loses nothing else); those the time left would not cover come back not_processed, to
+        be sent again. Embeddings are made here, never taken from the caller: a vector sent in
+        could be made to match anyone, and it could not be checked against the reference image
+        kept as evidence."""
+        p.require("operator")
+        b = parse(NewSubjects, body)
+        watchlists.check_enrollable(self.tables, watchlist_id, self.rt.model_id)
+        results: list[dict[str, Any]] = []
+        per_image, started = ASSUMED_S_PER_IMAGE, time.monotonic()
+        images_done = 0
+        for i, sub in enumerate(b.subjects):
+            if remaining_s() - BATCH_RESERVE_S < per_image * len(sub.images_b64):
+                results += [{"index": k, "status": "not_processed",
+                             "reason": "not enough time left in this request: send it again"}
+                            for k in range(i, len(b.subjects))]
+                break
+            results.append({"index": i, **self._enroll_one(p, watchlist_id, sub)})
+            images_done += len(sub.images_b64)
+            per_image = max(0.05, (time.monotonic() - started) / images_done)
+        counts = {k: sum(r["status"] == k for r in results)
+                  for k in ("enrolled", "already_enrolled", "refused", "not_processed")}
+        return {"watchlist_id": watchlist_id, **counts, "results": results}
+
+    def _enroll_one(self, p: Principal, watchlist_id: str, sub: NewSubject) -> dict[str, Any]:
+        """Its id comes from its name and images: the same subject sent again (a client
+        retrying after a timeout) is recognised, and one id never stands for other images."""
         try:
-            images = [(f"image {i + 1}", base64.b64decode(x, validate=True))
-                      for i, x in enumerate(b.images_b64)]
-        except (binascii.Error, ValueError):
-            raise BadRequestError("images_b64: each image must be base64") from None
-        done = watchlists.enroll_subject(
+            images = _images(sub)
+            sid = batch_subject_id(sub.display_name, images)
+            done = self._enroll(p, watchlist_id, sub, images, sid)
+        except watchlists.AlreadyEnrolled:
+            return {"status": "already_enrolled", "subject_id": sid}
+        except (BadRequestError, EnrollmentError) as exc:
+            refused = getattr(exc, "results", [])
+            return {"status": "refused", "reason": str(exc),
+                    "images": [{"code": r.code, "reason": r.reason, "faces": r.faces}
+                               for r in refused]}
+        return {"status": "enrolled", "subject_id": done.subject_id,
+                "image_quality": done.image_quality,
+                "faces": [list(r.box) if r.box else None for r in done.template.results]}
+
+    def _enroll(self, p: Principal, watchlist_id: str, b: NewSubject,
+                images: list[tuple[str, bytes]], subject_id: str | None) -> Any:
+        hints = None
+        if b.faces is not None:
+            try:
+                hints = [_hint(f) for f in b.faces]
+            except ValueError as exc:
+                raise BadRequestError(f"faces: {exc}") from None
+        return watchlists.enroll_subject(
             self.tables, self.rt.client("s3"), self.rt.settings.evidence_bucket,
             self.rt.pipeline, watchlist_id, b.display_name, images, source=b.source,
-            reason=b.reason, actor=p.sub)
-        return {"subject_id": done.subject_id, "image_quality": done.image_quality}
+            reason=b.reason, actor=p.sub, hints=hints, subject_id=subject_id,
+            max_pixels=self.rt.settings.max_reference_pixels, only_new=subject_id is not None)
 
     def remove_subject(self, p: Principal, watchlist_id: str, subject_id: str) -> dict[str, Any]:
         p.require("operator")
@@ -310,6 +415,30 @@ class Api:
         rec = records.transparency_record(self.tables, deployment_id)
         audit.record(self.tables, deployment_id, p.sub, "record.generated", deployment_id)
         return rec
+
+
+def _images(b: NewSubject) -> list[tuple[str, bytes]]:
+    try:
+        return [(f"image {i + 1}", base64.b64decode(x, validate=True))
+                for i, x in enumerate(b.images_b64)]
+    except (binascii.Error, ValueError):
+        raise BadRequestError("images_b64: each image must be base64") from None
+
+
+def _hint(choice: FaceChoice) -> FaceHint | None:
+    if choice is None:
+        return None
+    if isinstance(choice, int):
+        return FaceHint(index=choice)
+    return FaceHint(box=tuple(float(v) for v in choice))  # type: ignore[arg-type]
+
+
+def batch_subject_id(display_name: str, images: list[tuple[str, bytes]]) -> str:
+    """The same name and images give the same id: a subject sent twice is enrolled once."""
+    h = hashlib.sha256(display_name.encode("utf-8"))
+    for _, data in images:
+        h.update(hashlib.sha256(data).digest())
+    return f"s-{h.hexdigest()[:16]}"
 
 
 def _presign(s3: Any, bucket: str, key: str) -> str:

@@ -113,10 +113,21 @@ def cmd_local_pump(args: argparse.Namespace) -> int:
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
+    from chalicelib.matching.subject_face import FaceHint
     from chalicelib.matching.template import EnrollmentError
     from chalicelib.ops.watchlists import create_watchlist, enroll_subject
     from chalicelib.runtime import Runtime
 
+    faces = args.face or []
+    if len(faces) > len(args.image):
+        print("more --face than --image", file=sys.stderr)
+        return 2
+    try:
+        hints = [FaceHint.parse(f) if f not in ("", "-") else None for f in faces]
+    except ValueError as exc:
+        print(f"not enrolled: {exc}", file=sys.stderr)
+        return 2
+    hints += [None] * (len(args.image) - len(hints))
     rt = Runtime(_settings())
     tables = rt.tables
     if args.create:
@@ -127,11 +138,60 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         done = enroll_subject(
             tables, rt.client("s3"), rt.settings.evidence_bucket, rt.pipeline, args.watchlist,
             args.name, images, source=args.source, reason=args.reason, actor=args.by,
+            hints=hints, max_pixels=rt.settings.max_reference_pixels,
         )
     except EnrollmentError as exc:
         print(f"not enrolled: {exc}", file=sys.stderr)
         return 2
     print(json.dumps({"subject_id": done.subject_id, "image_quality": done.image_quality}))
+    return 0
+
+
+def cmd_enroll_bulk(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from chalicelib.ops import bulk_sources
+    from chalicelib.ops.bulk_enroll import BulkOptions, run_bulk
+    from chalicelib.ops.watchlists import LifecycleError, create_watchlist
+    from chalicelib.runtime import Runtime
+    from chalicelib.settings import ConfigurationError
+    from chalicelib.vision.factory import embedding_id
+
+    try:
+        if args.folder:
+            if not (args.source and args.reason):
+                print("--folder needs --source and --reason (they apply to every subject)",
+                      file=sys.stderr)
+                return 2
+            subjects = bulk_sources.from_folder(Path(args.folder), args.source, args.reason,
+                                                args.max_images)
+        else:
+            subjects = bulk_sources.from_manifest(Path(args.manifest), args.source or "",
+                                                  args.reason or "")
+    except (OSError, ValueError) as exc:
+        print(f"cannot read the input: {exc}", file=sys.stderr)
+        return 2
+    if args.limit is not None:
+        subjects = subjects[: args.limit]
+    rt = Runtime(_settings())
+    if args.create:
+        create_watchlist(rt.tables, args.watchlist, embedding_id(rt.settings),
+                         watchlist_id=args.watchlist, created_by=args.by)
+    opts = BulkOptions(
+        journal=Path(args.journal or STATE.parent / f"enroll-{args.watchlist}.journal.jsonl"),
+        report=Path(args.report or f"enroll-{args.watchlist}-report.csv"),
+        workers=args.workers, threads=args.threads, retry_refused=args.retry_refused,
+        progress=not args.quiet, actor=args.by)
+    try:
+        summary = run_bulk(rt, args.watchlist, subjects, opts)
+    except (LifecycleError, ConfigurationError, ValueError) as exc:  # not a draft, no model...
+        print(f"stopped: {exc} (what was done is in {opts.journal}; run again to resume)",
+              file=sys.stderr)
+        return 2
+    out = asdict(summary)
+    out["refusal_rate"] = round(summary.refusal_rate, 4)
+    out["report"] = str(opts.report)
+    print(json.dumps(out))
     return 0
 
 
@@ -262,7 +322,39 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("--reason", help="why this person is on the watchlist")
     en.add_argument("--create", action="store_true", help="create the watchlist first")
     en.add_argument("--by", default="operator", help="who enrolls (for the audit trail)")
+    en.add_argument("--face", action="append", metavar="INDEX|X1,Y1,X2,Y2",
+                    help="which face, per --image in order ('-' for the rule's choice), where "
+                         "a photo was refused as ambiguous: an index or a box from the refusal")
     en.set_defaults(func=cmd_enroll)
+
+    eb = sub.add_parser(
+        "enroll-bulk", help="enroll many subjects from a folder or a manifest CSV (resumable)",
+        description="Models loaded once per worker, every core busy, a progress bar, a journal "
+                    "to resume from after a crash (subjects already on the list are skipped) "
+                    "and a per-image report of what was refused and why.")
+    src = eb.add_mutually_exclusive_group(required=True)
+    src.add_argument("--folder", help="one sub-folder per subject (as demo/people)")
+    src.add_argument("--manifest", help="CSV with columns name, images (';'-separated, "
+                                        "relative to the CSV), source, reason; optional faces")
+    eb.add_argument("--watchlist", required=True)
+    eb.add_argument("--create", action="store_true", help="create the watchlist first")
+    eb.add_argument("--source", help="where the images came from (default for every subject)")
+    eb.add_argument("--reason", help="why these people are listed (default for every subject)")
+    eb.add_argument("--by", default="operator", help="who enrolls (for the audit trail)")
+    eb.add_argument("--workers", type=int, default=0,
+                    help="processes building templates (default: cores / threads)")
+    eb.add_argument("--threads", type=int, default=0,
+                    help="onnxruntime threads per process (default: 2 where there are 2 cores)")
+    eb.add_argument("--max-images", type=int, default=10,
+                    help="--folder: images per subject, first by name (default and most: 10)")
+    eb.add_argument("--limit", type=int, help="the first N subjects only")
+    eb.add_argument("--journal", help="default .lfr/enroll-<watchlist>.journal.jsonl")
+    eb.add_argument("--report", help="per-image CSV (and .json summary beside it); "
+                                     "default enroll-<watchlist>-report.csv")
+    eb.add_argument("--retry-refused", action="store_true",
+                    help="build again subjects the journal records as refused")
+    eb.add_argument("--quiet", action="store_true", help="no progress bar")
+    eb.set_defaults(func=cmd_enroll_bulk)
 
     dp = sub.add_parser("deployment", help="deployments")
     dsub = dp.add_subparsers(dest="action", required=True)

@@ -15,6 +15,11 @@ POLICY_LIMIT_H = 24
 SWEEP_INTERVAL_MIN = 15
 
 
+class ConfigurationError(RuntimeError):
+    """The service itself is set up wrong (e.g. a model file missing where the stage config
+    says it is): a 500 for the operator of the service to fix, never the caller's 4xx."""
+
+
 def _get(env: Mapping[str, str], name: str, default: str) -> str:
     value = env.get(name)
     return default if value is None or value == "" else value
@@ -84,6 +89,9 @@ class Settings:
     max_frame_bytes: int = 4 * 1024 * 1024
     max_frame_pixels: int = 3840 * 2160
     max_batch_bytes: int = 64 * 1024 * 1024
+    # Reference images (enrollment) over this many pixels are refused before decoding: 24 MP
+    # (6000x4000) decodes to 72 MB in 0.2-0.4 CPU-s here, inside the API function's 512 MB.
+    max_reference_pixels: int = 6000 * 4000
     # Vision. Empty model paths mean the files shipped in the pinned wheels.
     detector_path: str = ""
     detector_sha256: str = ""

@@ -60,6 +60,22 @@ def publish_layer(lam: Any, stage: str, content: bytes, runtime: str) -> str:
     )["LayerVersionArn"]
 
 
+def staged_config(stage: str, layer_arn: str) -> dict[str, Any]:
+    """The project's config with the inference layer attached to the stage, and its functions
+    pointed at the layer's model files where the stage does not say already. The local stage
+    sets no model paths, so that `chalice local --stage local` (which applies the stage's
+    api_handler environment) reads the wheels' models; its deployed functions read the layer's."""
+    from chalicelib.vision.models import layer_model_env
+
+    config = json.loads((REPO / ".chalice" / "config.json").read_text())
+    entry = config["stages"][stage]
+    entry["layers"] = [layer_arn]
+    env = entry.setdefault("environment_variables", {})
+    for key, value in layer_model_env().items():
+        env.setdefault(key, value)
+    return config
+
+
 def stage_project(stage: str, layer_arn: str, account: str, requirements: bool) -> Path:
     """A copy of the project that `chalice deploy` runs in: config and policies for this account."""
     dest = REPO / "build" / "deploy" / stage
@@ -76,8 +92,7 @@ def stage_project(stage: str, layer_arn: str, account: str, requirements: bool) 
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     reqs = (REPO / "requirements.txt").read_text() if requirements else ""
     (dest / "requirements.txt").write_text(reqs)
-    config = json.loads((REPO / ".chalice" / "config.json").read_text())
-    config["stages"][stage]["layers"] = [layer_arn]
+    config = staged_config(stage, layer_arn)
     (dest / ".chalice" / "config.json").write_text(json.dumps(config, indent=2))
     for fn, entry in config["stages"][stage].get("lambda_functions", {}).items():
         if "iam_policy_file" in entry:
@@ -116,8 +131,10 @@ def check(session: boto3.session.Session, stage: str, layer_arn: str,
           functions: list[str], runtime: str) -> list[str]:
     """What got deployed, against what should have been. Returns the failures (empty: all good)."""
     lam, iam, sqs = session.client("lambda"), session.client("iam"), session.client("sqs")
+    from chalicelib.vision.models import layer_model_env
+
     sp = spec_mod.build(spec_mod.stage_settings(stage))
-    config = json.loads((REPO / ".chalice" / "config.json").read_text())
+    config = staged_config(stage, layer_arn)
     expected_env = {**config.get("environment_variables", {}),
                     **config["stages"][stage].get("environment_variables", {})}
     sources = _app(stage).event_sources
@@ -155,6 +172,9 @@ def check(session: boto3.session.Session, stage: str, layer_arn: str,
         missing = {k: v for k, v in {**expected_env, **fn_env}.items() if env.get(k) != v}
         expect(not missing, f"{name} environment has {sorted({**expected_env, **fn_env})}"
                + (f" (wrong or missing: {sorted(missing)})" if missing else ""))
+        layer_env = layer_model_env()
+        expect(all(env.get(k) == v for k, v in layer_env.items()),
+               f"{name} reads the models from the layer ({layer_env['LFR_DETECTOR_PATH']}, ...)")
         role = conf["Role"].rsplit("/", 1)[1]
         names = iam.list_role_policies(RoleName=role)["PolicyNames"]
         docs = [iam.get_role_policy(RoleName=role, PolicyName=n)["PolicyDocument"]

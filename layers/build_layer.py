@@ -33,8 +33,9 @@ LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024  # function + all layers, unzipped (La
 PYTHON_VERSION = "3.12"
 GLIBC_MINOR = 34  # Amazon Linux 2023
 MACHINE = {"arm64": "aarch64", "x86_64": "x86_64"}
-DETECTOR_FILE = "retinaface-mnet025.onnx"
-RECOGNIZER_FILE = "face_recognition_sface_2021dec_int8bq.onnx"
+# File names under /opt/models: chalicelib.vision.models.layer_model_env() points functions at them.
+DETECTOR_FILE = "retinaface-mnet025.onnx"  # = models.LAYER_DETECTOR_FILE (a test checks)
+RECOGNIZER_FILE = "face_recognition_sface_2021dec_int8bq.onnx"  # = models.LAYER_RECOGNIZER_FILE
 
 # Paths (relative to python/) that Lambda never imports.
 TRIM_DIRS = [

