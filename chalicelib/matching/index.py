@@ -10,9 +10,9 @@ docs/performance.md):
   layout streams them at memory speed; on (subjects, dims) it ran 1.7x slower for one probe.
 - Scores are made one block of subjects at a time, so the (probes x subjects) score matrix is
   never written to memory (256 MB for 64 probes at 1,000,000 subjects).
-- Top-1, what the worker asks for, is an argmax per block. Top-k keeps a running k-th best per
-  probe and looks only at the scores above it: after the first block that is a compare, not a
-  partition.
+- Top-1, what the worker asks for, is an argmax per block. Top-k partitions the first block
+  only; after it, a block costs a compare with a k-th best so far, and the few scores above it
+  wait to be merged in bulk.
 BLAS threads are limited by the worker runtime (chalicelib.matching.blas), not here.
 """
 
@@ -78,27 +78,41 @@ def top_k(probes: np.ndarray, columns: np.ndarray, k: int,
     b, n = probes.shape[0], columns.shape[1]
     best_v = np.full((b, k), -np.inf, np.float32)
     best_i = np.full((b, k), n, np.int64)  # n: "none yet", sorts after every real index
+    # A score enters only if strictly above `floor`, a k-th best among earlier subjects (so an
+    # equal score, having a higher index, would lose). A stale, lower floor only lets more
+    # candidates wait in `held`; they are merged when there are many, and at the end.
+    floor = np.full(b, -np.inf, np.float32)
+    held: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    waiting = 0
     for start in range(0, n, block):
         s = probes @ columns[:, start:start + block]
-        # Strictly above the k-th best so far: an equal score here has a higher index, so loses.
-        hit = s > best_v[:, -1:]
-        if s.shape[1] > k and np.count_nonzero(hit, axis=1).max() > 4 * k:
-            # The first block (or an adversarial order): keep this block's own top k, and every
-            # score tied with its k-th, so the tie rule holds.
+        if start == 0 and s.shape[1] > k:
+            # This block's own k-th best, and every score tied with it.
             kth = np.partition(s, s.shape[1] - k, axis=1)[:, s.shape[1] - k]
-            hit &= s >= kth[:, None]
-        rows, cols = np.nonzero(hit)
-        if rows.size == 0:
-            continue
-        best_i, best_v = _merge(best_i, best_v, rows, cols + start, s[rows, cols], k)
+            rows, cols = np.nonzero(s >= kth[:, None])
+            floor = kth  # k subjects already score at least this
+        else:
+            rows, cols = np.nonzero(s > floor[:, None])
+        if rows.size:
+            held.append((rows, cols + start, s[rows, cols]))
+            waiting += rows.size
+        if waiting > 8 * k * b or (start == 0 and s.shape[1] <= k):
+            best_i, best_v = _merge(best_i, best_v, held, k)
+            floor, held, waiting = best_v[:, -1], [], 0
+    if held:
+        best_i, best_v = _merge(best_i, best_v, held, k)
     return best_i, best_v
 
 
-def _merge(best_i: np.ndarray, best_v: np.ndarray, rows: np.ndarray, idx: np.ndarray,
-           val: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The running top-k with new (row, index, score) candidates (rows ascending), vectorised."""
+def _merge(best_i: np.ndarray, best_v: np.ndarray,
+           held: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+           k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The running top-k with the held (row, index, score) candidates, vectorised."""
+    rows, idx, val = (np.concatenate(part) for part in zip(*held, strict=True))
     b = best_i.shape[0]
     counts = np.bincount(rows, minlength=b)
+    by_row = np.argsort(rows, kind="stable")
+    rows, idx, val = rows[by_row], idx[by_row], val[by_row]
     slot = np.arange(rows.size) - np.repeat(np.cumsum(counts) - counts, counts)
     pad_v = np.full((b, int(counts.max())), -np.inf, np.float32)
     pad_i = np.full(pad_v.shape, np.iinfo(np.int64).max, np.int64)
