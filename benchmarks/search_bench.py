@@ -7,9 +7,10 @@ The bound is the CPU time to read the (subjects x 128) float32 template matrix o
 of np.sum and np.max over it, best of several. At 17,000 subjects (8.7 MB) the matrix stays in
 this CPU's 32 MB L3 between calls, so that read is faster than main memory; the time to read it
 from main memory (at the rate measured on a 512 MB array) is printed too. A batch of B probes
-needs the templates once, so the bound per probe is that time / B. A second floor is printed beside it: the multiply-adds
-(2 x B x 128 x N flops) at this CPU's measured sgemm rate on cache-resident operands. Above a few
-probes per batch it, not memory, is what exact float32 search can reach on this CPU.
+needs the templates once, so the bound per probe is that time / B. A second floor is printed
+beside it: the multiply-adds (2 x B x 128 x N flops) at this CPU's measured sgemm rate on
+cache-resident operands. Above a few probes per batch it, not memory, is what exact float32
+search can reach on this CPU.
 
 CPU time is getrusage of the process (user + system, all threads), so the spinning of idle
 OpenBLAS threads between calls is counted: each figure is the CPU of a run of consecutive calls
