@@ -29,11 +29,12 @@ def _by_score_then_index(scores: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-scores, axis=1, kind="stable")[:, :k]
 
 
+@pytest.mark.parametrize("b", [1, 3, 9])  # one probe; one product per probe; one sgemm
 @pytest.mark.parametrize("k", [1, 2, 5, 20])
-def test_same_top_k_as_the_original_search_across_blocks(k: int) -> None:
+def test_same_top_k_as_the_original_search_across_blocks(k: int, b: int) -> None:
     rng = np.random.default_rng(k)
     n = 2 * BLOCK + 1234  # three blocks, the last one partial
-    templates, probes = _units(rng, n), _units(rng, 9)
+    templates, probes = _units(rng, n), _units(rng, b)
     index = ExactIndex([f"s{i}" for i in range(n)], templates, "m")
     got = index.search(probes, k=k)
     want_i, want_v = _original(index.templates, probes, k)
@@ -76,6 +77,8 @@ def test_ties_rank_by_position_earlier_first(block: int, k: int) -> None:
     np.testing.assert_array_equal(val, np.take_along_axis(exact, want, 1).astype(np.float32))
     assert list(idx[0]) == list(range(k))
     assert list(idx[1][:min(k, 31)]) == ([10, *range(200, 230)])[:k]
+    few, _ = top_k(probes[:3], np.ascontiguousarray(templates.T), k, block=block)  # per-probe
+    np.testing.assert_array_equal(few, want[:3])
 
 
 @pytest.mark.parametrize("k", [1, 4])
