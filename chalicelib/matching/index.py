@@ -6,10 +6,12 @@ the true nearest subject.
 
 How the search stays near the cost of reading the templates once (issue 12,
 docs/performance.md):
-- Templates are held transposed, (dims, subjects) C-contiguous. OpenBLAS's sgemv/sgemm on that
-  layout streams them at memory speed; on (subjects, dims) it ran 1.7x slower for one probe.
-- Scores are made one block of subjects at a time, so the (probes x subjects) score matrix is
-  never written to memory (256 MB for 64 probes at 1,000,000 subjects).
+- Templates are held transposed, in blocks of subjects, each block (dims, subjects) and
+  C-contiguous. OpenBLAS's sgemv/sgemm on that layout streams them at memory speed; on
+  (subjects, dims) it ran 1.7x slower for one probe, and slices of one (dims, all subjects)
+  array ran 1.3x slower for 4 probes than contiguous blocks.
+- Scores are made one block at a time, so the (probes x subjects) score matrix is never written
+  to memory (256 MB for 64 probes at 1,000,000 subjects).
 - Top-1, what the worker asks for, is an argmax per block. Top-k partitions the first block
   only; after it, a block costs a compare with a k-th best so far, and the few scores above it
   wait to be merged in bulk.
@@ -46,13 +48,16 @@ class ExactIndex:
             raise ValueError("a template has zero norm")
         self.subject_ids = list(subject_ids)
         unit = templates / np.where(norms > 0, norms, 1.0)
-        self.columns = np.ascontiguousarray(unit.T)  # (dims, subjects): see the module doc
+        self.blocks = column_blocks(unit)  # see the module doc
+        self.dims = templates.shape[1]
         self.model_id = model_id
 
     @property
     def templates(self) -> np.ndarray:
-        """(subjects, dims) unit templates: a view, not a second copy."""
-        return self.columns.T
+        """(subjects, dims) unit templates (a copy: the index holds only its blocks)."""
+        if not self.blocks:
+            return np.zeros((0, self.dims), np.float32)
+        return np.concatenate(self.blocks, axis=1).T
 
     def __len__(self) -> int:
         return len(self.subject_ids)
@@ -65,20 +70,26 @@ class ExactIndex:
         probes = np.ascontiguousarray(np.atleast_2d(np.asarray(probes, dtype=np.float32)))
         if len(self) == 0 or probes.shape[0] == 0:
             return [[] for _ in range(probes.shape[0])]
-        idx, val = top_k(probes, self.columns, max(1, min(k, len(self))))
+        idx, val = top_k(probes, self.blocks, max(1, min(k, len(self))))
         return [[Candidate(self.subject_ids[j], s) for j, s in zip(ri, rv, strict=True)]
                 for ri, rv in zip(idx.tolist(), val.tolist(), strict=True)]
 
 
-def top_k(probes: np.ndarray, columns: np.ndarray, k: int,
-          block: int = BLOCK) -> tuple[np.ndarray, np.ndarray]:
-    """(indices, scores), each (probes, k), best first, of probes @ columns; ties: lower index.
+def column_blocks(unit: np.ndarray, block: int = BLOCK) -> list[np.ndarray]:
+    """(subjects, dims) -> contiguous (dims, <= block) arrays, in order (one copy in all)."""
+    return [np.ascontiguousarray(unit[start:start + block].T)
+            for start in range(0, unit.shape[0], block)]
 
-    `columns` is (dims, subjects); k <= subjects.
+
+def top_k(probes: np.ndarray, blocks: list[np.ndarray],
+          k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, scores), each (probes, k), best first, over the blocks; ties: lower index.
+
+    `blocks` as column_blocks makes them; k <= subjects.
     """
     if k == 1:
-        return _top_1(probes, columns, block)
-    b, n = probes.shape[0], columns.shape[1]
+        return _top_1(probes, blocks)
+    b, n = probes.shape[0], sum(blk.shape[1] for blk in blocks)
     best_v = np.full((b, k), -np.inf, np.float32)
     best_i = np.full((b, k), n, np.int64)  # n: "none yet", sorts after every real index
     # A score enters only if strictly above `floor`, a k-th best among earlier subjects (so an
@@ -87,8 +98,9 @@ def top_k(probes: np.ndarray, columns: np.ndarray, k: int,
     floor = np.full(b, -np.inf, np.float32)
     held: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     waiting = 0
-    for start in range(0, n, block):
-        s = _scores(probes, columns[:, start:start + block])
+    start = 0
+    for blk in blocks:
+        s = _scores(probes, blk)
         if start == 0 and s.shape[1] > k:
             # This block's own k-th best, and every score tied with it.
             kth = np.partition(s, s.shape[1] - k, axis=1)[:, s.shape[1] - k]
@@ -102,6 +114,7 @@ def top_k(probes: np.ndarray, columns: np.ndarray, k: int,
         if waiting > 8 * k * b or (start == 0 and s.shape[1] <= k):
             best_i, best_v = _merge(best_i, best_v, held, k)
             floor, held, waiting = best_v[:, -1], [], 0
+        start += s.shape[1]
     if held:
         best_i, best_v = _merge(best_i, best_v, held, k)
     return best_i, best_v
@@ -133,16 +146,17 @@ def _scores(probes: np.ndarray, block: np.ndarray) -> np.ndarray:
     return probes @ block
 
 
-def _top_1(probes: np.ndarray, columns: np.ndarray,
-           block: int) -> tuple[np.ndarray, np.ndarray]:
+def _top_1(probes: np.ndarray, blocks: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     rows = np.arange(probes.shape[0])
     best_i = np.zeros(probes.shape[0], np.int64)
     best_v = np.full(probes.shape[0], -np.inf, np.float32)
-    for start in range(0, columns.shape[1], block):
-        s = _scores(probes, columns[:, start:start + block])
+    start = 0
+    for blk in blocks:
+        s = _scores(probes, blk)
         j = s.argmax(axis=1)  # the first of equal maxima
         v = s[rows, j]
         better = v > best_v  # strict: an earlier block keeps a tie
         best_v = np.where(better, v, best_v)
         best_i = np.where(better, j + start, best_i)
+        start += s.shape[1]
     return best_i[:, None], best_v[:, None]

@@ -7,7 +7,7 @@ import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from chalicelib.matching.blas import limit_blas_threads
-from chalicelib.matching.index import BLOCK, ExactIndex, top_k
+from chalicelib.matching.index import BLOCK, ExactIndex, column_blocks, top_k
 from chalicelib.runtime import Runtime
 from chalicelib.settings import Settings
 
@@ -71,13 +71,13 @@ def test_ties_rank_by_position_earlier_first(block: int, k: int) -> None:
     probes[0] = 0  # every score 0: the first k subjects
     probes[1] = templates[10]  # its 31 copies tie at the top
     exact = probes.astype(np.float64) @ templates.T.astype(np.float64)
-    idx, val = top_k(probes, np.ascontiguousarray(templates.T), k, block=block)
+    idx, val = top_k(probes, column_blocks(templates, block), k)
     want = _by_score_then_index(exact, k)
     np.testing.assert_array_equal(idx, want)
     np.testing.assert_array_equal(val, np.take_along_axis(exact, want, 1).astype(np.float32))
     assert list(idx[0]) == list(range(k))
     assert list(idx[1][:min(k, 31)]) == ([10, *range(200, 230)])[:k]
-    few, _ = top_k(probes[:3], np.ascontiguousarray(templates.T), k, block=block)  # per-probe
+    few, _ = top_k(probes[:3], column_blocks(templates, block), k)  # one product per probe
     np.testing.assert_array_equal(few, want[:3])
 
 
@@ -88,7 +88,7 @@ def test_scores_rising_with_position_every_block_has_new_best(k: int) -> None:
     templates = _units(rng, 5000)
     probe = _units(rng, 1)
     templates = templates[np.argsort(templates @ probe[0])]
-    idx, _ = top_k(probe, np.ascontiguousarray(templates.T), k, block=256)
+    idx, _ = top_k(probe, column_blocks(templates, 256), k)
     assert list(idx[0]) == list(range(4999, 4999 - k, -1))
 
 
