@@ -9,7 +9,7 @@ docs/performance.md):
 - Templates are held transposed, in blocks of subjects, each block (dims, subjects) and
   C-contiguous. OpenBLAS's sgemv/sgemm on that layout streams them at memory speed; on
   (subjects, dims) it ran 1.7x slower for one probe, and slices of one (dims, all subjects)
-  array ran 1.3x slower for 4 probes than contiguous blocks.
+  array ran 1.2x slower for 4 probes than contiguous blocks.
 - Scores are made one block at a time, so the (probes x subjects) score matrix is never written
   to memory (256 MB for 64 probes at 1,000,000 subjects).
 - Top-1, what the worker asks for, is an argmax per block. Top-k partitions the first block
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 # Subjects per block: 8192 x 128 float32 = 4 MB of templates; the scores of 64 probes on a
-# block are 2 MB and stay in cache. 2048-32768 measured within noise of each other.
+# block are 2 MB and stay in cache. 2048-8192 measured within noise; 32768 was slower for batches.
 BLOCK = 8192
 # Up to this many probes, one matrix-vector product per probe on a block (while it is in cache)
 # beat OpenBLAS's sgemm, whose small-M kernel ran 2 and 4 probes at 1.4x and 1.7x the CPU.
