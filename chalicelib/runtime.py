@@ -11,6 +11,7 @@ from typing import Any
 
 from chalicelib import clients, names
 from chalicelib.ingest.batch_reads import BatchReader
+from chalicelib.matching.blas import limit_blas_threads
 from chalicelib.ops.watchlists import IndexCache
 from chalicelib.settings import Settings
 from chalicelib.store.tables import Tables, tables
@@ -26,6 +27,8 @@ class Runtime:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # numpy is loaded already (the index cache imports it); cap its BLAS before any search.
+        limit_blas_threads(settings.blas_threads)
         self.index_cache = IndexCache()
         self.batch_reader = BatchReader()
 

@@ -100,6 +100,9 @@ class Settings:
     onnx_threads: int = 1
     # Let idle onnxruntime threads spin-wait (lower latency per call, ~2x the CPU at 2 threads).
     onnx_spinning: bool = False
+    # numpy's BLAS threads (the 1:N search): its idle threads spin; one reads templates at memory
+    # speed (docs/performance.md, issue 12).
+    blas_threads: int = 1
     detect_max_side: int = 960
     # Images smaller than this (reference photos, thumbnails) are upscaled before detection:
     # on faces/dev (seed 0, enroll 1) TPIR at FPIR 0.001 went 0.927 -> 0.946 (0.938 at 320).
