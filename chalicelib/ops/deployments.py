@@ -51,6 +51,7 @@ def operating_points(model_id: str, watchlist: dict[int, int], threshold: float,
     compare against would take: thresholds, expected FPIR with its interval, and whether the
     figure was counted on background faces or extrapolated by the fitted tail."""
     from chalicelib.matching.calibration import (
+        MIN_COUNTED,
         POLICE_TARGETS,
         as_calibration,
         load_stats,
@@ -69,7 +70,7 @@ def operating_points(model_id: str, watchlist: dict[int, int], threshold: float,
         "expected_fpir": cal.fpir(threshold, gallery),
         "expected_fpir_95": [lo, hi],
         "background_impostor_scores_at_or_above": [counted, total],
-        "extrapolated": counted < 10,
+        "extrapolated": counted < MIN_COUNTED,
         "at_police_rates": [
             {"target_fpir": pt.target_fpir, "threshold": pt.threshold,
              "expected_fpir": pt.expected_fpir, "expected_fpir_95": [pt.fpir_low, pt.fpir_high],
