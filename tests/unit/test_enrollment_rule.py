@@ -24,6 +24,7 @@ from chalicelib.evaluation.openset import (
 from chalicelib.matching.subject_face import AMBIGUOUS, FaceHint
 from chalicelib.matching.template import EnrollmentError, build_template
 from chalicelib.settings import Settings
+from chalicelib.vision import decode as bounded_decode
 from chalicelib.vision import reference_image
 from chalicelib.vision.factory import build_pipeline
 from chalicelib.vision.reference_image import ReferenceImageError, decode_reference, image_size
@@ -145,7 +146,7 @@ def test_a_huge_png_small_on_disk_is_refused_before_decoding(huge_png, pipeline,
     assert len(huge_png) < 1_500_000
     assert image_size(huge_png) == ("png", 16_000, 16_000)
     decoded = []
-    monkeypatch.setattr(reference_image.cv2, "imdecode",
+    monkeypatch.setattr(bounded_decode.cv2, "imdecode",
                         lambda *a: decoded.append(1) or cv2.imdecode(*a))
     t0 = time.process_time()
     with pytest.raises(EnrollmentError, match="256.0 megapixels") as refused:

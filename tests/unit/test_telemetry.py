@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO
 
 BUILD_AND_RUN = """
@@ -53,4 +55,7 @@ def test_without_the_switch_onnxruntime_does_write_there(tmp_path) -> None:
     # The check above can fail: onnxruntime 1.32 as installed leaves its device id and event
     # cache in ~/.cache/Microsoft/DeveloperTools/ when nothing turns it off.
     left = _run(PLAIN, tmp_path / "home")
+    if not left:  # seen on a clean CI machine: this build wrote nothing even when left on
+        pytest.skip("onnxruntime wrote no usage data here even without the switch, so the "
+                    "check above cannot be shown to fail on this machine")
     assert any(p.startswith(".cache/Microsoft/DeveloperTools") for p in left), left
