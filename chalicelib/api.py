@@ -307,11 +307,9 @@ class Api:
             ends_at=b.ends_at, authorising_officer=b.authorising_officer, reason=b.reason,
             created_by=p.sub, differentials_path=self.rt.settings.differentials_path)
         out = {**self.deployment(p, made.deployment_id), "warnings": made.warnings}
-        row = deployments.get_deployment(self.tables, made.deployment_id)
-        wl = watchlists.get_watchlist(self.tables, b.watchlist_id)
+        # From what creation counted: no second read of the watchlist's subjects.
         out["operating_point"] = deployments.operating_points(
-            wl.model_id, deployments.template_sizes(self.tables, b.watchlist_id),
-            float(row.threshold), b.target_fpir)
+            made.model_id, made.template_sizes, made.threshold, b.target_fpir)
         return out
 
     def deployment(self, p: Principal, deployment_id: str) -> dict[str, Any]:

@@ -85,6 +85,8 @@ class CreatedDeployment:
     # What the operator should know about the threshold (never a refusal): e.g. it lies where
     # the force's last evaluation found a demographic differential in false positives.
     warnings: list[dict[str, Any]] = field(default_factory=list)
+    model_id: str = ""
+    template_sizes: dict[int, int] = field(default_factory=dict)  # the watchlist, as counted
 
 
 def load_differentials(path: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
@@ -184,7 +186,7 @@ def create_deployment_checked(
                      deployment_id, kind=w["kind"], message=w["message"], threshold=threshold,
                      groups="; ".join(w.get("groups", [])) or None,
                      evaluated_at=(differentials or {}).get("evaluated_at"))
-    return CreatedDeployment(deployment_id, threshold, warnings)
+    return CreatedDeployment(deployment_id, threshold, warnings, wl.model_id, mix)
 
 
 def get_deployment(tables: Tables, deployment_id: str) -> Any:
