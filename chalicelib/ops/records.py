@@ -104,7 +104,7 @@ def rate_text(record: dict[str, Any], key: str) -> str:
     """A rate of the record as people read it: "unknown (why)", or the rate and its interval."""
     rate = record[key]
     if rate == UNKNOWN:
-        return f"unknown ({record['rate_unknown_because']})"
+        return f"unknown ({record['rate_unknown_because'] or 'nothing seen'})"
     lo, hi = record[f"{key}_ci95"]
     of, what = _OF[key]
     return (f"{rate:.3g}: {record['false_alerts']} false in {record[of]:,} {what}; "
