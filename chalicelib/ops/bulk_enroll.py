@@ -180,7 +180,8 @@ def run_bulk(rt: Any, watchlist_id: str, subjects: list[BulkSubject],
     finally:
         journal.close()
         summary.statuses = dict(Counter(status.values()))
-        summary.wall_s, summary.cpu_s = time.monotonic() - t0, _cpu_s() - c0
+        summary.wall_s = round(time.monotonic() - t0, 2)
+        summary.cpu_s = round(_cpu_s() - c0, 2)
         count_images(summary, subjects, journal.entries, status)
         write_report(opts.report, subjects, journal.entries, status, summary)
     return summary
