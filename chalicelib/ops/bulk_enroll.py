@@ -1,35 +1,42 @@
-"""Bulk enrollment (`lfr enroll-bulk`): many subjects, models loaded once per worker process,
-every core busy, resumable after a crash, and a per-image report of what was refused and why.
+"""Bulk enrollment (`lfr enroll-bulk`): many subjects, models loaded once per process, every
+core busy, resumable after a crash, and a per-image report of what was refused and why.
 
-- Workers (a spawn pool, one onnxruntime session set each) read the images and build the
-  templates with the same code as every other enrollment (matching/template.py); the main
-  process writes each subject (watchlists.store_subject) and appends its outcome to a journal.
+- Templates are built with the same code as every other enrollment (matching/template.py): in
+  this process, or in a spawn pool of processes with one onnxruntime session set each
+  (parallelism()). Threads of this process write each subject (watchlists.store_subject); this
+  process journals each outcome (ops/bulk_report.py).
 - Resuming: subject ids come from the input (ops/bulk_sources.py); a subject already in the
   watchlist table is skipped, and so is one the journal records as refused for the same input
   (name, images, face choices, source, reason) unless `retry_refused`.
-- The report (CSV, one row per image; and a JSON summary) is written from the journal, so it
-  covers every run that worked on this list. Journal and report name watchlist subjects: they
-  are created readable by their owner only.
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import json
 import multiprocessing
 import os
 import resource
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from chalicelib.matching.template import ReferenceResult, Template, fuse_embeddings
 from chalicelib.ops import audit
+from chalicelib.ops.bulk_report import (
+    ALREADY,
+    DUPLICATE,
+    ENROLLED,
+    REFUSED,
+    BulkSummary,
+    Journal,
+    count_images,
+    entry_for,
+    input_key,
+    write_report,
+)
 from chalicelib.ops.bulk_sources import BulkSubject
 from chalicelib.ops.watchlists import (
     AlreadyEnrolled,
@@ -38,10 +45,6 @@ from chalicelib.ops.watchlists import (
     store_subject,
 )
 from chalicelib.settings import Settings
-
-ENROLLED, ALREADY, REFUSED, DUPLICATE = "enrolled", "already_enrolled", "refused", "duplicate"
-REPORT_COLUMNS = ["subject_id", "name", "where", "subject_status", "image", "image_status",
-                  "code", "reason", "faces", "box", "quality"]
 
 
 @dataclass(frozen=True)
@@ -54,84 +57,6 @@ class BulkOptions:
     retry_refused: bool = False
     progress: bool = True
     actor: str = "operator"
-
-
-@dataclass
-class BulkSummary:
-    watchlist_id: str
-    subjects: int = 0
-    statuses: dict[str, int] = field(default_factory=dict)  # this run's input, by status
-    images: int = 0
-    images_refused: dict[str, int] = field(default_factory=dict)  # by code
-    computed: int = 0  # subjects whose templates this run built
-    wall_s: float = 0.0
-    cpu_s: float = 0.0  # user + system, this process and its (finished) workers
-    workers: int = 0
-    threads: int = 1
-
-    @property
-    def refusal_rate(self) -> float:
-        return sum(self.images_refused.values()) / self.images if self.images else 0.0
-
-
-def input_key(s: BulkSubject) -> str:
-    """What, besides the subject id, decides a subject's outcome: a journaled refusal is
-    reused only while these are unchanged."""
-    hints = [asdict(h) if h else None for h in s.hints]
-    text = json.dumps([s.source, s.reason, hints], sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-# --- the journal --------------------------------------------------------------------------
-
-
-class Journal:
-    """JSON lines: a header naming the watchlist and embedding space, then one line per
-    subject finished (the last line for an id wins). Appended and flushed per subject."""
-
-    def __init__(self, path: Path, watchlist_id: str, model_id: str) -> None:
-        self.path = Path(path)
-        self.entries: dict[str, dict[str, Any]] = {}
-        header = {"journal": "lfr enroll-bulk", "watchlist_id": watchlist_id,
-                  "model_id": model_id}
-        if self.path.exists() and self.path.stat().st_size:
-            lines = self.path.read_text(encoding="utf-8").splitlines()
-            first = json.loads(lines[0])
-            if {k: first.get(k) for k in header} != header:
-                raise ValueError(f"{self.path} is the journal of watchlist "
-                                 f"{first.get('watchlist_id')} ({first.get('model_id')}): "
-                                 "give another --journal")
-            for line in lines[1:]:
-                try:
-                    entry = json.loads(line)
-                except ValueError:
-                    continue  # a line cut short by a crash: that subject is simply redone
-                self.entries[entry["subject_id"]] = entry
-            self._f = self.path.open("a", encoding="utf-8")
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._f = os.fdopen(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
-                                "w", encoding="utf-8")
-            self._write(header)
-
-    def _write(self, obj: dict[str, Any]) -> None:
-        self._f.write(json.dumps(obj) + "\n")
-        self._f.flush()
-
-    def add(self, entry: dict[str, Any]) -> None:
-        self.entries[entry["subject_id"]] = entry
-        self._write(entry)
-
-    def close(self) -> None:
-        self._f.close()
-
-
-def _entry(s: BulkSubject, status: str, results: Iterable[ReferenceResult] = (),
-           problem: str = "") -> dict[str, Any]:
-    images = [{"image": r.label, "code": r.code, "reason": r.reason, "faces": r.faces,
-               "box": list(r.box) if r.box else None, "quality": r.quality} for r in results]
-    return {"subject_id": s.subject_id, "name": s.name, "where": s.where, "status": status,
-            "input": input_key(s), "problem": problem, "labels": s.labels, "images": images}
 
 
 # --- the workers ----------------------------------------------------------------------------
@@ -234,10 +159,10 @@ def run_bulk(rt: Any, watchlist_id: str, subjects: list[BulkSubject],
             if s.subject_id in existing:
                 status[s.where] = ALREADY
                 if before is None or before["status"] != ENROLLED:
-                    journal.add(_entry(s, ALREADY))
+                    journal.add(entry_for(s, ALREADY))
             elif s.problem:
                 status[s.where] = REFUSED
-                journal.add(_entry(s, REFUSED, problem=s.problem))
+                journal.add(entry_for(s, REFUSED, problem=s.problem))
             elif (before and before["status"] == REFUSED and before["input"] == input_key(s)
                   and not opts.retry_refused):
                 status[s.where] = REFUSED  # as journaled
@@ -255,8 +180,9 @@ def run_bulk(rt: Any, watchlist_id: str, subjects: list[BulkSubject],
     finally:
         journal.close()
         summary.statuses = dict(Counter(status.values()))
-        summary.wall_s, summary.cpu_s = time.monotonic() - t0, _cpu_s() - c0
-        _count_images(summary, subjects, journal.entries, status)
+        summary.wall_s = round(time.monotonic() - t0, 2)
+        summary.cpu_s = round(_cpu_s() - c0, 2)
+        count_images(summary, subjects, journal.entries, status)
         write_report(opts.report, subjects, journal.entries, status, summary)
     return summary
 
@@ -282,7 +208,7 @@ def _enroll(tables: Any, s3: Any, bucket: str, watchlist_id: str, model_id: str,
         return ENROLLED
 
     def finish(s: BulkSubject, outcome: str, results: list[ReferenceResult]) -> None:
-        journal.add(_entry(s, outcome, results))
+        journal.add(entry_for(s, outcome, results))
         status[s.where] = outcome
         counts[outcome] += 1
         bar.set_postfix(counts, refresh=False)
@@ -315,59 +241,3 @@ def _enroll(tables: Any, s3: Any, bucket: str, watchlist_id: str, model_id: str,
     return counts[ENROLLED]
 
 
-# --- the report -----------------------------------------------------------------------------
-
-
-def _count_images(summary: BulkSummary, subjects: list[BulkSubject],
-                  entries: dict[str, dict[str, Any]], status: dict[str, str]) -> None:
-    refused: Counter[str] = Counter()
-    n = 0
-    for s in subjects:
-        if status.get(s.where) == DUPLICATE:
-            continue
-        for img in (entries.get(s.subject_id) or {}).get("images", []):
-            n += 1
-            if img["code"]:
-                refused[img["code"]] += 1
-    summary.images, summary.images_refused = n, dict(refused)
-
-
-def _rows(s: BulkSubject, entry: dict[str, Any] | None, subject_status: str) -> Iterator[list]:
-    base = [s.subject_id, s.name, s.where, subject_status]
-    if subject_status == DUPLICATE:
-        for label in s.labels or [""]:
-            yield base + [label, "not_checked", DUPLICATE,
-                          "the same name and images as an earlier row", "", "", ""]
-        return
-    images = (entry or {}).get("images") or []
-    if images:
-        for img in images:
-            box = ",".join(str(v) for v in img["box"]) if img["box"] else ""
-            yield base + [img["image"], "refused" if img["code"] else "used", img["code"],
-                          img["reason"], img["faces"], box,
-                          "" if img["quality"] is None else img["quality"]]
-        return
-    problem = (entry or {}).get("problem") or ""
-    for label in s.labels or [""]:
-        yield base + [label, "not_checked", "input" if problem else "", problem, "", "", ""]
-
-
-def write_report(path: Path, subjects: list[BulkSubject], entries: dict[str, dict[str, Any]],
-                 status: dict[str, str], summary: BulkSummary) -> None:
-    """One CSV row per image (its subject's outcome, its own, why), and `summary` as JSON."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-        out = csv.writer(f)
-        out.writerow(REPORT_COLUMNS)
-        for s in subjects:
-            entry = entries.get(s.subject_id)
-            subject_status = status.get(s.where) or (entry or {}).get("status", "not_done")
-            out.writerows(_rows(s, entry, subject_status))
-    doc = {**asdict(summary), "refusal_rate": round(summary.refusal_rate, 4),
-           "report": str(path)}
-    json_path = path.with_suffix(".json")
-    fd = os.open(json_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(json.dumps(doc, indent=2) + "\n")

@@ -45,7 +45,7 @@ _spec.loader.exec_module(build_layer)  # type: ignore[union-attr]  (a script, no
 CONFIG = json.loads((REPO / ".chalice" / "config.json").read_text())
 MODEL_VARS = ("LFR_DETECTOR_PATH", "LFR_DETECTOR_SHA256", "LFR_RECOGNIZER_PATH",
               "LFR_RECOGNIZER_SHA256")
-SECRET = "chalice-local-test-secret"
+SECRET = "chalice-local-test-secret-of-32-bytes"
 
 
 def _env(config: dict[str, Any], stage: str, function: str) -> dict[str, str]:
