@@ -194,7 +194,8 @@ def latency(args: argparse.Namespace) -> None:
                                   created_by="operator-1")
             enroll_subject(rt.tables, rt.client("s3"), s.evidence_bucket, pipe, wl,
                            "Lin-Manuel Miranda", [(str(REF), REF.read_bytes())])
-            authorise_watchlist(rt.tables, wl, "operator-2")
+            authorise_watchlist(rt.tables, rt.client("s3"), rt.settings.evidence_bucket, wl,
+                                "operator-2")
             dep = create_deployment(rt.tables, f"bench {n}", wl, ["cam-1"], target_fpir=0.001)
             register_device(rt.tables, rt.client("sns"), names.platform_app_arn(s, "gcm"), dep,
                             "officer-1", "gcm", f"bench-token-{n}")

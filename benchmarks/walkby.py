@@ -404,7 +404,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 skipped.append(f"{n}: {exc}")
                 continue
             enrolled[e.subject_id] = n
-        authorise_watchlist(tables, wl, "operator-2")
+        authorise_watchlist(tables, s3, s.evidence_bucket, wl, "operator-2")
         dep = create_deployment(tables, "walk-by", wl, ["cam-1"], target_fpir=args.target_fpir,
                                 created_by="operator-1")
         dep_row = tables.Deployment.get(dep)

@@ -294,7 +294,8 @@ class Api:
 
     def authorise(self, p: Principal, watchlist_id: str) -> dict[str, Any]:
         p.require("operator")
-        watchlists.authorise_watchlist(self.tables, watchlist_id, p.sub)
+        watchlists.authorise_watchlist(self.tables, self.rt.client("s3"),
+                                       self.rt.settings.evidence_bucket, watchlist_id, p.sub)
         return self.watchlist(p, watchlist_id)
 
     # -- deployments -----------------------------------------------------------------------

@@ -216,7 +216,9 @@ def cmd_watchlist_authorise(args: argparse.Namespace) -> int:
     from chalicelib.runtime import Runtime
 
     try:
-        authorise_watchlist(Runtime(_settings()).tables, args.watchlist, args.by)
+        rt = Runtime(_settings())
+        authorise_watchlist(rt.tables, rt.client("s3"), rt.settings.evidence_bucket,
+                            args.watchlist, args.by)
     except LifecycleError as exc:
         print(f"not authorised: {exc}", file=sys.stderr)
         return 2

@@ -12,7 +12,7 @@ from typing import Any
 from chalicelib import clients, names
 from chalicelib.ingest.batch_reads import BatchReader
 from chalicelib.matching.blas import limit_blas_threads
-from chalicelib.ops.watchlists import IndexCache
+from chalicelib.ops.watchlist_index import IndexCache
 from chalicelib.settings import Settings
 from chalicelib.store.tables import Tables, tables
 

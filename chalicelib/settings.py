@@ -97,6 +97,8 @@ class Settings:
     detector_sha256: str = ""
     recognizer_path: str = ""
     recognizer_sha256: str = ""
+    # Set where recognizer_path is the layer's prepared file (vision/models.py): its own sha256.
+    recognizer_prepared_sha256: str = ""
     onnx_threads: int = 1
     # Let idle onnxruntime threads spin-wait (lower latency per call, ~2x the CPU at 2 threads).
     onnx_spinning: bool = False

@@ -1,4 +1,4 @@
-"""Build the inference Lambda layer: numpy, onnxruntime, opencv-python-headless, onnx + the models.
+"""Build the inference Lambda layer: numpy, onnxruntime, opencv-python-headless + the models.
 
     python layers/build_layer.py [--arch arm64|x86_64] [--function-zip PATH]
 
@@ -6,9 +6,11 @@ Wheels come from PyPI as manylinux binaries for the python3.12 runtime (--platfo
 nothing is compiled). python3.12 because numpy >= 2.3, onnxruntime 1.32 and opencv 5 only ship
 manylinux_2_28 wheels, which need the glibc 2.34 of Amazon Linux 2023 (python3.11 runs on Amazon
 Linux 2, glibc 2.26). What Lambda never imports is trimmed (test suites, type stubs, onnxruntime's C
-API library and Python tooling, onnx's reference evaluator and backend tests). The model files go to
-/opt/models (their sha256 pinned in .chalice/config.json: the same bytes, the same model ids as
-everywhere else). Prints the unzipped size and fails if function + layer exceed Lambda's 250 MB.
+API library and Python tooling). The model files go to /opt/models (their sha256 pinned in
+.chalice/config.json, the same model ids as everywhere else): the detector's bytes as shipped, and
+the recognizer prepared here (chalicelib.vision.models.prepare_recognizer), so that a cold start
+neither imports `onnx` nor fixes the graph; the layer leaves `onnx` out. Prints the unzipped
+size and fails if function + layer exceed Lambda's 250 MB.
 
 arm64 is the default: the x86_64 build of the same wheels is ~75 MB larger (opencv's bundled
 OpenBLAS and ffmpeg), and does not fit with the function. See docs/deploy.md for the measurements.
@@ -35,12 +37,14 @@ GLIBC_MINOR = 34  # Amazon Linux 2023
 MACHINE = {"arm64": "aarch64", "x86_64": "x86_64"}
 # File names under /opt/models: chalicelib.vision.models.layer_model_env() points functions at them.
 DETECTOR_FILE = "retinaface-mnet025.onnx"  # = models.LAYER_DETECTOR_FILE (a test checks)
-RECOGNIZER_FILE = "face_recognition_sface_2021dec_int8bq.onnx"  # = models.LAYER_RECOGNIZER_FILE
+RECOGNIZER_FILE = "face_recognition_sface_2021dec_prepared.onnx"  # = models.LAYER_RECOGNIZER_FILE
+# Needed only to prepare a model, which happens here: Lambda never imports it.
+LAYER_EXCLUDES = {"onnx"}
 
 # Paths (relative to python/) that Lambda never imports.
 TRIM_DIRS = [
     "bin", "onnxruntime/transformers", "onnxruntime/tools", "onnxruntime/quantization",
-    "onnxruntime/datasets", "onnx/backend/test", "onnx/reference", "numpy/f2py",
+    "onnxruntime/datasets", "numpy/f2py",
     "numpy/_core/include", "numpy/_core/lib", "numpy/doc",
 ]
 TRIM_GLOBS = ["**/tests", "**/__pycache__", "**/*.pyi", "onnxruntime/capi/libonnxruntime.so*",
@@ -60,6 +64,13 @@ def mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB ({n / 2**20:.1f} MiB)"
 
 
+def layer_requirements() -> list[str]:
+    """requirements-vision.txt, less what only the build needs."""
+    lines = (REPO / "requirements-vision.txt").read_text().splitlines()
+    return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")
+            and ln.split("==")[0].strip().lower() not in LAYER_EXCLUDES]
+
+
 def install(target: Path, arch: str) -> None:
     machine = MACHINE[arch]
     platforms = [f"manylinux_2_{m}_{machine}" for m in range(17, GLIBC_MINOR + 1)]
@@ -67,7 +78,7 @@ def install(target: Path, arch: str) -> None:
     cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-compile",
            "--only-binary=:all:", "--implementation", "cp", "--python-version", PYTHON_VERSION,
            "--abi", "cp312", "--abi", "abi3", "--abi", "none", "--target", str(target),
-           "-r", str(REPO / "requirements-vision.txt")]
+           *layer_requirements()]
     for p in platforms:
         cmd += ["--platform", p]
     subprocess.run(cmd, check=True)
@@ -91,13 +102,14 @@ def add_models(models: Path) -> dict[str, str]:
         default_detector_spec,
         default_recognizer_spec,
         load_model_bytes,
+        prepare_recognizer,
     )
 
     models.mkdir(parents=True, exist_ok=True)
     out = {}
-    for spec, name in ((default_detector_spec(), DETECTOR_FILE),
-                       (default_recognizer_spec(), RECOGNIZER_FILE)):
-        data = load_model_bytes(spec)  # verified against the pinned sha256
+    detector = load_model_bytes(default_detector_spec())  # verified against the pinned sha256
+    recognizer = prepare_recognizer(load_model_bytes(default_recognizer_spec()))
+    for name, data in ((DETECTOR_FILE, detector), (RECOGNIZER_FILE, recognizer)):
         (models / name).write_bytes(data)
         out[name] = hashlib.sha256(data).hexdigest()
     return out
@@ -123,16 +135,21 @@ def smoke_test(root: Path, python: str) -> None:
         "from chalicelib.vision.factory import build_pipeline; import numpy as np, cv2;"
         f"s = Settings(detector_path='{root}/models/{DETECTOR_FILE}',"
         f"detector_sha256=sys.argv[1], recognizer_path='{root}/models/{RECOGNIZER_FILE}',"
-        "recognizer_sha256=sys.argv[2]);"
+        "recognizer_sha256=sys.argv[2], recognizer_prepared_sha256=sys.argv[3]);"
         "p = build_pipeline(s); img = np.zeros((480, 640, 3), np.uint8);"
         "print('layer smoke test: numpy', np.__version__, 'cv2', cv2.__version__,"
-        "'model', p.model_id, 'faces on a blank frame', len(p.analyze(img).faces))"
+        "'model', p.model_id, 'faces on a blank frame', len(p.analyze(img).faces),"
+        "'onnx imported', 'onnx' in sys.modules)"
     )
-    from chalicelib.vision.models import DETECTOR_SHA256, RECOGNIZER_SHA256
+    from chalicelib.vision.models import (
+        DETECTOR_SHA256,
+        RECOGNIZER_PREPARED_SHA256,
+        RECOGNIZER_SHA256,
+    )
 
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": f"{root}/python:{REPO}"}
-    subprocess.run([python, "-S", "-c", code, DETECTOR_SHA256, RECOGNIZER_SHA256],
-                   check=True, env=env)
+    subprocess.run([python, "-S", "-c", code, DETECTOR_SHA256, RECOGNIZER_SHA256,
+                    RECOGNIZER_PREPARED_SHA256], check=True, env=env)
 
 
 def main(argv: list[str] | None = None) -> int:

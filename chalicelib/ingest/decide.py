@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from aws_lambda_powertools import Metrics
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from chalicelib.alerts.lookalikes import resembles, ruled_out
@@ -22,9 +22,11 @@ from chalicelib.ingest.process import BatchOutcome, FusionPolicy, process_frames
 from chalicelib.ingest.track_store import DynamoTrackStore, TrackStore
 from chalicelib.matching.index import ExactIndex
 from chalicelib.ops.deployments import in_window
+from chalicelib.ops.watchlist_index import Held
 from chalicelib.runtime import Runtime
 
 metrics = Metrics(namespace="LiveFacialRecognition", service="lfr-worker")
+logger = Logger(service="lfr-worker")
 
 
 @dataclass
@@ -62,8 +64,9 @@ def camera_context(rt: Runtime, deployment_id: str, camera_id: str) -> CameraCon
         raise BatchFormatError(f"deployment {deployment.deployment_id} is not active")
     if deployment.cameras and camera_id not in deployment.cameras:
         raise BatchFormatError(f"camera {camera_id} is not on this deployment")
-    index, subject_names = rt.index_cache.get(tables, deployment.watchlist_id,
-                                              reads.watchlist_version)
+    held = rt.index_cache.get(tables, rt.client("s3"), rt.settings.evidence_bucket,
+                              deployment.watchlist_id, reads.watchlist_version, _index_loaded)
+    index, subject_names = held.index, held.names
     if len(index) and index.model_id != rt.pipeline.model_id:
         raise RuntimeError(f"watchlist model {index.model_id} != pipeline {rt.pipeline.model_id}")
     threshold = float(
@@ -71,6 +74,16 @@ def camera_context(rt: Runtime, deployment_id: str, camera_id: str) -> CameraCon
     )
     tracks = tracks_from(reads.tracks_item, time.time()) if reads.tracks_read else None
     return CameraContext(deployment, camera_id, index, subject_names, threshold, tracks)
+
+
+def _index_loaded(held: Held) -> None:
+    """A container (re)loaded a watchlist: counted by source; a refused snapshot is a warning
+    (its reason only: a tampered or stale snapshot is never used, the table is read instead)."""
+    metrics.add_metric("WatchlistLoads" + held.source.title(), MetricUnit.Count, 1)
+    if held.refused and held.refused != "none":
+        metrics.add_metric("WatchlistSnapshotsRefused", MetricUnit.Count, 1)
+        logger.warning("watchlist snapshot refused, read the table instead",
+                       reason=held.refused, version=held.version, subjects=len(held.index))
 
 
 def fusion_policy(s: Any) -> FusionPolicy:

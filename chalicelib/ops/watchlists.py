@@ -15,10 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from pynamodb.exceptions import PutError, UpdateError
 
-from chalicelib.matching.index import ExactIndex
 from chalicelib.matching.subject_face import FaceHint
 from chalicelib.matching.template import (
     MAX_REFERENCE_PIXELS,
@@ -26,7 +24,7 @@ from chalicelib.matching.template import (
     Template,
     build_template,
 )
-from chalicelib.ops import audit
+from chalicelib.ops import audit, snapshots
 from chalicelib.ops.errors import NotFound
 from chalicelib.store import layout
 from chalicelib.store.tables import Tables, utcnow
@@ -61,7 +59,11 @@ def get_watchlist(tables: Tables, watchlist_id: str) -> Any:
         raise NotFound(f"watchlist {watchlist_id} not found") from None
 
 
-def authorise_watchlist(tables: Tables, watchlist_id: str, actor: str) -> None:
+def authorise_watchlist(tables: Tables, s3: Any, evidence_bucket: str, watchlist_id: str,
+                        actor: str) -> None:
+    """Authorise the list exactly as it stands: its templates are packed into a snapshot (what
+    workers load at cold start, ops/snapshots.py) and the row records the snapshot's sha256 in
+    the same update that authorises it, on condition that nothing changed in between."""
     wl = get_watchlist(tables, watchlist_id)
     if wl.status != "draft":
         raise LifecycleError(f"watchlist {watchlist_id} is {wl.status}, not draft")
@@ -70,14 +72,40 @@ def authorise_watchlist(tables: Tables, watchlist_id: str, actor: str) -> None:
     n = tables.Subject.count(watchlist_id)
     if n == 0:
         raise LifecycleError("an empty watchlist cannot be authorised")
-    wl.update(
-        actions=[tables.Watchlist.status.set("authorised"),
-                 tables.Watchlist.authorised_by.set(actor),
-                 tables.Watchlist.authorised_at.set(utcnow())],
-        condition=tables.Watchlist.status == "draft",
-    )
+    W = tables.Watchlist
+    version = int(wl.version or 0)
+    written = snapshots.write(tables, s3, evidence_bucket, watchlist_id, wl.model_id, version)
+    try:
+        wl.update(
+            actions=[W.status.set("authorised"), W.authorised_by.set(actor),
+                     W.authorised_at.set(utcnow()), *snapshots.record_actions(W, written)],
+            condition=(W.status == "draft") & (W.version == version),
+        )
+    except UpdateError as exc:
+        s3.delete_object(Bucket=evidence_bucket, Key=written.key)
+        if _conditional_failed(exc):
+            raise LifecycleError(f"watchlist {watchlist_id} changed while it was being "
+                                 "authorised: review it and authorise it again") from None
+        raise
     audit.record(tables, audit.watchlist_scope(watchlist_id), actor, "watchlist.authorised",
-                 watchlist_id, subjects=n)
+                 watchlist_id, subjects=n, version=version, snapshot_sha256=written.sha256)
+
+
+def _refresh_snapshot(tables: Tables, s3: Any, evidence_bucket: str, wl: Any) -> bool:
+    """Re-pack an authorised or active list after a change (a subject taken off it). False
+    when it changed again meanwhile: the row's snapshot is then stale, and workers read the
+    table until the next refresh, never the old templates."""
+    W = tables.Watchlist
+    version = int(wl.version or 0)
+    written = snapshots.write(tables, s3, evidence_bucket, wl.watchlist_id, wl.model_id, version)
+    try:
+        wl.update(actions=snapshots.record_actions(W, written), condition=W.version == version)
+    except UpdateError as exc:
+        s3.delete_object(Bucket=evidence_bucket, Key=written.key)
+        if _conditional_failed(exc):
+            return False
+        raise
+    return True
 
 
 def remove_subject(tables: Tables, s3: Any, evidence_bucket: str, watchlist_id: str,
@@ -91,7 +119,12 @@ def remove_subject(tables: Tables, s3: Any, evidence_bucket: str, watchlist_id: 
     if subject.reference_key:
         s3.delete_object(Bucket=evidence_bucket, Key=subject.reference_key)
     subject.delete()
-    wl.update(actions=[tables.Watchlist.version.add(1)])
+    previous = wl.snapshot_key
+    wl.update(actions=[tables.Watchlist.version.add(1)])  # stale now: workers stop using it
+    if wl.status in ("authorised", "active"):
+        _refresh_snapshot(tables, s3, evidence_bucket, wl)
+    if previous and previous != wl.snapshot_key:  # the old templates: kept nowhere
+        s3.delete_object(Bucket=evidence_bucket, Key=previous)
     audit.record(tables, wl.deployment_id or audit.watchlist_scope(watchlist_id), actor,
                  "subject.removed", subject_id)
 
@@ -101,13 +134,17 @@ def _conditional_failed(exc: UpdateError) -> bool:
 
 
 def _delete_subjects(tables: Tables, s3: Any, evidence_bucket: str, watchlist_id: str) -> int:
-    """Every subject row (template embedding) and reference image of a list; how many."""
+    """Every subject row (template embedding), reference image and snapshot of a list; how
+    many subjects. The prefixes are swept as well: an enrollment that died between storing
+    its image and writing its row leaves an image no row names."""
     n = 0
     for subject in tables.Subject.query(watchlist_id):
         if subject.reference_key:
             s3.delete_object(Bucket=evidence_bucket, Key=subject.reference_key)
         subject.delete()
         n += 1
+    for prefix in (layout.reference_prefix(watchlist_id), layout.snapshot_prefix(watchlist_id)):
+        snapshots.delete_prefix(s3, evidence_bucket, prefix)
     return n
 
 
@@ -117,9 +154,9 @@ def destroy_watchlist(tables: Tables, s3: Any, evidence_bucket: str, watchlist_i
     the audit trail. Returns how many subjects were destroyed. Safe to run again."""
     wl = get_watchlist(tables, watchlist_id)
     n = _delete_subjects(tables, s3, evidence_bucket, watchlist_id)
-    wl.update(actions=[tables.Watchlist.status.set("destroyed"),
-                       tables.Watchlist.destroyed_at.set(utcnow()),
-                       tables.Watchlist.version.add(1)])
+    W = tables.Watchlist
+    wl.update(actions=[W.status.set("destroyed"), W.destroyed_at.set(utcnow()),
+                       W.version.add(1), *snapshots.clear_actions(W)])
     audit.record(tables, wl.deployment_id or audit.watchlist_scope(watchlist_id), actor,
                  "watchlist.destroyed", watchlist_id, subjects=n)
     return n
@@ -139,7 +176,7 @@ def destroy_unbound_watchlist(tables: Tables, s3: Any, evidence_bucket: str, wat
     wl = get_watchlist(tables, watchlist_id)
     try:
         wl.update(actions=[W.status.set("destroyed"), W.destroyed_at.set(utcnow()),
-                           W.version.add(1)],
+                           W.version.add(1), *snapshots.clear_actions(W)],
                   condition=W.deployment_id.does_not_exist() & W.status.is_in(*UNBOUND))
     except UpdateError as exc:
         if _conditional_failed(exc):
@@ -274,41 +311,3 @@ def enroll_subject(
                   images[0][1], pipeline.model_id, source=source, reason=reason, actor=actor,
                   only_new=only_new)
     return Enrolled(subject_id, template.image_quality, template)
-
-
-def load_index(tables: Tables, watchlist_id: str) -> tuple[ExactIndex, dict[str, str]]:
-    """All templates of a watchlist, and subject id -> display name."""
-    watchlist = tables.Watchlist.get(watchlist_id)
-    ids, vectors, names = [], [], {}
-    for subject in tables.Subject.query(watchlist_id):
-        if subject.model_id != watchlist.model_id:
-            continue  # never compare embeddings of different models
-        ids.append(subject.subject_id)
-        vectors.append(subject.embedding)
-        names[subject.subject_id] = subject.display_name
-    matrix = np.stack(vectors) if vectors else np.zeros((0, 128), np.float32)
-    return ExactIndex(ids, matrix, watchlist.model_id), names
-
-
-class IndexCache:
-    """One index per watchlist per warm container, reloaded only when its version changes.
-
-    The version check is a single GetItem per batch; the reload a Query of the subjects.
-    """
-
-    def __init__(self) -> None:
-        self._held: dict[str, tuple[int, ExactIndex, dict[str, str]]] = {}
-
-    def get(self, tables: Tables, watchlist_id: str,
-            version: int | None = None) -> tuple[ExactIndex, dict[str, str]]:
-        """`version`: the watchlist's version when the caller has read it already."""
-        if version is None:
-            version = int(
-                tables.Watchlist.get(watchlist_id, attributes_to_get=["version"]).version or 0
-            )
-        held = self._held.get(watchlist_id)
-        if held is None or held[0] != version:
-            index, names = load_index(tables, watchlist_id)
-            held = (version, index, names)
-            self._held[watchlist_id] = held
-        return held[1], held[2]

@@ -6,6 +6,8 @@ evidence bucket: crops/<deployment>/<alert_id>.jpg
                    matched face crop, expires (lifecycle rule and sweep)
                  references/<watchlist>/<subject_id>.jpg
                    watchlist reference image
+                 snapshots/<watchlist>/v<version:09d>.npz
+                   the watchlist's packed templates (matching/snapshot.py), destroyed with it
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ FRAMES_PREFIX = "frames/"
 ARCHIVE_PREFIX = "archive/"
 CROPS_PREFIX = "crops/"
 REFERENCES_PREFIX = "references/"
+SNAPSHOTS_PREFIX = "snapshots/"
 BATCH_SUFFIX = ".lfrb"
 
 _ID = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
@@ -56,3 +59,15 @@ def crop_key(deployment_id: str, alert_id: str) -> str:
 
 def reference_key(watchlist_id: str, subject_id: str) -> str:
     return f"{REFERENCES_PREFIX}{watchlist_id}/{subject_id}.jpg"
+
+
+def reference_prefix(watchlist_id: str) -> str:
+    return f"{REFERENCES_PREFIX}{watchlist_id}/"
+
+
+def snapshot_prefix(watchlist_id: str) -> str:
+    return f"{SNAPSHOTS_PREFIX}{watchlist_id}/"
+
+
+def snapshot_key(watchlist_id: str, version: int) -> str:
+    return f"{snapshot_prefix(watchlist_id)}v{int(version):09d}.npz"

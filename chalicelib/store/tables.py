@@ -69,6 +69,10 @@ class WatchlistBase(_Base):
     authorised_by = UnicodeAttribute(null=True)
     authorised_at = UTCDateTimeAttribute(null=True)
     destroyed_at = UTCDateTimeAttribute(null=True)
+    # The packed templates the worker loads (matching/snapshot.py): where, which version, sha256.
+    snapshot_key = UnicodeAttribute(null=True)
+    snapshot_version = NumberAttribute(null=True)
+    snapshot_sha256 = UnicodeAttribute(null=True)
 
 
 class SubjectBase(_Base):

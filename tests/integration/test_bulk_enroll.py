@@ -198,7 +198,8 @@ def test_a_list_authorised_during_a_run_gains_no_one_after(rt, tmp_path: Path,
     def authorise_after_first(*a: Any, **kw: Any) -> None:
         real_store(*a, **kw)
         if not calls:  # the list is authorised while the run goes on
-            authorise_watchlist(rt.tables, wid, "operator-2")
+            authorise_watchlist(rt.tables, rt.client("s3"), rt.settings.evidence_bucket, wid,
+                                "operator-2")
         calls.append(a[5])
 
     monkeypatch.setattr(bulk_enroll, "store_subject", authorise_after_first)

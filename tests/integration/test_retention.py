@@ -38,7 +38,8 @@ def _draft(rt: Any, people: tuple[str, ...] = ("Cory_Gardner",), authorise: bool
                        name, [(image.name, image.read_bytes())], source="test", reason="test",
                        actor="operator-1")
     if authorise:
-        authorise_watchlist(rt.tables, wid, "operator-2")
+        authorise_watchlist(rt.tables, rt.client("s3"), rt.settings.evidence_bucket, wid,
+                            "operator-2")
     return wid
 
 
