@@ -268,6 +268,8 @@ def batch(sp: spec_mod.Spec) -> dict[str, Any]:
         {"Sid": "ReadWatchlists", "Effect": "Allow",
          "Action": ["dynamodb:GetItem", "dynamodb:Query"],
          "Resource": [_arn("WatchlistsTable"), _arn("SubjectsTable")]},
+        {"Sid": "ReadWatchlistSnapshots", "Effect": "Allow", "Action": ["s3:GetObject"],
+         "Resource": [f"arn:aws:s3:::{s.evidence_bucket}/snapshots/*"]},
         {"Sid": "CountOnDeployment", "Effect": "Allow",
          "Action": ["dynamodb:GetItem", "dynamodb:UpdateItem"],
          "Resource": [_arn("DeploymentsTable")]},

@@ -96,6 +96,13 @@ def _stmt(sid: str, actions: list[str], resources: list[str]) -> dict[str, Any]:
     return {"Sid": sid, "Effect": "Allow", "Action": sorted(actions), "Resource": resources}
 
 
+def _list(bucket: str, prefixes: list[str]) -> dict[str, Any]:
+    # Destroying a watchlist sweeps its prefixes (ops/snapshots.py delete_prefix).
+    stmt = _stmt("ListWatchlistObjects", ["s3:ListBucket"], [f"arn:aws:s3:::{bucket}"])
+    stmt["Condition"] = {"StringLike": {"s3:prefix": [f"{p}*" for p in prefixes]}}
+    return stmt
+
+
 def _consume(queue: str, a: Arns) -> dict[str, Any]:
     return _stmt("ConsumeQueue", ["sqs:ReceiveMessage", "sqs:DeleteMessage",
                                   "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"],
@@ -119,6 +126,9 @@ def frames_worker(a: Arns) -> list[dict[str, Any]]:
               [a.objects(s.evidence_bucket, "crops/")]),
         _stmt("ReadWatchlists", ["dynamodb:GetItem", "dynamodb:Query"],
               [a.t("watchlists"), a.t("subjects")]),
+        # The packed templates a cold start loads (ops/snapshots.py).
+        _stmt("ReadWatchlistSnapshots", ["s3:GetObject"],
+              [a.objects(s.evidence_bucket, "snapshots/")]),
         _stmt("CountOnDeployment", ["dynamodb:GetItem", "dynamodb:UpdateItem"],
               [a.t("deployments")]),
         # ingest/batch_reads.py: deployment, watchlist version and camera tracks in one read.
@@ -154,6 +164,10 @@ def api_handler(a: Arns) -> list[dict[str, Any]]:
         _stmt("AuditAppendAndRead", ["dynamodb:PutItem", "dynamodb:Query"], [a.t("audit")]),
         _stmt("ReferenceImages", ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"],
               [a.objects(s.evidence_bucket, "references/")]),
+        # Written at authorisation and when an authorised list changes; swept at destruction.
+        _stmt("WatchlistSnapshots", ["s3:PutObject", "s3:DeleteObject"],
+              [a.objects(s.evidence_bucket, "snapshots/")]),
+        _list(s.evidence_bucket, ["references/", "snapshots/"]),
         _stmt("AlertCrops", ["s3:GetObject", "s3:DeleteObject"],
               [a.objects(s.evidence_bucket, "crops/")]),
         # Camera upload grants are presigned POSTs: signed by this role, scoped to frames/.
@@ -173,7 +187,9 @@ def retention_sweep(a: Arns) -> list[dict[str, Any]]:
         _stmt("AppendAudit", ["dynamodb:PutItem"], [a.t("audit")]),
         _stmt("ExpireEvidence", ["s3:DeleteObject"],
               [a.objects(s.evidence_bucket, "crops/"),
-               a.objects(s.evidence_bucket, "references/")]),
+               a.objects(s.evidence_bucket, "references/"),
+               a.objects(s.evidence_bucket, "snapshots/")]),
+        _list(s.evidence_bucket, ["references/", "snapshots/"]),
     ]
 
 

@@ -46,6 +46,9 @@ class IndexCache:
     def __init__(self) -> None:
         self._held: dict[str, Held] = {}
 
+    def held(self, watchlist_id: str) -> Held | None:
+        return self._held.get(watchlist_id)
+
     def get(self, tables: Tables, s3: Any, evidence_bucket: str, watchlist_id: str,
             version: int | None = None, on_load: Callable[[Held], None] | None = None) -> Held:
         held = self._held.get(watchlist_id)

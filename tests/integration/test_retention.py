@@ -53,6 +53,11 @@ def _references(rt: Any, wid: str) -> list[str]:
             if k.startswith(f"{layout.REFERENCES_PREFIX}{wid}/")]
 
 
+def _snapshots(rt: Any, wid: str) -> list[str]:
+    return [k for k in all_keys(rt.client("s3"), rt.settings.evidence_bucket)
+            if k.startswith(layout.snapshot_prefix(wid))]
+
+
 def _trail(rt: Any, wid: str) -> list[Any]:
     return list(rt.tables.Audit.query(watchlist_scope(wid)))
 
@@ -67,6 +72,7 @@ def test_the_sweep_destroys_watchlists_never_bound(rt) -> None:
                             deployment_id=f"dep-{uuid.uuid4().hex[:8]}",
                             ends_at=now + timedelta(days=3))
     assert _references(rt, draft) and _subject_rows(rt, draft)
+    assert _snapshots(rt, authorised) and not _snapshots(rt, draft)  # packed at authorisation
 
     # Younger than the limit: kept (an operator may still be building the list).
     early = sweep(rt.tables, s3, bucket, now + timedelta(hours=11), GRACE,
@@ -83,12 +89,14 @@ def test_the_sweep_destroys_watchlists_never_bound(rt) -> None:
         assert wl.status == "destroyed" and wl.destroyed_at is not None
         assert _subject_rows(rt, wid) == []  # templates (embeddings) gone
         assert _references(rt, wid) == []  # reference images gone
+        assert _snapshots(rt, wid) == []  # packed templates gone
+        assert wl.snapshot_key is None and wl.snapshot_sha256 is None
         [event] = [e for e in _trail(rt, wid) if e.action == "watchlist.destroyed"]
         assert event.actor == "retention-sweep"
         assert event.details.as_dict()["reason"] == "never bound to a deployment"
     # The list a deployment took is left to its deployment's end.
     assert rt.tables.Watchlist.get(bound).status == "active"
-    assert _subject_rows(rt, bound) and _references(rt, bound)
+    assert _subject_rows(rt, bound) and _references(rt, bound) and _snapshots(rt, bound)
     assert rt.tables.Deployment.get(dep).status == "active"
     # Run again: nothing more to do for these lists, nothing audited twice.
     sweep(rt.tables, s3, bucket, now + timedelta(hours=13), GRACE,

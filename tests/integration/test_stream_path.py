@@ -66,6 +66,10 @@ def assert_nothing_kept_about_unmatched(rt: Any, sc: Any, alerts: list[Any]) -> 
             assert key.rsplit("/", 1)[-1].removesuffix(".jpg") in alert_ids, key
         elif key.startswith(f"{layout.REFERENCES_PREFIX}{sc.watchlist_id}/"):
             assert key.rsplit("/", 1)[-1].removesuffix(".jpg") in sc.subjects.values(), key
+        elif key.startswith(layout.snapshot_prefix(sc.watchlist_id)):  # watchlisted people only
+            body = s3.get_object(Bucket=s.evidence_bucket, Key=key)["Body"].read()
+            with np.load(io.BytesIO(body), allow_pickle=False) as z:
+                assert set(z["ids"].tolist()) <= set(sc.subjects.values()), key
     for table in ddb.list_tables()["TableNames"]:
         if not table.startswith(s.table_prefix):
             continue
