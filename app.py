@@ -6,12 +6,17 @@ import functools
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from chalice import Chalice, CognitoUserPoolAuthorizer, Rate, Response
 
-from chalicelib.api import Api, errors_to_http, json_body
 from chalicelib.runtime import runtime, settings
 from chalicelib.settings import SWEEP_INTERVAL_MIN
+
+if TYPE_CHECKING:
+    from chalicelib.api import Api
+# Every function imports this module; the API (request models, token checks) is imported by
+# the routes on first use, not by the worker's or the notifier's cold start (issue 12).
 
 app = Chalice(app_name="lfr")
 _S = settings()
@@ -26,6 +31,8 @@ CONSOLE = Path(__file__).with_name("chalicelib") / "console" / "index.html"
 
 @functools.cache
 def _api() -> Api:
+    from chalicelib.api import Api
+
     return Api(runtime())
 
 
@@ -46,6 +53,8 @@ def _alerts_handler():  # type: ignore[no-untyped-def]
 def _call(method: str, *args, body: bool = False):  # type: ignore[no-untyped-def]
     """Authenticate the request, then hand it to the API method (with its JSON body, read only
     once the caller is known: a stranger's body is never parsed)."""
+    from chalicelib.api import json_body
+
     api = _api()
     principal = api.principal(app.current_request)
     if body:
@@ -54,7 +63,13 @@ def _call(method: str, *args, body: bool = False):  # type: ignore[no-untyped-de
 
 
 def _authed(fn):  # type: ignore[no-untyped-def]
-    return errors_to_http(fn)
+    @functools.wraps(fn)
+    def route(*args, **kwargs):  # type: ignore[no-untyped-def]
+        from chalicelib.api import errors_to_http
+
+        return errors_to_http(fn)(*args, **kwargs)
+
+    return route
 
 
 @app.on_sqs_message(queue=_S.frames_queue, batch_size=5, name="frames_worker")

@@ -54,7 +54,7 @@ def stub_layer() -> bytes:
 
 def publish_layer(lam: Any, stage: str, content: bytes, runtime: str) -> str:
     return lam.publish_layer_version(
-        LayerName=layer_name(stage), Description="numpy, onnxruntime, opencv, onnx, face models",
+        LayerName=layer_name(stage), Description="numpy, onnxruntime, opencv, face models",
         Content={"ZipFile": content}, CompatibleRuntimes=[runtime],
         CompatibleArchitectures=["arm64"],
     )["LayerVersionArn"]

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import pynamodb.connection.base
 from pynamodb.attributes import (
     BinaryAttribute,
     ListAttribute,
@@ -30,7 +31,13 @@ from pynamodb.connection import Connection
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
+from chalicelib.clients import botocore_session
 from chalicelib.settings import Settings
+
+# pynamodb makes a botocore session for every connection, one per model class, so each table
+# parsed DynamoDB's API model again (~0.1 CPU-s each on a cold worker). pynamodb has no setting
+# for the session: its module-level factory is pointed at the process's shared one.
+pynamodb.connection.base.get_session = botocore_session  # type: ignore[assignment]
 
 
 def utcnow() -> datetime:
