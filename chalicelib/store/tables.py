@@ -30,6 +30,7 @@ from pynamodb.connection import Connection
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
+from chalicelib.clients import endpoint_url
 from chalicelib.settings import Settings
 
 
@@ -247,7 +248,7 @@ def _bind(base: type[Model], table_name: str, settings: Settings) -> type[Model]
         {
             "table_name": table_name,
             "region": settings.region,
-            "host": settings.endpoint_url,
+            "host": endpoint_url("dynamodb", settings),
             "billing_mode": "PAY_PER_REQUEST",
         },
     )
