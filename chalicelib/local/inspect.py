@@ -71,7 +71,10 @@ def _localstack_pushes(endpoint_url: str) -> list[Push]:
         except sns.exceptions.NotFoundException:
             attrs = {}
         for m in messages:
-            body = json.loads(m.get("Message") or "{}")
+            # The platform's part of the message, JSON-encoded once more by LocalStack.
+            body: Any = m.get("Message") or "{}"
+            while isinstance(body, str):
+                body = json.loads(body)
             out.append(Push(arn, attrs.get("CustomUserData", ""), m.get("MessageId", ""),
                             body.get("data", {})))
     return out
