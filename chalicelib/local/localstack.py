@@ -105,10 +105,14 @@ def wait_ready(endpoint: str, timeout: float = 90.0,
         time.sleep(0.25)
 
 
-def start(port: int | None = None, log_path: Path | None = None) -> LocalStack:
+def start(port: int | None = None, log_path: Path | None = None,
+          root: Path | None = None) -> LocalStack:
+    """`root`: LocalStack's FILESYSTEM_ROOT, kept (a temporary one, removed by stop, if None)."""
     python = ensure_installed()
     port = port or moto_server.free_port()
-    root = Path(tempfile.mkdtemp(prefix="lfr-localstack-"))
+    own_root = root is None
+    root = Path(tempfile.mkdtemp(prefix="lfr-localstack-")) if root is None else root
+    root.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ, **moto_server.LOCAL_ENV,
         "OVERRIDE_IN_DOCKER": "0",  # this machine has /.dockerenv: LocalStack would think it is in
@@ -125,7 +129,7 @@ def start(port: int | None = None, log_path: Path | None = None) -> LocalStack:
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen([str(python), "-m", "localstack.runtime.main"], stdout=log,
                             stderr=subprocess.STDOUT, env=env, cwd=root, start_new_session=True)
-    server = LocalStack(port, proc, root, own_root=True)
+    server = LocalStack(port, proc, root, own_root=own_root)
     try:
         wait_ready(server.endpoint, process=proc)
     except RuntimeError:

@@ -52,3 +52,67 @@ def test_a_camera_grant_s_post_policy(local_stack: dict[str, Any]) -> None:
         assert outside.status_code == 403 and "AccessDenied" in outside.text
     else:  # the difference, pinned: if moto starts enforcing, this says so
         assert too_big.status_code == 204 and outside.status_code == 204
+
+
+def test_lfr_local_up_and_down_on_the_backend(tmp_path: Any, monkeypatch: Any) -> None:
+    """`lfr local up --backend <this run's>`: servers, resources and the pump; `down` ends them."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from chalicelib.local.moto_server import LOCAL_ENV, free_port
+    from chalicelib.settings import Settings
+    from tests.conftest import backend_under_test
+
+    backend = backend_under_test()
+    lfr = str(Path(sys.executable).with_name("lfr"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_ENDPOINT_URL", "LFR_"))}
+    up = subprocess.run([lfr, "local", "up", "--backend", backend, "--port", str(free_port()),
+                         "--localstack-port", str(free_port())], cwd=tmp_path, env=env,
+                        capture_output=True, text=True, timeout=180)
+    state_file = tmp_path / ".lfr" / "local.json"
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        state = json.loads(state_file.read_text())
+        assert state["backend"] == backend
+        for k, v in LOCAL_ENV.items():  # the credentials `local up` tells a shell to export
+            monkeypatch.setenv(k, v)
+        s = Settings.from_env({**LOCAL_ENV, **state["env"]})
+        if backend == "localstack":
+            assert state["localstack_pid"] and "AWS_ENDPOINT_URL_DYNAMODB" in state["env"]
+            assert "LocalStack http://127.0.0.1:" in up.stdout
+        else:
+            assert state["localstack_pid"] is None
+        assert f"export AWS_ENDPOINT_URL={s.endpoint_url}" in up.stdout
+        clients.reset()
+        buckets = [b["Name"] for b in clients.client("s3", s).list_buckets()["Buckets"]]
+        assert s.frames_bucket in buckets
+        assert f"{s.table_prefix}-alerts" in clients.client("dynamodb", s).list_tables()[
+            "TableNames"]
+        token = subprocess.run([lfr, "token", "--sub", "op", "--role", "operator"],
+                               cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        assert token.returncode == 0 and token.stdout.count(".") == 2, token.stderr
+    finally:
+        down = subprocess.run([lfr, "local", "down"], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=60)
+        clients.reset()
+    assert down.returncode == 0 and not state_file.exists()
+    pids = [state[k] for k in ("moto_pid", "pump_pid", "localstack_pid") if state.get(k)]
+    deadline = time.monotonic() + 30
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not any(_alive(p) for p in pids)
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie (they are reparented once `lfr local up` exits)."""
+    from pathlib import Path
+
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
