@@ -418,6 +418,8 @@ def main(argv: list[str] | None = None) -> int:
         from chalicelib.local import moto_server
 
         server = moto_server.start()
+        for k in [k for k in os.environ if k.startswith("AWS_ENDPOINT_URL_")]:
+            del os.environ[k]  # everything on this moto server, none elsewhere
         os.environ.update(server.env())
         print(f"moto server on {server.endpoint}")
     try:
