@@ -16,7 +16,9 @@ class Push:
     endpoint_arn: str
     officer: str
     message_id: str
-    data: dict[str, Any]  # the GCM data block of the push payload
+    # The alert's data: on moto the GCM data block of the whole payload whatever the phone's
+    # platform; on LocalStack the block of the phone's own platform (GCM data, APNs lfr).
+    data: dict[str, Any]
 
 
 @functools.lru_cache(maxsize=8)
@@ -75,8 +77,10 @@ def _localstack_pushes(endpoint_url: str) -> list[Push]:
             body: Any = m.get("Message") or "{}"
             while isinstance(body, str):
                 body = json.loads(body)
-            out.append(Push(arn, attrs.get("CustomUserData", ""), m.get("MessageId", ""),
-                            body.get("data", {})))
+            # Each platform gets its own part (alerts/notify.py push_payload): FCM's data block,
+            # APNs' "lfr" beside "aps".
+            data = body.get("lfr" if ":endpoint/APNS" in arn else "data", {})
+            out.append(Push(arn, attrs.get("CustomUserData", ""), m.get("MessageId", ""), data))
     return out
 
 

@@ -116,3 +116,28 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_pushes_read_back_for_both_platforms(local_stack: dict[str, Any]) -> None:
+    """What an FCM and an APNs phone received, read back on either backend (the demo prints it):
+    LocalStack keeps each platform's own part, moto the whole message."""
+    import json
+    import uuid
+
+    from chalicelib.local.inspect import delivered_pushes
+
+    s = local_stack["settings"]
+    sns = clients.client("sns", s)
+    data = {"alert_id": f"al-{uuid.uuid4().hex[:8]}"}
+    payload = json.dumps({"default": "d", "GCM": json.dumps({"data": data}),
+                          "APNS": json.dumps({"aps": {"alert": "a"}, "lfr": data})})
+    arns = {}
+    for platform in PLATFORMS:
+        arns[platform] = sns.create_platform_endpoint(
+            PlatformApplicationArn=names.platform_app_arn(s, platform),
+            Token=f"token-{uuid.uuid4().hex}", CustomUserData=f"officer-{platform}")["EndpointArn"]
+        sns.publish(TargetArn=arns[platform], Message=payload, MessageStructure="json")
+    got = {p.endpoint_arn: p for p in delivered_pushes(local_stack["endpoint"])}
+    for platform, arn in arns.items():
+        assert got[arn].data == data, platform
+        assert got[arn].officer == f"officer-{platform}"
