@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv browser demo test test-fast lint bench clean
+.PHONY: venv browser demo test test-fast test-localstack lint bench clean
 
 venv: $(STAMP)
 
@@ -37,6 +37,12 @@ test-fast: venv
 
 lint: venv
 	$(BIN)/ruff check .
+
+# Optional, not in .ci/run: the integration suites on moto server and on LocalStack in host mode
+# (DynamoDB and Cognito on moto), then a table of suites x backends (docs/deploy.md). Installs
+# LocalStack into build/venv-localstack on a Python >= 3.12 it finds (LFR_LOCALSTACK_PYTHON=...).
+test-localstack: venv
+	$(BIN)/python -m tests.backend_matrix
 
 # The baseline: the last revision before tracks continued across batches (issue 9).
 BENCH_BASELINE ?= 24f8138

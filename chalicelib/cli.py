@@ -32,7 +32,7 @@ def _settings():  # type: ignore[no-untyped-def]
 def cmd_local_up(args: argparse.Namespace) -> int:
     import subprocess
 
-    from chalicelib.local import moto_server, resources
+    from chalicelib.local import localstack, moto_server, resources
     from chalicelib.settings import Settings
 
     if STATE.exists():
@@ -40,8 +40,20 @@ def cmd_local_up(args: argparse.Namespace) -> int:
         return 1
     STATE.parent.mkdir(exist_ok=True)
     server = moto_server.start(args.port, log_path=STATE.parent / "moto.log")
+    aws_env, ls_server = server.env(), None
+    if args.backend == "localstack":
+        # LocalStack for every service it serves; DynamoDB and Cognito stay on moto server.
+        try:
+            ls_server = localstack.start(args.localstack_port,
+                                         log_path=STATE.parent / "localstack.log",
+                                         root=STATE.parent / "localstack")
+        except (localstack.LocalStackUnavailable, RuntimeError) as exc:
+            moto_server.stop(server)
+            print(f"LocalStack did not start: {exc}", file=sys.stderr)
+            return 2
+        aws_env = localstack.mixed_env(ls_server.endpoint, server.endpoint)
     # The local API verifies its own tokens (`lfr token`) and signs alert links: per-stack secrets.
-    env = {**server.env(), "LFR_STAGE": args.stage,
+    env = {**aws_env, "LFR_STAGE": args.stage,
            "LFR_LOCAL_AUTH_SECRET": secrets.token_hex(16), "LFR_LINK_SECRET": secrets.token_hex(16)}
     os.environ.update(env)
     resources.create_all(Settings.from_env())
@@ -53,11 +65,16 @@ def cmd_local_up(args: argparse.Namespace) -> int:
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    state = {"env": {k: env[k] for k in ("AWS_ENDPOINT_URL", "LFR_STAGE",
-                                         "LFR_LOCAL_AUTH_SECRET", "LFR_LINK_SECRET")},
-             "moto_pid": server.process.pid if server.process else None, "pump_pid": pump.pid}
+    keep = [k for k in env if k.startswith("AWS_ENDPOINT_URL")] + [
+        "LFR_STAGE", "LFR_LOCAL_AUTH_SECRET", "LFR_LINK_SECRET"]
+    state = {"env": {k: env[k] for k in keep}, "backend": args.backend,
+             "moto_pid": server.process.pid if server.process else None, "pump_pid": pump.pid,
+             "localstack_pid": ls_server.process.pid if ls_server and ls_server.process else None}
     STATE.write_text(json.dumps(state, indent=2))
-    print(f"local stack up: moto server {server.endpoint}, stage {args.stage}, "
+    where = f"moto server {server.endpoint}"
+    if ls_server:
+        where = f"LocalStack {ls_server.endpoint} (DynamoDB, Cognito: {where})"
+    print(f"local stack up: {where}, stage {args.stage}, "
           f"event pump pid {pump.pid} (logs in {STATE.parent}/)")
     print("use it from a shell (e.g. `.venv/bin/chalice local --stage local` for the API and "
           "the console at /console) with:")
@@ -84,7 +101,7 @@ def cmd_local_down(args: argparse.Namespace) -> int:
         print("no local stack is up")
         return 0
     state = json.loads(STATE.read_text())
-    for key in ("pump_pid", "moto_pid"):
+    for key in ("pump_pid", "localstack_pid", "moto_pid"):
         pid = state.get(key)
         if pid:
             with contextlib.suppress(ProcessLookupError):
@@ -285,7 +302,7 @@ def cmd_dlq_redrive(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from chalicelib.demo import run_demo
 
-    return run_demo(Path(args.out))
+    return run_demo(Path(args.out), backend=args.backend)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -295,8 +312,12 @@ def build_parser() -> argparse.ArgumentParser:
     local = sub.add_parser("local", help="the local AWS stack (moto server + event pump)")
     lsub = local.add_subparsers(dest="action", required=True)
     up = lsub.add_parser("up", help="start moto server, create every resource, start the pump")
-    up.add_argument("--port", type=int, default=5055)
+    up.add_argument("--port", type=int, default=5055, help="moto server's port")
     up.add_argument("--stage", default="local")
+    up.add_argument("--backend", choices=("moto", "localstack"), default="moto",
+                    help="localstack: LocalStack in host mode for every service it serves, "
+                         "DynamoDB and Cognito on moto server (docs/deploy.md)")
+    up.add_argument("--localstack-port", type=int, default=4566)
     up.set_defaults(func=cmd_local_up)
     lsub.add_parser("down", help="stop what `local up` started").set_defaults(func=cmd_local_down)
     lsub.add_parser("pump", help="run the event pump in the foreground").set_defaults(
@@ -411,6 +432,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="the whole stream path end to end on a local stack")
     demo.add_argument("--out", default="demo-out")
+    demo.add_argument("--backend", choices=("moto", "localstack"), default="moto",
+                      help="the local AWS to run on (localstack: DynamoDB on moto server)")
     demo.set_defaults(func=cmd_demo)
     return p
 

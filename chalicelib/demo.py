@@ -48,13 +48,16 @@ def _print_push(data: dict[str, Any], officer: str) -> None:
     )
 
 
-def run_demo(out: Path) -> int:
+def run_demo(out: Path, backend: str = "moto") -> int:
     from chalicelib.local.session import local_session
 
     out.mkdir(parents=True, exist_ok=True)
-    print("1. starting the local AWS (moto server on 127.0.0.1) and creating every resource")
+    where = ("LocalStack in host mode, DynamoDB on moto server" if backend == "localstack"
+             else "moto server")
+    print(f"1. starting the local AWS ({where}, on 127.0.0.1) and creating every resource")
     with local_session("demo", log_path=out / "moto.log",
-                       extra_env={"POWERTOOLS_LOG_LEVEL": "WARNING"}) as ls:
+                       extra_env={"POWERTOOLS_LOG_LEVEL": "WARNING"},
+                       backend=backend) as ls:  # type: ignore[arg-type]
         code = _run(out, ls)
     print("local stack stopped")
     return code

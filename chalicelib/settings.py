@@ -31,6 +31,11 @@ class Settings:
     region: str = "eu-west-2"
     # None on AWS; http://127.0.0.1:PORT for moto server, http://localhost:4566 for LocalStack.
     endpoint_url: str | None = None
+    # Per-service endpoints over endpoint_url, as boto3 reads them: AWS_ENDPOINT_URL_<SERVICE ID>
+    # (e.g. AWS_ENDPOINT_URL_DYNAMODB), kept as (SERVICE ID, url) pairs; clients.endpoint_url
+    # resolves a client name to its variable. A mixed stack (LocalStack + DynamoDB on moto) is
+    # one environment away.
+    service_endpoints: tuple[tuple[str, str], ...] = ()
     # Names of everything the app talks to. One prefix per stage keeps stages apart in one
     # account: empty means lfr-<stage>, and each name empty means <prefix>-<suffix> below.
     prefix: str = ""
@@ -146,6 +151,9 @@ class Settings:
             "stage": _get(env, "LFR_STAGE", "dev"),
             "region": _get(env, "AWS_REGION", _get(env, "AWS_DEFAULT_REGION", "eu-west-2")),
             "endpoint_url": env.get("AWS_ENDPOINT_URL") or None,
+            "service_endpoints": tuple(sorted(
+                (k.removeprefix(_SERVICE_ENDPOINT), v) for k, v in env.items()
+                if k.startswith(_SERVICE_ENDPOINT) and v)),
         }
         for f in fields(cls):
             raw = env.get("LFR_" + f.name.upper())
@@ -154,6 +162,8 @@ class Settings:
             values[f.name] = _cast(f.type, raw, f.name)
         return cls(**values)  # type: ignore[arg-type]
 
+
+_SERVICE_ENDPOINT = "AWS_ENDPOINT_URL_"
 
 _DERIVED_NAMES = {
     "frames_bucket": "frames",

@@ -4,15 +4,21 @@
     python -m infra.deploy --stage prod --no-infra  # against AWS, infra stack already deployed
 
 1. infrastructure: on an endpoint (moto server, LocalStack) local/resources.py creates every
-   resource through the APIs; on AWS deploy build/package/<stage>/infra.json first (docs/deploy.md);
+   resource through the APIs, and infra/users.py the Cognito user pool; on AWS deploy
+   build/package/<stage>/infra.json first (docs/deploy.md) and give its UserPoolArn as
+   LFR_COGNITO_USER_POOL_ARN;
 2. publishes the inference layer (build/layer/lfr-inference-arm64.zip from `make layer`);
 3. runs `chalice deploy --stage <stage>` in a staged copy of the project (build/deploy/<stage>/)
-   whose config names that layer version and whose policies name this account;
+   whose config names that layer version, the user pool, and whose policies name this account;
+   on an endpoint through infra/apigw_import.py, which builds the REST API by its API calls
+   where the endpoint cannot import Chalice's swagger (moto);
 4. turns on ReportBatchItemFailures on every SQS event source mapping (Chalice cannot);
 5. checks with boto3 what got deployed: functions (runtime, architecture, layer, environment,
    role policy), the layer, event source mappings (queue, batch size, response types), the
-   CloudWatch alarms (metric, dimension, threshold, the operators' topic).
-Everything it talks to honours AWS_ENDPOINT_URL, like the app.
+   CloudWatch alarms (metric, dimension, threshold, the operators' topic), the REST API (every
+   route, its method, its Cognito authorizer and that authorizer's user pool, its integration
+   with the API function, the function's permission) and the user pool (groups, client).
+Everything it talks to honours AWS_ENDPOINT_URL (and AWS_ENDPOINT_URL_<SERVICE>), like the app.
 """
 
 from __future__ import annotations
@@ -31,13 +37,13 @@ from typing import Any
 
 import boto3
 
-from infra import policies
+from infra import policies, users
 from infra import spec as spec_mod
 
 REPO = Path(__file__).resolve().parents[1]
 LAYER_ZIP = REPO / "build/layer/lfr-inference-arm64.zip"
 DEPLOY_CHALICE = REPO / "build/venv-deploy/bin/chalice"
-MOTO_API_SHORTFALL = "ImportRestApi operation"
+POOL_ENV = "LFR_COGNITO_USER_POOL_ARN"
 
 
 def layer_name(stage: str) -> str:
@@ -60,7 +66,7 @@ def publish_layer(lam: Any, stage: str, content: bytes, runtime: str) -> str:
     )["LayerVersionArn"]
 
 
-def staged_config(stage: str, layer_arn: str) -> dict[str, Any]:
+def staged_config(stage: str, layer_arn: str, pool_arn: str = "") -> dict[str, Any]:
     """The project's config with the inference layer attached to the stage, and its functions
     pointed at the layer's model files where the stage does not say already. The local stage
     sets no model paths, so that `chalice local --stage local` (which applies the stage's
@@ -73,10 +79,13 @@ def staged_config(stage: str, layer_arn: str) -> dict[str, Any]:
     env = entry.setdefault("environment_variables", {})
     for key, value in layer_model_env().items():
         env.setdefault(key, value)
+    if pool_arn:  # app.py puts the Cognito authorizer on the routes (at deploy and at run time)
+        env[POOL_ENV] = pool_arn
     return config
 
 
-def stage_project(stage: str, layer_arn: str, account: str, requirements: bool) -> Path:
+def stage_project(stage: str, layer_arn: str, account: str, requirements: bool,
+                  pool_arn: str = "") -> Path:
     """A copy of the project that `chalice deploy` runs in: config and policies for this account."""
     dest = REPO / "build" / "deploy" / stage
     keep = dest / ".chalice" / "deployed"
@@ -92,7 +101,7 @@ def stage_project(stage: str, layer_arn: str, account: str, requirements: bool) 
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     reqs = (REPO / "requirements.txt").read_text() if requirements else ""
     (dest / "requirements.txt").write_text(reqs)
-    config = staged_config(stage, layer_arn)
+    config = staged_config(stage, layer_arn, pool_arn)
     (dest / ".chalice" / "config.json").write_text(json.dumps(config, indent=2))
     for fn, entry in config["stages"][stage].get("lambda_functions", {}).items():
         if "iam_policy_file" in entry:
@@ -128,16 +137,18 @@ def report_batch_item_failures(lam: Any, function_names: list[str]) -> list[str]
 
 
 def check(session: boto3.session.Session, stage: str, layer_arn: str,
-          functions: list[str], runtime: str) -> list[str]:
+          functions: list[str], runtime: str, pool_arn: str = "",
+          deployed: dict[str, Any] | None = None) -> list[str]:
     """What got deployed, against what should have been. Returns the failures (empty: all good)."""
     lam, iam, sqs = session.client("lambda"), session.client("iam"), session.client("sqs")
     from chalicelib.vision.models import layer_model_env
 
     sp = spec_mod.build(spec_mod.stage_settings(stage))
-    config = staged_config(stage, layer_arn)
+    config = staged_config(stage, layer_arn, pool_arn)
     expected_env = {**config.get("environment_variables", {}),
                     **config["stages"][stage].get("environment_variables", {})}
-    sources = _app(stage).event_sources
+    app = _app(stage, pool_arn)
+    sources = app.event_sources
     queue_of = {src.name: (src.queue, src.batch_size) for src in sources if hasattr(src, "queue")}
     scheduled = {src.name: src.schedule_expression for src in sources
                  if hasattr(src, "schedule_expression")}
@@ -211,7 +222,68 @@ def check(session: boto3.session.Session, stage: str, layer_arn: str,
                f"queue {q.name}: DLQ {q.dlq}, visibility {attrs['VisibilityTimeout']} s "
                ">= the function's timeout")
     check_alarms(session, sp, expect)
+    if deployed is not None:
+        check_rest_api(session, stage, app, deployed, pool_arn, expect)
+    if pool_arn:
+        users.check_user_pool(session.client("cognito-idp"), sp, pool_arn, expect)
     return failures
+
+
+def check_rest_api(session: boto3.session.Session, stage: str, app: Any,
+                   deployed: dict[str, Any], pool_arn: str,
+                   expect: Callable[[bool, str], None]) -> None:
+    """Every route of app.py is a method of the deployed REST API, behind the Cognito authorizer
+    of the stage's user pool where app.py says so, integrated with the API function."""
+    gw, lam = session.client("apigateway"), session.client("lambda")
+    rest = [r for r in deployed.get("resources", []) if r.get("resource_type") == "rest_api"]
+    expect(len(rest) == 1, "REST API in chalice's record of the deploy")
+    if not rest:
+        return
+    api_id, url = rest[0]["rest_api_id"], rest[0].get("rest_api_url", "")
+    expect(gw.get_rest_api(restApiId=api_id)["name"] == app.app_name,
+           f"REST API {api_id} ({app.app_name}) at {url}")
+    config = json.loads((REPO / ".chalice" / "config.json").read_text())
+    api_stage = config["stages"][stage].get("api_gateway_stage", "api")
+    stages = {st["stageName"] for st in gw.get_stages(restApiId=api_id)["item"]}
+    expect(api_stage in stages, f"REST API deployed to stage {api_stage!r} ({sorted(stages)})")
+    authorizers = {a["id"]: a for a in gw.get_authorizers(restApiId=api_id)["items"]}
+    want_auth = bool(pool_arn)
+    expect((len(authorizers) == 1) == want_auth and all(
+        a["type"] == "COGNITO_USER_POOLS" and a.get("providerARNs") == [pool_arn]
+        for a in authorizers.values()),
+        "authorizers: "
+        f"{[(a['name'], a['type'], a.get('providerARNs')) for a in authorizers.values()]}")
+    api_fn = function_name(stage, "api_handler")
+    fn_arn = lam.get_function_configuration(FunctionName=api_fn)["FunctionArn"]
+    by_path = {r["path"]: r for r in gw.get_resources(restApiId=api_id, limit=500)["items"]}
+    expected_methods = set()
+    for path, methods in sorted(app.routes.items()):
+        for verb, entry in sorted(methods.items()):
+            expected_methods.add((path, verb))
+            res = by_path.get(path)
+            if res is None or verb not in (res.get("resourceMethods") or {}):
+                expect(False, f"route {verb} {path} is a method of the REST API")
+                continue
+            m = gw.get_method(restApiId=api_id, resourceId=res["id"], httpMethod=verb)
+            integ = m.get("methodIntegration") or gw.get_integration(
+                restApiId=api_id, resourceId=res["id"], httpMethod=verb)
+            to_fn = integ.get("type") == "AWS_PROXY" and fn_arn in integ.get("uri", "")
+            if entry.authorizer is not None:
+                auth = authorizers.get(m.get("authorizerId", ""), {})
+                ok = (m.get("authorizationType") == "COGNITO_USER_POOLS"
+                      and auth.get("name") == entry.authorizer.name
+                      and auth.get("providerARNs") == [pool_arn])
+                who = f"Cognito {auth.get('name')} ({pool_arn.rsplit('/', 1)[-1]})"
+            else:
+                ok, who = m.get("authorizationType") == "NONE", "no authorizer"
+            expect(ok and to_fn, f"route {verb} {path}: {who} -> {api_fn}")
+    extra = {(p, v) for p, r in by_path.items() for v in (r.get("resourceMethods") or {})
+             } - expected_methods
+    expect(not extra, f"REST API has no method app.py lacks {sorted(extra) or ''}")
+    statements = json.loads(lam.get_policy(FunctionName=fn_arn)["Policy"])["Statement"]
+    expect(any(st.get("Principal", {}).get("Service") == "apigateway.amazonaws.com"
+               and api_id in json.dumps(st.get("Condition", {})) for st in statements),
+           f"API Gateway ({api_id}) may invoke {api_fn}")
 
 
 def check_alarms(session: boto3.session.Session, sp: spec_mod.Spec,
@@ -249,21 +321,24 @@ def _account(session: boto3.session.Session) -> str:
     return session.client("sts").get_caller_identity()["Account"]
 
 
-def _app(stage: str) -> Any:
-    """app.py as Chalice loads it for the stage (stage environment set: queue names follow it)."""
+def _app(stage: str, pool_arn: str = "") -> Any:
+    """app.py as Chalice loads it for the stage (stage environment set: queue names follow it;
+    with the user pool, its routes carry the Cognito authorizer)."""
     from chalicelib import runtime
     from chalicelib.local.pump import load_app
 
-    saved = os.environ.get("LFR_STAGE")
-    os.environ["LFR_STAGE"] = stage
+    env = {"LFR_STAGE": stage, POOL_ENV: pool_arn}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     runtime.settings.cache_clear()
     try:
         return load_app()
     finally:
-        if saved is None:
-            os.environ.pop("LFR_STAGE", None)
-        else:
-            os.environ["LFR_STAGE"] = saved
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
         runtime.settings.cache_clear()
 
 
@@ -275,6 +350,7 @@ def function_name(stage: str, fn: str) -> str:
 def deploy(stage: str, chalice: str, layer: bytes, requirements: bool,
            create_infra: bool) -> tuple[list[str], dict[str, Any]]:
     session = boto3.session.Session()
+    pool_arn = os.environ.get(POOL_ENV, "")
     if create_infra:
         from chalicelib import clients
         from chalicelib.local import resources
@@ -283,6 +359,10 @@ def deploy(stage: str, chalice: str, layer: bytes, requirements: bool,
         clients.reset()
         resources.create_all(Settings.from_env({**os.environ, "LFR_STAGE": stage}))
         print(f"infrastructure for {stage} created through the APIs (local/resources.py)")
+        if not pool_arn:
+            sp = spec_mod.build(spec_mod.stage_settings(stage))
+            pool_arn = users.create_user_pool(session.client("cognito-idp"), sp)
+            print(f"Cognito user pool created through the APIs (infra/users.py): {pool_arn}")
     runtime = "python" + subprocess.run(
         [str(Path(chalice).with_name("python")), "-c",
          "import sys; print(f'{sys.version_info[0]}.{sys.version_info[1]}')"],
@@ -290,29 +370,32 @@ def deploy(stage: str, chalice: str, layer: bytes, requirements: bool,
     lam = session.client("lambda")
     layer_arn = publish_layer(lam, stage, layer, runtime)
     print(f"layer published: {layer_arn}")
-    project = stage_project(stage, layer_arn, _account(session), requirements)
-    functions = policies.app_functions(_app(stage))
+    project = stage_project(stage, layer_arn, _account(session), requirements, pool_arn)
+    functions = policies.app_functions(_app(stage, pool_arn))
     print(f"$ chalice deploy --stage {stage}   (in {project.relative_to(REPO)})", flush=True)
-    proc = subprocess.run([chalice, "deploy", "--stage", stage], cwd=project, text=True,
+    env = {**os.environ, POOL_ENV: pool_arn}
+    command = [chalice, "deploy", "--stage", stage]
+    if _local_endpoint():
+        # A local API Gateway may not import Chalice's swagger (moto): infra/apigw_import.py.
+        command = [str(Path(chalice).absolute().with_name("python")), "-m", "infra.apigw_import",
+                   *command[1:]]
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    proc = subprocess.run(command, cwd=project, text=True, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     print(proc.stdout.rstrip())
-    deployed: dict[str, Any] = {}
     if proc.returncode != 0:
-        if not (os.environ.get("AWS_ENDPOINT_URL") and MOTO_API_SHORTFALL in proc.stdout):
-            raise subprocess.CalledProcessError(proc.returncode, proc.args, proc.stdout)
-        # moto 5.2.5's ImportRestApi reads info.description, which Chalice's swagger lacks
-        # (moto/apigateway/models.py import_rest_api: KeyError 'description' -> HTTP 500).
-        # Chalice deploys the REST API last, so everything else is in place: go on, check it.
-        print("moto shortfall: ImportRestApi fails on Chalice's swagger (no info.description); "
-              "the REST API is not deployed, every function, role, layer and mapping is")
-    else:
-        deployed = json.loads((project / ".chalice" / "deployed" / f"{stage}.json").read_text())
+        raise subprocess.CalledProcessError(proc.returncode, proc.args, proc.stdout)
+    deployed = json.loads((project / ".chalice" / "deployed" / f"{stage}.json").read_text())
     names = [function_name(stage, fn) for fn in functions]
     esms = report_batch_item_failures(lam, names)
     print(f"ReportBatchItemFailures set on {len(esms)} SQS event source mapping(s)")
     print("checking what got deployed:")
-    failures = check(session, stage, layer_arn, functions, runtime)
+    failures = check(session, stage, layer_arn, functions, runtime, pool_arn, deployed)
     return failures, deployed
+
+
+def _local_endpoint() -> bool:
+    return any(k.startswith("AWS_ENDPOINT_URL") and v for k, v in os.environ.items())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -335,6 +418,8 @@ def main(argv: list[str] | None = None) -> int:
         from chalicelib.local import moto_server
 
         server = moto_server.start()
+        for k in [k for k in os.environ if k.startswith("AWS_ENDPOINT_URL_")]:
+            del os.environ[k]  # everything on this moto server, none elsewhere
         os.environ.update(server.env())
         print(f"moto server on {server.endpoint}")
     try:

@@ -1,7 +1,9 @@
 """Shared fixtures. Integration tests run against a real moto server on 127.0.0.1.
 
 `.ci/run` (or a developer) may start one and export LFR_TEST_ENDPOINT; otherwise the tests start
-their own on a free port and stop it at the end.
+their own on a free port and stop it at the end. LFR_TEST_BACKEND=localstack (`make
+test-localstack`) runs them on LocalStack in host mode, with DynamoDB and Cognito on moto server
+(LFR_TEST_LOCALSTACK: a LocalStack already up); tests of what LocalStack cannot do skip, saying why.
 """
 
 from __future__ import annotations
@@ -28,16 +30,30 @@ def shared_data(*parts: str) -> Path:
 @pytest.fixture(scope="session")
 def local_stack() -> Iterator[dict[str, object]]:
     """moto server + every resource + the Chalice app and an event pump bound to it."""
-    from chalicelib.local.session import local_session
+    from chalicelib.local.session import BACKENDS, local_session
 
+    backend = backend_under_test()
+    assert backend in BACKENDS, f"LFR_TEST_BACKEND={backend!r}: one of {BACKENDS}"
     # A stage of its own so a shared moto server can hold several runs side by side.
     with local_session(
         f"t{os.getpid()}",
         endpoint=os.environ.get("LFR_TEST_ENDPOINT"),
         extra_env={"POWERTOOLS_SERVICE_NAME": "lfr-test"},
+        backend=backend,  # type: ignore[arg-type]
+        localstack_endpoint=os.environ.get("LFR_TEST_LOCALSTACK"),
     ) as ls:
         yield {"settings": ls.settings, "app": ls.app, "pump": ls.pump, "endpoint": ls.endpoint,
-               "rt": ls.rt}
+               "rt": ls.rt, "backend": ls.backend}
+
+
+def backend_under_test() -> str:
+    return os.environ.get("LFR_TEST_BACKEND") or "moto"
+
+
+def skip_on_localstack(why: str) -> None:
+    """For a test of what LocalStack (host mode, open-source 2026.3.0) cannot do."""
+    if backend_under_test() == "localstack":
+        pytest.skip(f"LocalStack: {why}")
 
 
 _REPORTS: list[tuple[str, str]] = []

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
@@ -13,11 +16,25 @@ class Push:
     endpoint_arn: str
     officer: str
     message_id: str
-    data: dict[str, Any]  # the GCM data block of the push payload
+    # The alert's data: on moto the GCM data block of the whole payload whatever the phone's
+    # platform; on LocalStack the block of the phone's own platform (GCM data, APNs lfr).
+    data: dict[str, Any]
+
+
+@functools.lru_cache(maxsize=8)
+def is_localstack(endpoint_url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{endpoint_url}/_localstack/health", timeout=5) as resp:
+            return resp.status == 200
+    except (urllib.error.HTTPError, urllib.error.URLError):
+        return False
 
 
 def delivered_pushes(endpoint_url: str) -> list[Push]:
-    """Every push moto server delivered to a platform endpoint (a phone), from /moto-api."""
+    """Every push SNS at `endpoint_url` delivered to a platform endpoint (a phone): moto server's
+    /moto-api, or LocalStack's /_aws/sns/platform-endpoint-messages."""
+    if is_localstack(endpoint_url):
+        return _localstack_pushes(endpoint_url)
     # data.json dumps every model moto holds, so it slows as a long session (the whole test
     # suite on a shared 2-core machine) fills it: 10 s was seen to run out.
     with urllib.request.urlopen(f"{endpoint_url}/moto-api/data.json", timeout=90) as resp:
@@ -32,6 +49,38 @@ def delivered_pushes(endpoint_url: str) -> list[Push]:
                 ep.get("custom_user_data", "")
             out.append(Push(ep["arn"], officer, message_id,
                             gcm.get("data", {})))
+    return out
+
+
+def _localstack_pushes(endpoint_url: str) -> list[Push]:
+    """LocalStack keeps, per endpoint, what a phone would get: the Message for its platform
+    (the GCM part of a MessageStructure=json publish). The officer is the endpoint's
+    CustomUserData, read through the API."""
+    from chalicelib import clients
+    from chalicelib.settings import Settings
+
+    s = Settings.from_env()
+    sns = clients.client("sns", s)
+    account = clients.client("sts", s).get_caller_identity()["Account"]
+    query = urllib.parse.urlencode({"accountId": account, "region": s.region})
+    url = f"{endpoint_url}/_aws/sns/platform-endpoint-messages?{query}"
+    with urllib.request.urlopen(url, timeout=90) as resp:
+        state = json.load(resp)
+    out = []
+    for arn, messages in (state.get("platform_endpoint_messages") or {}).items():
+        try:
+            attrs = sns.get_endpoint_attributes(EndpointArn=arn)["Attributes"]
+        except sns.exceptions.NotFoundException:
+            attrs = {}
+        for m in messages:
+            # The platform's part of the message, JSON-encoded once more by LocalStack.
+            body: Any = m.get("Message") or "{}"
+            while isinstance(body, str):
+                body = json.loads(body)
+            # Each platform gets its own part (alerts/notify.py push_payload): FCM's data block,
+            # APNs' "lfr" beside "aps".
+            data = body.get("lfr" if ":endpoint/APNS" in arn else "data", {})
+            out.append(Push(arn, attrs.get("CustomUserData", ""), m.get("MessageId", ""), data))
     return out
 
 

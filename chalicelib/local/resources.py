@@ -85,7 +85,10 @@ def create_all(s: Settings) -> dict[str, str]:
         sns.create_platform_application(
             Name=f"{s.push_platform_app}-{platform}",
             Platform=platform.upper(),
-            Attributes={"PlatformCredential": "local-placeholder"},
+            # LocalStack, like AWS for APNs, wants the principal with the credential; moto takes
+            # either. Placeholders: the local stacks deliver nothing beyond themselves.
+            Attributes={"PlatformCredential": "local-placeholder",
+                        "PlatformPrincipal": "local-placeholder"},
         )
 
     for model in tables(s).all():

@@ -1,5 +1,9 @@
 """One local stack in this process: moto server (or a given endpoint), every resource, the
-Chalice app and an event pump bound to it. Used by the demo, the benchmark and the tests."""
+Chalice app and an event pump bound to it. Used by the demo, the benchmark and the tests.
+
+backend "localstack": LocalStack in host mode for every service it serves and moto server for
+DynamoDB and Cognito, through per-service endpoints (chalicelib/local/localstack.py).
+"""
 
 from __future__ import annotations
 
@@ -10,18 +14,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from chalicelib.local import moto_server
+
+Backend = Literal["moto", "localstack"]
+BACKENDS: tuple[Backend, ...] = ("moto", "localstack")
 
 
 @dataclass
 class LocalSession:
-    endpoint: str
+    endpoint: str  # AWS_ENDPOINT_URL: where S3, SQS and SNS are (pushes are read from there)
     settings: Any
     rt: Any
     app: Any
     pump: Any
+    backend: Backend = "moto"
 
 
 @contextmanager
@@ -30,18 +38,39 @@ def local_session(
     endpoint: str | None = None,
     log_path: Path | None = None,
     extra_env: dict[str, str] | None = None,
+    backend: Backend = "moto",
+    localstack_endpoint: str | None = None,
 ) -> Iterator[LocalSession]:
-    server = None
+    """`endpoint`: a moto server already up; `localstack_endpoint`: a LocalStack already up
+    (backend "localstack"). What is not given is started here and stopped at the end."""
+    from chalicelib.local import localstack
+
+    server, ls_server = None, None
     if endpoint:
         moto_server.wait_ready(endpoint)
-        env = {**moto_server.LOCAL_ENV, "AWS_ENDPOINT_URL": endpoint}
     else:
         server = moto_server.start(log_path=log_path)
-        env = server.env()
+        endpoint = server.endpoint
+    env = {**moto_server.LOCAL_ENV, "AWS_ENDPOINT_URL": endpoint}
+    if backend == "localstack":
+        try:
+            if localstack_endpoint:
+                localstack.wait_ready(localstack_endpoint)
+            else:
+                ls_log = log_path.with_name("localstack.log") if log_path else None
+                ls_server = localstack.start(log_path=ls_log)
+                localstack_endpoint = ls_server.endpoint
+        except BaseException:
+            if server:
+                moto_server.stop(server)
+            raise
+        env = localstack.mixed_env(localstack_endpoint, endpoint)
     # The local stack verifies its own tokens and signs alert links with per-run secrets.
     env.update({"LFR_STAGE": stage, "POWERTOOLS_METRICS_DISABLED": "true",
                 "LFR_LOCAL_AUTH_SECRET": secrets.token_hex(16),
                 "LFR_LINK_SECRET": secrets.token_hex(16), **(extra_env or {})})
+    # Per-service endpoints of the caller's environment would override this stack's.
+    env.update({k: "" for k in os.environ if k.startswith("AWS_ENDPOINT_URL_") and k not in env})
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
@@ -58,13 +87,15 @@ def local_session(
         resources.create_all(rt.settings)
         app = load_app()
         pump = EventPump(rt.settings, app_mappings(app, rt.settings))
-        yield LocalSession(env["AWS_ENDPOINT_URL"], rt.settings, rt, app, pump)
+        yield LocalSession(env["AWS_ENDPOINT_URL"], rt.settings, rt, app, pump, backend)
     finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+        if ls_server:
+            localstack.stop(ls_server)
         if server:
             moto_server.stop(server)
 

@@ -31,7 +31,7 @@ from pynamodb.connection import Connection
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
-from chalicelib.clients import botocore_session
+from chalicelib.clients import botocore_session, endpoint_url
 from chalicelib.settings import Settings
 
 # pynamodb makes a botocore session for every connection, one per model class, so each table
@@ -258,7 +258,7 @@ def _bind(base: type[Model], table_name: str, settings: Settings) -> type[Model]
         {
             "table_name": table_name,
             "region": settings.region,
-            "host": settings.endpoint_url,
+            "host": endpoint_url("dynamodb", settings),
             "billing_mode": "PAY_PER_REQUEST",
         },
     )
