@@ -20,9 +20,12 @@ BLAS threads are limited by the worker runtime (chalicelib.matching.blas), not h
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
+
+from chalicelib.matching import coarse
 
 # Subjects per block: 8192 x 128 float32 = 4 MB of templates; the scores of 64 probes on a
 # block are 2 MB and stay in cache. 2048-8192 measured within noise; 32768 was slower for batches.
@@ -30,6 +33,10 @@ BLOCK = 8192
 # Up to this many probes, one matrix-vector product per probe on a block (while it is in cache)
 # beat OpenBLAS's sgemm, whose small-M kernel ran 2 and 4 probes at 1.4x and 1.7x the CPU.
 GEMV_MAX = 4
+# From this many probes, and this many subjects, a batch is scored in int8 first
+# (chalicelib.matching.coarse) and its shortlist re-scored in float32.
+COARSE_MIN_PROBES = 2
+COARSE_MIN_SUBJECTS = 1
 
 
 @dataclass(frozen=True)
@@ -48,7 +55,8 @@ class ExactIndex:
             raise ValueError("a template has zero norm")
         self.subject_ids = list(subject_ids)
         unit = templates / np.where(norms > 0, norms, 1.0)
-        self.blocks = column_blocks(unit)  # see the module doc
+        self.cube = padded_blocks(unit)  # see the module doc
+        self.blocks = column_blocks(unit, cube=self.cube)
         self.dims = templates.shape[1]
         self.model_id = model_id
 
@@ -70,15 +78,62 @@ class ExactIndex:
         probes = np.ascontiguousarray(np.atleast_2d(np.asarray(probes, dtype=np.float32)))
         if len(self) == 0 or probes.shape[0] == 0:
             return [[] for _ in range(probes.shape[0])]
-        idx, val = top_k(probes, self.blocks, max(1, min(k, len(self))))
+        k = max(1, min(k, len(self)))
+        scorer = self.coarse if use_coarse(probes.shape[0], len(self)) else None
+        if scorer is not None:
+            idx, val = self._search_coarse(scorer, probes, k)
+        else:
+            idx, val = top_k(probes, self.blocks, k)
         return [[Candidate(self.subject_ids[j], s) for j, s in zip(ri, rv, strict=True)]
                 for ri, rv in zip(idx.tolist(), val.tolist(), strict=True)]
 
 
-def column_blocks(unit: np.ndarray, block: int = BLOCK) -> list[np.ndarray]:
-    """(subjects, dims) -> contiguous (dims, <= block) arrays, in order (one copy in all)."""
-    return [np.ascontiguousarray(unit[start:start + block].T)
-            for start in range(0, unit.shape[0], block)]
+    @functools.cached_property
+    def coarse(self) -> coarse.CoarseScorer | None:
+        """Int8 sessions for batches, made at the first batch; None without onnxruntime."""
+        return coarse.CoarseScorer(self.blocks) if coarse.available() else None
+
+    def _search_coarse(self, scorer: coarse.CoarseScorer, probes: np.ndarray,
+                       k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k: an int8 shortlist, re-scored in float32.
+
+        Why it is exact: with a_j the integer score in float units and f_j the float32 score,
+        |f_j - a_j| <= E (chalicelib.matching.coarse). k subjects have a_j >= a_k (the k-th
+        best), so f_k (the k-th best float32 score) >= a_k - E, and any subject of the float32
+        top k (ties included) has a_j >= f_j - E >= f_k - E >= a_k - 2E: in the shortlist.
+        """
+        rows, cols = coarse.shortlist(scorer, probes, k)
+        width = self.cube.shape[2]
+        picked = self.cube[cols // width, :, cols % width]  # (candidates, dims)
+        scores = np.einsum("ij,ij->i", probes[rows], picked)
+        b = probes.shape[0]
+        best_v = np.full((b, k), -np.inf, np.float32)
+        best_i = np.full((b, k), len(self), np.int64)
+        return _merge(best_i, best_v, [(rows, cols, scores)], k)
+
+
+def use_coarse(probes: int, subjects: int) -> bool:
+    """Whether a batch goes through the int8 shortlist (the measured crossover, section 4)."""
+    return probes >= COARSE_MIN_PROBES and subjects >= COARSE_MIN_SUBJECTS
+
+
+def padded_blocks(unit: np.ndarray, block: int = BLOCK) -> np.ndarray:
+    """(subjects, dims) -> (blocks, dims, block), the last block padded with zeros."""
+    n, dims = unit.shape
+    cube = np.zeros((-(-n // block), dims, block), np.float32)
+    for i, start in enumerate(range(0, n, block)):
+        part = unit[start:start + block]
+        cube[i, :, :part.shape[0]] = part.T
+    return cube
+
+
+def column_blocks(unit: np.ndarray, block: int = BLOCK,
+                  cube: np.ndarray | None = None) -> list[np.ndarray]:
+    """(subjects, dims) -> (dims, <= block) arrays, in order: views of `cube` (padded_blocks)."""
+    cube = padded_blocks(unit, block) if cube is None else cube
+    block = cube.shape[2]
+    return [cube[i, :, :min(block, unit.shape[0] - start)]
+            for i, start in enumerate(range(0, unit.shape[0], block))]
 
 
 def top_k(probes: np.ndarray, blocks: list[np.ndarray],
