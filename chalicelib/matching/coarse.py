@@ -23,6 +23,7 @@ Quantisation (integer products are exact in int32, so the only error is rounding
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -43,6 +44,16 @@ def available() -> bool:
     except ImportError:
         return False
     return True
+
+
+@dataclass(frozen=True)
+class Quantised:
+    """Probes as the sessions take them, with what a score of theirs may be off by."""
+
+    u8: np.ndarray  # (probes, dims) uint8: u + 128
+    step: np.ndarray  # (probes,) float64: one unit of u . q_j, in score (sp * st)
+    bound: np.ndarray  # (probes,) float64: |float32 score - step * (u . q_j)| <= bound
+    window: np.ndarray  # (probes,) int64: >= 2 * bound / step
 
 
 class CoarseScorer:
@@ -67,8 +78,8 @@ class CoarseScorer:
             self.starts.append(start)
             start += wide.shape[1]
 
-    def quantise(self, probes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(uint8 probes for the sessions, per-probe integer window), see the module doc."""
+    def quantise(self, probes: np.ndarray) -> Quantised:
+        """The probes for the sessions, and each one's error bound; see the module doc."""
         p = probes.astype(np.float64)
         peak = np.abs(p).max(axis=1)
         sp = np.where(peak > 0, peak, 1.0) / P_LEVELS
@@ -76,10 +87,11 @@ class CoarseScorer:
         e_p = np.linalg.norm(p - sp[:, None] * u, axis=1)
         err = sp * np.linalg.norm(u, axis=1) * self.residual + e_p * self.tmax
         err += FLOAT_SLACK * np.linalg.norm(p, axis=1) * max(self.tmax, 1.0)
-        # Twice the bound (the k-th best may be over-, a candidate under-estimated), in units
-        # of sp * st, rounded up, plus one for the float64 arithmetic of this bound itself.
-        window = np.ceil(2 * err / (sp * self.scale)).astype(np.int64) + 1
-        return (u + 128).astype(np.uint8), window
+        unit = sp * self.scale  # one integer step of u . q_j, in score
+        # Twice the bound (the k-th best may be over-, a candidate under-estimated), in steps,
+        # rounded up, plus one for the float64 arithmetic of the bound itself.
+        window = np.ceil(2 * err / unit).astype(np.int64) + 1
+        return Quantised((u + 128).astype(np.uint8), unit, err, window)
 
     def blocks(self, probes_u8: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
         """(first subject, (probes, block) int32 scores u . q_j) for each block, in order."""
@@ -122,7 +134,8 @@ def shortlist(scorer: CoarseScorer, probes: np.ndarray,
     A running k-th best integer score, `kth`, is a lower bound of the final one (a k-th best
     of fewer subjects), so `kth - window` never drops a subject that the final filter keeps.
     """
-    u8, window = scorer.quantise(probes)
+    q = scorer.quantise(probes)
+    u8, window = q.u8, q.window
     b = probes.shape[0]
     lowest = np.iinfo(np.int32).min
     kth = np.full(b, lowest, np.int64)
@@ -136,7 +149,14 @@ def shortlist(scorer: CoarseScorer, probes: np.ndarray,
             kth = np.maximum(kth, np.partition(y, y.shape[1] - k, axis=1)[:, y.shape[1] - k])
         # int32, as the scores: a compare against int64 would convert the block first.
         floor = np.maximum(kth - window, lowest).astype(np.int32)
-        for r in np.flatnonzero(top >= floor):  # rows with a candidate: a view each, no copy
+        active = np.flatnonzero(top >= floor)
+        if 4 * active.size > b:  # many rows: one compare of the block (2-d nonzero is slower)
+            at = np.flatnonzero(y >= floor[:, None])
+            r, c = np.divmod(at, y.shape[1])
+            held.append((r, c + start, y.ravel()[at].astype(np.int64)))
+            waiting += at.size
+            active = active[:0]
+        for r in active:  # a few rows: a view each, no copy
             c = np.flatnonzero(y[r] >= floor[r])
             held.append((np.full(c.size, r), c + start, y[r, c].astype(np.int64)))
             waiting += c.size

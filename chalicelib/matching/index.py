@@ -33,10 +33,11 @@ BLOCK = 8192
 # Up to this many probes, one matrix-vector product per probe on a block (while it is in cache)
 # beat OpenBLAS's sgemm, whose small-M kernel ran 2 and 4 probes at 1.4x and 1.7x the CPU.
 GEMV_MAX = 4
-# From this many probes, and this many subjects, a batch is scored in int8 first
-# (chalicelib.matching.coarse) and its shortlist re-scored in float32.
-COARSE_MIN_PROBES = 2
-COARSE_MIN_SUBJECTS = 1
+# From this many scores (probes x subjects) a batch is scored in int8 first
+# (chalicelib.matching.coarse) and its shortlist re-scored in float32. Below it the int8 path's
+# fixed ~0.15 ms (quantising, onnxruntime calls, merging) costs more than it saves. Measured
+# crossovers: 1 probe between 17,000 and 65,536 subjects, 2 near 17,000, 8 near 4,096.
+COARSE_MIN_SCORES = 32768
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ class ExactIndex:
     @functools.cached_property
     def coarse(self) -> coarse.CoarseScorer | None:
         """Int8 sessions for batches, made at the first batch; None without onnxruntime."""
-        return coarse.CoarseScorer(self.blocks) if coarse.available() else None
+        return coarse.CoarseScorer(self.blocks, coarse.COARSE_BLOCK) if coarse.available() else None
 
     def _search_coarse(self, scorer: coarse.CoarseScorer, probes: np.ndarray,
                        k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -113,8 +114,8 @@ class ExactIndex:
 
 
 def use_coarse(probes: int, subjects: int) -> bool:
-    """Whether a batch goes through the int8 shortlist (the measured crossover, section 4)."""
-    return probes >= COARSE_MIN_PROBES and subjects >= COARSE_MIN_SUBJECTS
+    """Whether a batch goes through the int8 shortlist (docs/performance.md section 4)."""
+    return probes * subjects >= COARSE_MIN_SCORES
 
 
 def padded_blocks(unit: np.ndarray, block: int = BLOCK) -> np.ndarray:
