@@ -142,11 +142,15 @@ def shortlist(scorer: CoarseScorer, probes: np.ndarray,
     held: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     waiting, limit = 0, 32 * k * b + 4096
     for start, y in scorer.blocks(u8):
-        top = y.max(axis=1)
-        if k == 1:
-            kth = np.maximum(kth, top)
-        elif not held and y.shape[1] >= k:
-            kth = np.maximum(kth, np.partition(y, y.shape[1] - k, axis=1)[:, y.shape[1] - k])
+        width = y.shape[1]
+        if width >= k:
+            # The maxima of k slices of the block are k subjects' scores, so their minimum is
+            # at most the k-th best: a lower bound for one max pass (np.partition cost ~10x).
+            maxima = np.maximum.reduceat(y, np.arange(k) * width // k, axis=1)
+            top = maxima.max(axis=1)
+            kth = np.maximum(kth, maxima.min(axis=1))
+        else:
+            top = y.max(axis=1)
         # int32, as the scores: a compare against int64 would convert the block first.
         floor = np.maximum(kth - window, lowest).astype(np.int32)
         active = np.flatnonzero(top >= floor)

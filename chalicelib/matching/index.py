@@ -15,7 +15,13 @@ docs/performance.md):
 - Top-1, what the worker asks for, is an argmax per block. Top-k partitions the first block
   only; after it, a block costs a compare with a k-th best so far, and the few scores above it
   wait to be merged in bulk.
-BLAS threads are limited by the worker runtime (chalicelib.matching.blas), not here.
+- Batches (from COARSE_MIN_SCORES probes x subjects) are scored in int8 first, with onnxruntime
+  (chalicelib.matching.coarse): a quarter of the bytes and ~4x the multiply-adds per instruction
+  of float32, whose sgemm made 4-16 probes 2.6-7x the read of the templates. Every subject the
+  int8 error bound cannot rule out is re-scored in float32, so the result is the float32 one.
+  The int8 copy (a quarter of the float32 memory) and its sessions are made at the first batch.
+BLAS threads are limited by the worker runtime (chalicelib.matching.blas), not here; the int8
+sessions run on one thread.
 """
 
 from __future__ import annotations
