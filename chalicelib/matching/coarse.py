@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -65,7 +66,9 @@ class CoarseScorer:
         self.scale = max(max(float(c.max()), -float(c.min())) for c in columns) / T_LEVELS
         self.scale = max(self.scale, 1e-30)
         group = max(1, width // columns[0].shape[1])
-        self.starts, self.sessions = [], []
+        self.starts: list[int] = []
+        self.sessions: list[Any] = []
+        self._weights: list[Any] = []
         self.residual = self.tmax = 0.0
         start = 0
         for i in range(0, len(columns), group):  # float64 copies of one session's columns
@@ -74,7 +77,9 @@ class CoarseScorer:
             self.residual = max(self.residual,
                                 float(np.linalg.norm(wide - self.scale * q, axis=0).max()))
             self.tmax = max(self.tmax, float(np.linalg.norm(wide, axis=0).max()))
-            self.sessions.append(_session(q.astype(np.int8)))
+            sess, weights = _session(q.astype(np.int8))
+            self.sessions.append(sess)
+            self._weights.append(weights)  # onnxruntime reads them from this process's array
             self.starts.append(start)
             start += wide.shape[1]
 
@@ -99,12 +104,12 @@ class CoarseScorer:
             yield start, sess.run(None, {"A": probes_u8})[0]
 
 
-def _session(weights: np.ndarray):  # -> ort.InferenceSession (imported lazily)
+def _session(weights: np.ndarray) -> tuple[Any, Any]:  # (InferenceSession, OrtValue)
     """MatMulInteger of (B, dims) uint8 probes with these (dims, block) int8 weights.
 
     The weights are an initializer, so MLAS packs them once, when the session is made.
     """
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
     from chalicelib.vision.onnx_runtime import ort
 
@@ -113,17 +118,33 @@ def _session(weights: np.ndarray):  # -> ort.InferenceSession (imported lazily)
         [helper.make_node("MatMulInteger", ["A", "W", "zp"], ["Y"])], "coarse",
         [helper.make_tensor_value_info("A", TensorProto.UINT8, ["B", dims])],
         [helper.make_tensor_value_info("Y", TensorProto.INT32, ["B", width])],
-        initializer=[numpy_helper.from_array(weights, "W"),
-                     helper.make_tensor("zp", TensorProto.UINT8, [], [128])])
+        initializer=[helper.make_tensor("zp", TensorProto.UINT8, [], [128]), _stub(weights)])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=9)
     opts = ort.SessionOptions()
+    # The weights go in as this process's array, not a copy inside the serialised model.
+    held = ort.OrtValue.ortvalue_from_numpy(weights)  # a view: it must outlive the session
+    opts.add_external_initializers(["W"], [held])
     opts.intra_op_num_threads = 1  # the deployed setting, as for BLAS (chalicelib.matching.blas)
     opts.inter_op_num_threads = 1
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
     opts.log_severity_level = 3
-    return ort.InferenceSession(model.SerializeToString(), sess_options=opts,
+    sess = ort.InferenceSession(model.SerializeToString(), sess_options=opts,
                                 providers=["CPUExecutionProvider"])
+    return sess, held
+
+
+def _stub(weights: np.ndarray) -> Any:  # -> onnx.TensorProto
+    """An initializer "W" whose data is external: add_external_initializers gives it."""
+    from onnx import TensorProto
+
+    stub = TensorProto(name="W", data_type=TensorProto.INT8, dims=list(weights.shape))
+    stub.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", "in-memory"), ("offset", "0"),
+                       ("length", str(weights.nbytes))):
+        entry = stub.external_data.add()
+        entry.key, entry.value = key, value
+    return stub
 
 
 def shortlist(scorer: CoarseScorer, probes: np.ndarray,
