@@ -12,7 +12,8 @@ beside it: the multiply-adds (2 x B x 128 x N flops) at this CPU's measured sgem
 cache-resident operands. Above a few probes per batch it, not memory, is what exact float32
 search can reach on this CPU.
 
-Batches of enough scores go through an int8 shortlist (chalicelib.matching.coarse), which
+Galleries of COARSE_MIN_SUBJECTS (262,144) and more, where `onnx` imports, go through an int8
+shortlist (chalicelib.matching.coarse; benchmarks/coarse_gate.py measures the gate), which
 streams (subjects x 128) int8, a quarter of the float32 bytes, then re-scores a few dozen
 float32 rows per probe. Its own bound, "int8 read", is the CPU time of np.max over that int8
 matrix, best of several; the table gives the search against both reads.
@@ -149,7 +150,7 @@ def bench_size(n: int, args: argparse.Namespace, flops: float, dram: float,
             want = ids(before.search(probes, k))
             floor = max(stream, 2 * b * 128 * n / flops)
             for name, index, threads in configs:
-                path = "int8 + re-score" if index is after and use_coarse(b, n) and scorer \
+                path = "int8 + re-score" if index is after and use_coarse(n) and scorer \
                     else "float32"
                 with threadpool_limits(limits=threads, user_api="blas"):
                     same = ids(index.search(probes, k)) == want

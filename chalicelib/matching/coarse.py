@@ -4,8 +4,10 @@ A batch of B probes costs 2 x B x 128 multiply-adds per subject. In float32 that
 reading the templates from about 4 probes on (docs/performance.md section 4). Int8 products run
 at ~4x the float32 rate per instruction (AVX-512 VNNI / AVX2 here, sdot on Graviton) and stream
 a quarter of the bytes. numpy has no integer matrix product on BLAS, so this uses onnxruntime's
-MatMulInteger (MLAS kernels; onnxruntime and onnx are already in the inference layer). Nothing
-here is a kernel of our own.
+MatMulInteger (MLAS kernels), with graphs written with the `onnx` package. Nothing here is a
+kernel of our own. The Lambda layer ships onnxruntime but not `onnx`, so there `available()` is
+False and the index searches in float32; the index uses this only for large galleries
+(chalicelib.matching.index COARSE_MIN_SUBJECTS).
 
 Quantisation (integer products are exact in int32, so the only error is rounding):
 - templates t_j ~= st * q_j, q_j int8 in [-63, 63], one scale st for all subjects (so one probe's
@@ -39,8 +41,15 @@ FLOAT_SLACK = 2e-5
 
 
 def available() -> bool:
-    """Whether onnxruntime (in the inference layer, not in every function) can be imported."""
+    """Whether `onnx` (to write the sessions' graphs) and onnxruntime can both be imported.
+
+    The Lambda inference layer ships onnxruntime but not `onnx` (its recognizer is prepared at
+    layer build time), so on Lambda this is False and the index searches in float32. Called
+    only for galleries past the index's size gate: importing `onnx` costs ~0.7 CPU-s.
+    """
     try:
+        import onnx  # noqa: F401
+
         from chalicelib.vision.onnx_runtime import ort  # noqa: F401  (telemetry off first)
     except ImportError:
         return False

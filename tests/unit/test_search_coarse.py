@@ -6,9 +6,17 @@ import numpy as np
 import pytest
 
 from chalicelib.matching import coarse
+from chalicelib.matching import index as index_module
 from chalicelib.matching.index import BLOCK, ExactIndex, column_blocks, top_k
 
-pytestmark = pytest.mark.skipif(not coarse.available(), reason="needs onnxruntime")
+pytestmark = pytest.mark.skipif(not coarse.available(), reason="needs onnx and onnxruntime")
+
+
+@pytest.fixture(autouse=True)
+def _int8_from_any_size(monkeypatch) -> None:
+    """The int8 path is for galleries of COARSE_MIN_SUBJECTS (262,144) and more; these tests
+    exercise it on a few blocks (tests/unit/test_search_gate.py checks the real gate)."""
+    monkeypatch.setattr(index_module, "COARSE_MIN_SUBJECTS", 1)
 
 
 def _units(rng: np.random.Generator, n: int) -> np.ndarray:
