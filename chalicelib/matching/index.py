@@ -15,14 +15,29 @@ docs/performance.md):
 - Top-1, what the worker asks for, is an argmax per block. Top-k partitions the first block
   only; after it, a block costs a compare with a k-th best so far, and the few scores above it
   wait to be merged in bulk.
-BLAS threads are limited by the worker runtime (chalicelib.matching.blas), not here.
+- Large galleries only (from COARSE_MIN_SUBJECTS subjects, and only where `onnx` and
+  onnxruntime import): searches are scored in int8 first, with onnxruntime
+  (chalicelib.matching.coarse): a quarter of the bytes and ~4x the multiply-adds per instruction
+  of float32, whose sgemm made 4-16 probes 2.6-7x the read of the templates. Every subject the
+  int8 error bound cannot rule out is re-scored in float32, so the result is the float32 one.
+  The int8 copy (a quarter of the float32 memory) and its sessions are made at the first search.
+  Police-size watchlists never take this path and never import `onnx`, which the Lambda layer
+  does not ship (docs/performance.md section 4).
+BLAS threads are limited by the worker runtime (chalicelib.matching.blas), not here; the int8
+sessions run on one thread.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 from dataclasses import dataclass
 
 import numpy as np
+
+from chalicelib.matching import coarse
+
+logger = logging.getLogger("lfr.matching")
 
 # Subjects per block: 8192 x 128 float32 = 4 MB of templates; the scores of 64 probes on a
 # block are 2 MB and stay in cache. 2048-8192 measured within noise; 32768 was slower for batches.
@@ -30,6 +45,19 @@ BLOCK = 8192
 # Up to this many probes, one matrix-vector product per probe on a block (while it is in cache)
 # beat OpenBLAS's sgemm, whose small-M kernel ran 2 and 4 probes at 1.4x and 1.7x the CPU.
 GEMV_MAX = 4
+# From this many subjects in the index, searches are scored in int8 first
+# (chalicelib.matching.coarse) and the shortlist re-scored in float32; below it, float32 only.
+# The gate is the gallery, not probes x subjects, because the int8 path has a one-off cost that
+# a small gallery never earns back: importing `onnx` and onnxruntime (0.9 CPU-s here; the
+# cold-start budget of a 17,000-subject watchlist is 1.5 CPU-s to the first decision) plus the
+# int8 copy and sessions (0.06 CPU-s at 17,000, 0.54 at 262,144). Top-1, CPU-ms per probe,
+# float32 -> int8, one run (docs/performance.md section 4):
+#   17,000:  B=1 0.18 -> 0.26, B=2 0.17 -> 0.19, B=8 0.18 -> 0.06  (saves <= 1 ms a batch)
+#   65,536:  B=1 1.7 -> 0.75, B=8 0.77 -> 0.26, B=16 0.48 -> 0.19 (1-5 ms a batch)
+#   262,144: B=1 6.2 -> 4.0, B=2 4.8 -> 2.3, B=8 3.0 -> 0.86, B=16 2.0 -> 0.61 (2-22 ms a batch)
+# From 2^18 every batch size wins, by 1.5-3.3x, and the ~1.5 CPU-s one-off is repaid within
+# 70-700 batches; below it the saving is a few ms a batch for the same one-off and memory.
+COARSE_MIN_SUBJECTS = 262_144
 
 
 @dataclass(frozen=True)
@@ -48,7 +76,11 @@ class ExactIndex:
             raise ValueError("a template has zero norm")
         self.subject_ids = list(subject_ids)
         unit = templates / np.where(norms > 0, norms, 1.0)
-        self.blocks = column_blocks(unit)  # see the module doc
+        # See the module doc. Large galleries: views of one padded (blocks, dims, BLOCK) array,
+        # which the int8 path's re-score gathers from; below the gate, contiguous copies as
+        # before it (no padding: the last block is not rounded up to BLOCK subjects).
+        self.cube: np.ndarray | None = padded_blocks(unit) if use_coarse(len(subject_ids)) else None
+        self.blocks = column_blocks(unit, cube=self.cube)
         self.dims = templates.shape[1]
         self.model_id = model_id
 
@@ -70,15 +102,77 @@ class ExactIndex:
         probes = np.ascontiguousarray(np.atleast_2d(np.asarray(probes, dtype=np.float32)))
         if len(self) == 0 or probes.shape[0] == 0:
             return [[] for _ in range(probes.shape[0])]
-        idx, val = top_k(probes, self.blocks, max(1, min(k, len(self))))
+        k = max(1, min(k, len(self)))
+        scorer = self.coarse if use_coarse(len(self)) else None
+        if scorer is not None:
+            idx, val = self._search_coarse(scorer, probes, k)
+        else:
+            idx, val = top_k(probes, self.blocks, k)
         return [[Candidate(self.subject_ids[j], s) for j, s in zip(ri, rv, strict=True)]
                 for ri, rv in zip(idx.tolist(), val.tolist(), strict=True)]
 
 
-def column_blocks(unit: np.ndarray, block: int = BLOCK) -> list[np.ndarray]:
-    """(subjects, dims) -> contiguous (dims, <= block) arrays, in order (one copy in all)."""
-    return [np.ascontiguousarray(unit[start:start + block].T)
-            for start in range(0, unit.shape[0], block)]
+    @functools.cached_property
+    def coarse(self) -> coarse.CoarseScorer | None:
+        """Int8 sessions, made at the first search that uses them; None without `onnx` or
+        onnxruntime (the Lambda layer ships no `onnx`), or if they cannot be made: the search
+        is then the float32 one, which gives the same results."""
+        if not coarse.available():
+            return None
+        try:
+            return coarse.CoarseScorer(self.blocks, coarse.COARSE_BLOCK)
+        except Exception:  # an onnxruntime without what the sessions need: float32 still works
+            logger.warning("int8 search sessions could not be made; searching in float32",
+                           exc_info=True)
+            return None
+
+    def _search_coarse(self, scorer: coarse.CoarseScorer, probes: np.ndarray,
+                       k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k: an int8 shortlist, re-scored in float32.
+
+        Why it is exact: with a_j the integer score in float units and f_j the float32 score,
+        |f_j - a_j| <= E (chalicelib.matching.coarse). k subjects have a_j >= a_k (the k-th
+        best), so f_k (the k-th best float32 score) >= a_k - E, and any subject of the float32
+        top k (ties included) has a_j >= f_j - E >= f_k - E >= a_k - 2E: in the shortlist.
+        """
+        rows, cols = coarse.shortlist(scorer, probes, k)
+        if self.cube is None:  # built below the gate (a test that lowers it): pad once now
+            self.cube = padded_blocks(self.templates)
+        width = self.cube.shape[2]
+        picked = self.cube[cols // width, :, cols % width]  # (candidates, dims)
+        scores = np.einsum("ij,ij->i", probes[rows], picked)
+        b = probes.shape[0]
+        best_v = np.full((b, k), -np.inf, np.float32)
+        best_i = np.full((b, k), len(self), np.int64)
+        return _merge(best_i, best_v, [(rows, cols, scores)], k)
+
+
+def use_coarse(subjects: int) -> bool:
+    """Whether searches of an index this size go through the int8 shortlist (where `onnx` and
+    onnxruntime import; docs/performance.md section 4)."""
+    return subjects >= COARSE_MIN_SUBJECTS
+
+
+def padded_blocks(unit: np.ndarray, block: int = BLOCK) -> np.ndarray:
+    """(subjects, dims) -> (blocks, dims, block), the last block padded with zeros."""
+    n, dims = unit.shape
+    cube = np.zeros((-(-n // block), dims, block), np.float32)
+    for i, start in enumerate(range(0, n, block)):
+        part = unit[start:start + block]
+        cube[i, :, :part.shape[0]] = part.T
+    return cube
+
+
+def column_blocks(unit: np.ndarray, block: int = BLOCK,
+                  cube: np.ndarray | None = None) -> list[np.ndarray]:
+    """(subjects, dims) -> C-contiguous (dims, <= block) arrays, in order (one copy in all);
+    with `cube` (padded_blocks of `unit`), views of it instead (the last one strided)."""
+    if cube is None:
+        return [np.ascontiguousarray(unit[start:start + block].T)
+                for start in range(0, unit.shape[0], block)]
+    block = cube.shape[2]
+    return [cube[i, :, :min(block, unit.shape[0] - start)]
+            for i, start in enumerate(range(0, unit.shape[0], block))]
 
 
 def top_k(probes: np.ndarray, blocks: list[np.ndarray],

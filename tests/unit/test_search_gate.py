@@ -1,0 +1,114 @@
+"""Where the int8 shortlist of batch search applies: large galleries, and only where `onnx` and
+onnxruntime import (the Lambda layer ships no `onnx`). Police-size watchlists search in float32
+and never import `onnx` (docs/performance.md section 4)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from chalicelib.matching import coarse
+from chalicelib.matching import index as index_module
+from chalicelib.matching.index import BLOCK, COARSE_MIN_SUBJECTS, ExactIndex, top_k, use_coarse
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _units(rng: np.random.Generator, n: int) -> np.ndarray:
+    v = rng.standard_normal((n, 128), dtype=np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def _brute_force(templates: np.ndarray, probes: np.ndarray, k: int) -> list[list[int]]:
+    """float64 scores, descending, then position; in chunks (the gallery is 134 MB)."""
+    p = probes.astype(np.float64)
+    scores = np.concatenate([p @ templates[i:i + 32768].T.astype(np.float64)
+                             for i in range(0, templates.shape[0], 32768)], axis=1)
+    return np.argsort(-scores, axis=1, kind="stable")[:, :k].tolist()
+
+
+def test_the_gate_is_the_gallery_size() -> None:
+    assert not use_coarse(17_000)
+    assert not use_coarse(COARSE_MIN_SUBJECTS - 1)
+    assert use_coarse(COARSE_MIN_SUBJECTS)
+    assert COARSE_MIN_SUBJECTS == 262_144
+
+
+def test_below_the_gate_blocks_are_contiguous_copies_as_before() -> None:
+    n = 2 * BLOCK + 17
+    index = ExactIndex([str(i) for i in range(n)], _units(np.random.default_rng(0), n), "m")
+    assert index.cube is None
+    assert [b.shape[1] for b in index.blocks] == [BLOCK, BLOCK, 17]
+    assert all(b.flags.c_contiguous for b in index.blocks)
+
+
+@pytest.fixture(scope="module")
+def large() -> np.ndarray:
+    """A gallery exactly at the gate: unit templates, (262,144 x 128) float32."""
+    return _units(np.random.default_rng(7), COARSE_MIN_SUBJECTS)
+
+
+@pytest.mark.parametrize("missing", [("onnx",), ("onnxruntime", "chalicelib.vision.onnx_runtime")])
+def test_a_large_gallery_without_onnx_searches_in_float32(large, missing, monkeypatch) -> None:
+    """As on Lambda (no `onnx` in the layer): no exception, the float32 results."""
+    for name in missing:
+        monkeypatch.setitem(sys.modules, name, None)  # `import name` now raises ImportError
+    assert not coarse.available()
+    n = large.shape[0]
+    index = ExactIndex([str(i) for i in range(n)], large, "m")
+    rng = np.random.default_rng(len(missing))
+    probes = _units(rng, 8)
+    probes[3] = large[n - 5]  # a subject in the last session's range
+    for b, k in ((8, 5), (1, 1), (2, 1)):
+        got = index.search(probes[:b], k=k)
+        want = _brute_force(large, probes[:b], k)
+        assert [[int(c.subject_id) for c in row] for row in got] == want
+    assert index.coarse is None
+    assert int(index.search(probes[3])[0][0].subject_id) == n - 5
+
+
+def test_sessions_that_cannot_be_made_fall_back_to_float32(monkeypatch) -> None:
+    """An onnxruntime without what the sessions need: a warning, then float32."""
+    def fail(*_: object, **__: object) -> None:
+        raise RuntimeError("no MatMulInteger here")
+
+    monkeypatch.setattr(index_module, "COARSE_MIN_SUBJECTS", 1)
+    monkeypatch.setattr(coarse, "available", lambda: True)
+    monkeypatch.setattr(coarse, "CoarseScorer", fail)
+    n = BLOCK + 99
+    templates, probes = _units(np.random.default_rng(3), n), _units(np.random.default_rng(4), 6)
+    index = ExactIndex([str(i) for i in range(n)], templates, "m")
+    got = index.search(probes, k=3)
+    assert index.coarse is None
+    want, _ = top_k(probes, index.blocks, 3)
+    assert [[int(c.subject_id) for c in row] for row in got] == want.tolist()
+
+
+_POLICE_SIZE = """
+import json, sys
+import numpy as np
+from chalicelib.matching.index import ExactIndex
+rng = np.random.default_rng(0)
+t = rng.standard_normal((17000, 128), dtype=np.float32)
+index = ExactIndex([str(i) for i in range(17000)], t, "m")
+for b in (1, 2, 3, 4, 8, 16):
+    p = rng.standard_normal((b, 128), dtype=np.float32)
+    p /= np.linalg.norm(p, axis=1, keepdims=True)
+    for k in (1, 5):
+        assert len(index.search(p, k=k)) == b
+print(json.dumps({m: m in sys.modules for m in ("onnx", "onnxruntime")}))
+"""
+
+
+def test_a_police_size_watchlist_never_imports_onnx() -> None:
+    """17,000 subjects, batches of 1-16 probes, in a fresh interpreter: `onnx` (0.7 CPU-s to
+    import, not in the Lambda layer) and onnxruntime are never imported by the search."""
+    out = subprocess.run([sys.executable, "-c", _POLICE_SIZE], cwd=REPO, capture_output=True,
+                         text=True, timeout=120, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"onnx": False,
+                                                               "onnxruntime": False}
