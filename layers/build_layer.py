@@ -5,11 +5,13 @@
 Wheels come from PyPI as manylinux binaries for the python3.12 runtime (--platform, --only-binary;
 nothing is compiled). python3.12 because numpy >= 2.3, onnxruntime 1.32 and opencv 5 only ship
 manylinux_2_28 wheels, which need the glibc 2.34 of Amazon Linux 2023 (python3.11 runs on Amazon
-Linux 2, glibc 2.26). What Lambda never imports is trimmed (test suites, type stubs, onnxruntime's C
-API library and Python tooling). The model files go to /opt/models (their sha256 pinned in
-.chalice/config.json, the same model ids as everywhere else): the detector's bytes as shipped, and
-the recognizer prepared here (chalicelib.vision.models.prepare_recognizer), so that a cold start
-neither imports `onnx` nor fixes the graph; the layer leaves `onnx` out. Prints the unzipped
+Linux 2, glibc 2.26). What Lambda never imports is trimmed (test suites, type stubs,
+onnxruntime's C API library and Python tooling), and what is left is compiled to bytecode for
+python3.12 (/opt is read-only: nothing compiled on Lambda is kept). The model files go to
+/opt/models (their sha256 pinned in .chalice/config.json, the same model ids as everywhere
+else): the detector's bytes as shipped, and the recognizer prepared here
+(chalicelib.vision.models.prepare_recognizer), so that a cold start neither imports `onnx` nor
+fixes the graph; the layer leaves `onnx` out. Prints the unzipped
 size and fails if function + layer exceed Lambda's 250 MB.
 
 arm64 is the default: the x86_64 build of the same wheels is ~75 MB larger (opencv's bundled
@@ -97,6 +99,17 @@ def trim(site: Path) -> int:
     return before - dir_size(site)
 
 
+def compile_bytecode(site: Path, python: str) -> int:
+    """Bytecode for the runtime's Python, so a cold start does not compile every module (/opt is
+    read-only on Lambda, so nothing compiled there is kept). unchecked-hash: the .pyc is used
+    as it is, whatever the source's mtime (the zip stamps every file 2020-01-01). Returns the
+    bytes added."""
+    before = dir_size(site)
+    subprocess.run([python, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode",
+                    "unchecked-hash", str(site)], check=True)
+    return dir_size(site) - before
+
+
 def add_models(models: Path) -> dict[str, str]:
     from chalicelib.vision.models import (
         default_detector_spec,
@@ -168,12 +181,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"installing manylinux wheels for python{PYTHON_VERSION} {args.arch} into {site}")
     install(site, args.arch)
     trimmed = trim(site)
+    compiled = compile_bytecode(site, args.python312) if args.python312 else 0
     hashes = add_models(root / "models")
     layer_zip = args.out / f"lfr-inference-{args.arch}.zip"
     write_zip(root, layer_zip)
 
     layer_bytes = zip_unzipped_size(layer_zip)
     print(f"trimmed {mb(trimmed)} that Lambda never imports")
+    print(f"bytecode for python{PYTHON_VERSION}: {mb(compiled)}" if compiled else
+          "no bytecode compiled (no --python312): every cold start compiles the layer's modules")
     for name in sorted(os.listdir(site)):
         size = dir_size(site / name) if (site / name).is_dir() else (site / name).stat().st_size
         if size > 1_000_000:
