@@ -70,7 +70,7 @@ def clear_actions(W: Any) -> list[Any]:
 
 def load(s3: Any, evidence_bucket: str, watchlist: Any) -> Snapshot:
     """The snapshot the watchlist row names, checked (matching/snapshot.py); else
-    SnapshotRefused with the reason: none, stale, missing, digest, format."""
+    SnapshotRefused with the reason: none, stale, missing, unavailable, digest, format."""
     if not watchlist.snapshot_key or not watchlist.snapshot_sha256:
         raise SnapshotRefused("none", f"watchlist {watchlist.watchlist_id} has no snapshot")
     version = int(watchlist.version or 0)
@@ -80,10 +80,13 @@ def load(s3: Any, evidence_bucket: str, watchlist: Any) -> Snapshot:
     try:
         data = s3.get_object(Bucket=evidence_bucket, Key=watchlist.snapshot_key)["Body"].read()
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+        # The rows are the authority and the snapshot only a faster copy: any failure to get
+        # it (gone, throttled, denied) means the table decides, not that the batch fails.
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in ("NoSuchKey", "404"):
             raise SnapshotRefused("missing", f"{watchlist.snapshot_key} is not in the "
                                              "evidence bucket") from None
-        raise
+        raise SnapshotRefused("unavailable", f"GetObject failed: {code}") from None
     return unpack(data, Expected(watchlist.watchlist_id, version, watchlist.model_id,
                                  watchlist.snapshot_sha256))
 

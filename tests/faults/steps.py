@@ -39,6 +39,9 @@ STEPS = [
          _table("-idempotency"), True),
     Step("s3 get batch", "frames_worker", "s3", "GetObject",
          lambda p: str(p.get("Key", "")).startswith("frames/"), False),
+    # A cold container's watchlist: the snapshot (the rows decide when it cannot be read).
+    Step("s3 get watchlist snapshot", "frames_worker", "s3", "GetObject",
+         lambda p: str(p.get("Key", "")).startswith("snapshots/"), False),
     # A container's first batch of a deployment reads it alone (later ones with the tracks).
     Step("read deployment", "frames_worker", "dynamodb", "GetItem", _table("-deployments"),
          False),
