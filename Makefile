@@ -80,6 +80,8 @@ layer: venv deploy-venv
 	rm -rf build/package/$(STAGE)-function
 	env -u AWS_ENDPOINT_URL AWS_DEFAULT_REGION=eu-west-2 \
 		$(DEPLOY_VENV)/bin/chalice package --stage $(STAGE) build/package/$(STAGE)-function
+	$(BIN)/python -m infra.bytecode build/package/$(STAGE)-function/deployment.zip \
+		--python $(DEPLOY_VENV)/bin/python
 	$(BIN)/python layers/build_layer.py --arch $(LAYER_ARCH) --python312 $(DEPLOY_VENV)/bin/python \
 		--function-zip build/package/$(STAGE)-function/deployment.zip
 

@@ -5,7 +5,8 @@
 Writes build/package/<stage>/:
   sam.json         chalice package output merged with infra/cfn.py (one SAM stack: functions,
                    inference layer, buckets, tables, queues, topic, KMS, AWS Batch GPU path)
-  deployment.zip   the functions' code (app.py, chalicelib/, requirements.txt)
+  deployment.zip   the functions' code (app.py, chalicelib/, requirements.txt), with bytecode
+                   for python3.12 added (infra/bytecode.py: Lambda cannot keep what it compiles)
   layer.zip        the inference layer (from `make layer`), referenced by sam.json
   infra.json       the same resources as a stand-alone stack, for `chalice deploy` users
 then lints both templates with cfn-lint (offline; SAM transformed locally by samtranslator).
@@ -22,7 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from infra import cfn, policies
+from infra import bytecode, cfn, policies
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stage", default="dev")
     p.add_argument("--chalice", default=str(REPO / "build/venv-deploy/bin/chalice"))
     p.add_argument("--cfn-lint", default=str(REPO / "build/venv-deploy/bin/cfn-lint"))
+    p.add_argument("--python312", default=str(REPO / "build/venv-deploy/bin/python"),
+                   help="the runtime's Python, to compile the function's bytecode with")
     p.add_argument("--layer", type=Path, default=REPO / "build/layer/lfr-inference-arm64.zip")
     args = p.parse_args(argv)
 
@@ -59,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     run([args.chalice, "package", "--stage", args.stage, "--merge-template", str(merge),
          str(out)], cwd=REPO, env=env)
     shutil.rmtree(plain)
+    added = bytecode.add_to_zip(out / "deployment.zip", args.python312)
+    print(f"deployment.zip: {added / 1e6:.1f} MB of python3.12 bytecode added (infra/bytecode.py)")
     (out / "infra.json").write_text(json.dumps(cfn.infra_template(args.stage), indent=2))
     if args.layer.exists():
         shutil.copyfile(args.layer, out / "layer.zip")

@@ -100,13 +100,11 @@ def trim(site: Path) -> int:
 
 
 def compile_bytecode(site: Path, python: str) -> int:
-    """Bytecode for the runtime's Python, so a cold start does not compile every module (/opt is
-    read-only on Lambda, so nothing compiled there is kept). unchecked-hash: the .pyc is used
-    as it is, whatever the source's mtime (the zip stamps every file 2020-01-01). Returns the
-    bytes added."""
+    """Bytecode for the runtime's Python (infra/bytecode.py says why); returns the bytes added."""
+    from infra.bytecode import compile_tree
+
     before = dir_size(site)
-    subprocess.run([python, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode",
-                    "unchecked-hash", str(site)], check=True)
+    compile_tree(site, python)
     return dir_size(site) - before
 
 
