@@ -133,7 +133,7 @@ def _synthetic_subjects(rt: Any, watchlist_id: str, model_id: str, n: int) -> No
                          reason="benchmark"))
 
 
-def _watchlist(rt: Any, n: int, snapshot: bool) -> tuple[str, str, float]:
+def _watchlist(rt: Any, n: int, snapshot: bool, cameras: int) -> tuple[str, str, float]:
     """A list of n subjects bound to a deployment with cameras; (watchlist, deployment, CPU-s
     of authorising it in this process)."""
     from chalicelib.ops.deployments import create_deployment
@@ -154,7 +154,7 @@ def _watchlist(rt: Any, n: int, snapshot: bool) -> tuple[str, str, float]:
         from chalicelib.ops import snapshots
 
         W.get(wl).update(actions=snapshots.clear_actions(W))
-    cams = [f"cam-{i}" for i in range(64)]
+    cams = [f"cam-{i}" for i in range(cameras)]  # one per run: no run continues another's
     dep = create_deployment(rt.tables, f"cold {n}", wl, cams, 0.5,
                             deployment_id=f"dep-cold-{uuid.uuid4().hex[:6]}")
     return wl, dep, auth_s
@@ -232,8 +232,9 @@ def _run(args: argparse.Namespace, configs: dict[str, dict[str, str]],
         rt = ls.rt
         models = _model_env(Path(tmp))
         t = time.perf_counter()
-        lists = {True: _watchlist(rt, args.subjects, snapshot=True),
-                 False: _watchlist(rt, args.subjects, snapshot=False)}
+        n_cams = args.runs * len(configs)
+        lists = {True: _watchlist(rt, args.subjects, snapshot=True, cameras=n_cams),
+                 False: _watchlist(rt, args.subjects, snapshot=False, cameras=n_cams)}
         print(f"{args.subjects} subjects x 2 lists written and authorised in "
               f"{time.perf_counter() - t:.0f} s; authorising (packing the snapshot) took "
               f"{lists[True][2]:.2f} CPU-s in this process")
@@ -241,7 +242,7 @@ def _run(args: argparse.Namespace, configs: dict[str, dict[str, str]],
         size = rt.client("s3").head_object(Bucket=rt.settings.evidence_bucket,
                                            Key=wl_row.snapshot_key)["ContentLength"]
         print(f"snapshot {wl_row.snapshot_key}: {size / 1e6:.1f} MB")
-        camera = iter(range(64))
+        camera = iter(range(n_cams))
         rows: dict[str, list[dict[str, Any]]] = {name: [] for name in configs}
         for _ in range(args.runs):
             for name, config in configs.items():  # interleaved: load drifts hit all alike
@@ -261,7 +262,7 @@ def _run(args: argparse.Namespace, configs: dict[str, dict[str, str]],
                 if out.returncode != 0:
                     print(out.stderr[-3000:], file=sys.stderr)
                     return 1
-                if os.environ.get("BENCH_LOG_LEVEL"):
+                if os.environ.get("BENCH_LOG_LEVEL"):  # e.g. INFO: the worker's own log lines
                     print(out.stdout[-3000:], out.stderr[-3000:])
                 got = json.loads(out.stdout.strip().splitlines()[-1])
                 rows[name].append(got)
