@@ -29,9 +29,9 @@ class Written:
     count: int
 
 
-def subjects_of(tables: Tables, watchlist_id: str, model_id: str) -> Snapshot:
+def subjects_of(tables: Tables, watchlist_id: str, model_id: str, version: int = 0) -> Snapshot:
     """Every template of the list made by `model_id`, read from the subject rows (only the
-    attributes a search needs); `version` is left 0 for the caller to set."""
+    attributes a search needs), labelled with the list's `version` as the caller read it."""
     ids, names, vectors = [], [], []
     for subject in tables.Subject.query(
             watchlist_id, consistent_read=True,
@@ -42,20 +42,17 @@ def subjects_of(tables: Tables, watchlist_id: str, model_id: str) -> Snapshot:
         names.append(subject.display_name)
         vectors.append(subject.embedding)
     matrix = np.stack(vectors).astype(np.float32) if vectors else np.zeros((0, DIM), np.float32)
-    return Snapshot(watchlist_id, 0, model_id, ids, names, matrix)
+    return Snapshot(watchlist_id, version, model_id, ids, names, matrix)
 
 
-def write(tables: Tables, s3: Any, evidence_bucket: str, watchlist_id: str, model_id: str,
-          version: int) -> Written:
-    """Pack the list's templates as of `version` and store them. The caller records the result
-    on the watchlist row on condition that the version is still `version`."""
-    snap = subjects_of(tables, watchlist_id, model_id)
-    data = pack(Snapshot(watchlist_id, version, model_id, snap.subject_ids, snap.names,
-                         snap.templates))
-    key = layout.snapshot_key(watchlist_id, version)
+def store(s3: Any, evidence_bucket: str, snap: Snapshot) -> Written:
+    """Pack and store `snap`. The caller records the result on the watchlist row on condition
+    that the version is still `snap.version`."""
+    data = pack(snap)
+    key = layout.snapshot_key(snap.watchlist_id, snap.version)
     s3.put_object(Bucket=evidence_bucket, Key=key, Body=data,
                   ContentType="application/octet-stream")
-    return Written(key, version, digest(data), len(snap.subject_ids))
+    return Written(key, snap.version, digest(data), len(snap.subject_ids))
 
 
 def record_actions(W: Any, written: Written) -> list[Any]:
@@ -74,7 +71,7 @@ def load(s3: Any, evidence_bucket: str, watchlist: Any) -> Snapshot:
     if not watchlist.snapshot_key or not watchlist.snapshot_sha256:
         raise SnapshotRefused("none", f"watchlist {watchlist.watchlist_id} has no snapshot")
     version = int(watchlist.version or 0)
-    if int(watchlist.snapshot_version or -1) != version:
+    if watchlist.snapshot_version is None or int(watchlist.snapshot_version) != version:
         raise SnapshotRefused("stale", f"snapshot of version {watchlist.snapshot_version}, the "
                                        f"watchlist is at {version}")
     try:

@@ -29,7 +29,8 @@ def load_index(tables: Tables, s3: Any, evidence_bucket: str, watchlist: Any) ->
         snap = snapshots.load(s3, evidence_bucket, watchlist)
     except SnapshotRefused as exc:
         refused = exc.reason
-        snap = snapshots.subjects_of(tables, watchlist.watchlist_id, watchlist.model_id)
+        snap = snapshots.subjects_of(tables, watchlist.watchlist_id, watchlist.model_id,
+                                     int(watchlist.version or 0))
     index = ExactIndex(snap.subject_ids, snap.templates, watchlist.model_id)
     names = dict(zip(snap.subject_ids, snap.names, strict=True))
     return Held(int(watchlist.version or 0), index, names, "table" if refused else "snapshot",

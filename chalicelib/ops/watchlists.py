@@ -69,12 +69,13 @@ def authorise_watchlist(tables: Tables, s3: Any, evidence_bucket: str, watchlist
         raise LifecycleError(f"watchlist {watchlist_id} is {wl.status}, not draft")
     if actor == wl.created_by:
         raise LifecycleError("a watchlist must be authorised by someone other than its author")
-    n = tables.Subject.count(watchlist_id)
-    if n == 0:
-        raise LifecycleError("an empty watchlist cannot be authorised")
     W = tables.Watchlist
-    version = int(wl.version or 0)
-    written = snapshots.write(tables, s3, evidence_bucket, watchlist_id, wl.model_id, version)
+    # One read of the subjects: what is packed is what is authorised.
+    snap = snapshots.subjects_of(tables, watchlist_id, wl.model_id, int(wl.version or 0))
+    if not snap.subject_ids:
+        raise LifecycleError("an empty watchlist cannot be authorised")
+    version = snap.version
+    written = snapshots.store(s3, evidence_bucket, snap)
     try:
         wl.update(
             actions=[W.status.set("authorised"), W.authorised_by.set(actor),
@@ -88,7 +89,8 @@ def authorise_watchlist(tables: Tables, s3: Any, evidence_bucket: str, watchlist
                                  "authorised: review it and authorise it again") from None
         raise
     audit.record(tables, audit.watchlist_scope(watchlist_id), actor, "watchlist.authorised",
-                 watchlist_id, subjects=n, version=version, snapshot_sha256=written.sha256)
+                 watchlist_id, subjects=written.count, version=version,
+                 snapshot_sha256=written.sha256)
 
 
 def _refresh_snapshot(tables: Tables, s3: Any, evidence_bucket: str, wl: Any) -> bool:
@@ -97,7 +99,8 @@ def _refresh_snapshot(tables: Tables, s3: Any, evidence_bucket: str, wl: Any) ->
     table until the next refresh, never the old templates."""
     W = tables.Watchlist
     version = int(wl.version or 0)
-    written = snapshots.write(tables, s3, evidence_bucket, wl.watchlist_id, wl.model_id, version)
+    written = snapshots.store(s3, evidence_bucket, snapshots.subjects_of(
+        tables, wl.watchlist_id, wl.model_id, version))
     try:
         wl.update(actions=snapshots.record_actions(W, written), condition=W.version == version)
     except UpdateError as exc:

@@ -146,21 +146,21 @@ def test_a_change_during_authorisation_refuses_it(rt, monkeypatch) -> None:
         enroll_subject(rt.tables, s3, bucket, rt.pipeline, wid, name,
                        [("1.jpg", demo_person(name.replace(" ", "_"), 1).read_bytes())],
                        source="t", reason="t")
-    real_write = snapshots.write
+    real_store = snapshots.store
 
-    def write_then_enroll(*a: Any, **kw: Any) -> Any:
-        written = real_write(*a, **kw)
+    def store_then_enroll(*a: Any, **kw: Any) -> Any:
+        written = real_store(*a, **kw)
         W = rt.tables.Watchlist  # an enrollment lands after the list was packed
         W.get(wid).update(actions=[W.version.add(1)])
         return written
 
-    monkeypatch.setattr(watchlists.snapshots, "write", write_then_enroll)
+    monkeypatch.setattr(watchlists.snapshots, "store", store_then_enroll)
     with pytest.raises(LifecycleError, match="changed while it was being authorised"):
         authorise_watchlist(rt.tables, s3, bucket, wid, "operator-2")
     wl = rt.tables.Watchlist.get(wid)
     assert wl.status == "draft" and wl.snapshot_key is None
     assert _objects(rt, layout.snapshot_prefix(wid)) == []
-    monkeypatch.setattr(watchlists.snapshots, "write", real_write)
+    monkeypatch.setattr(watchlists.snapshots, "store", real_store)
     authorise_watchlist(rt.tables, s3, bucket, wid, "operator-2")  # again, on what it now is
     assert rt.tables.Watchlist.get(wid).status == "authorised"
 
@@ -186,3 +186,21 @@ def test_destruction_after_the_deployment_removes_snapshots_and_stray_images(rt)
     assert wl.status == "destroyed" and wl.snapshot_key is None
     assert _objects(rt, layout.snapshot_prefix(wid)) == []
     assert _objects(rt, layout.reference_prefix(wid)) == []
+
+
+def test_a_list_authorised_at_version_zero_loads_from_its_snapshot(rt) -> None:
+    """Rows written without a version bump (a bulk run that died before its one bump) leave
+    the list at version 0: its snapshot is still the authorised one, not a stale one."""
+    from chalicelib.ops.watchlist_index import load_index
+
+    wid = create_watchlist(rt.tables, f"v0 {uuid.uuid4().hex[:6]}", rt.pipeline.model_id,
+                           created_by="operator-1")
+    S = rt.tables.Subject
+    S(watchlist_id=wid, subject_id="s-v0", display_name="Someone", model_id=rt.pipeline.model_id,
+      embedding=np.eye(128, dtype=np.float32)[0], source="t", reason="t").save()
+    s3, bucket = rt.client("s3"), rt.settings.evidence_bucket
+    authorise_watchlist(rt.tables, s3, bucket, wid, "operator-2")
+    wl = rt.tables.Watchlist.get(wid)
+    assert wl.version == 0 and wl.snapshot_version == 0
+    held = load_index(rt.tables, s3, bucket, wl)
+    assert (held.source, held.refused, list(held.names)) == ("snapshot", None, ["s-v0"])
