@@ -3,26 +3,27 @@
     .venv/bin/python benchmarks/search_bench.py                  # N = 17,000 and 1,000,000
     .venv/bin/python benchmarks/search_bench.py --sizes 17000 --k 1
 
-The bound is the CPU time to read the (subjects x 128) float32 template matrix once: the fastest
-of np.sum and np.max over it, best of several. At 17,000 subjects (8.7 MB) the matrix stays in
-this CPU's 32 MB L3 between calls, so that read is faster than main memory; the time to read it
-from main memory (at the rate measured on a 512 MB array) is printed too. A batch of B probes
-needs the templates once, so the bound per probe is that time / B. A second floor is printed
-beside it: the multiply-adds (2 x B x 128 x N flops) at this CPU's measured sgemm rate on
-cache-resident operands. Above a few probes per batch it, not memory, is what exact float32
-search can reach on this CPU.
+The memory bound is the CPU time to read the (subjects x 128) float32 template matrix from main
+memory once: its bytes at the read rate of a 512 MB array (the faster of np.sum and np.max,
+best of several), as in the issue. At 17,000 subjects (8.7 MB) the matrix stays in this CPU's
+32 MB L3 between calls, so the in-cache read (the same reductions over the matrix itself) is
+printed too. A batch of B probes needs the templates once, so the bound per probe is that time
+/ B. A batch also needs B x 128 multiply-adds per subject: the arithmetic floor is those at
+the best rate this core reached in this run with the fastest product it has (onnxruntime's
+MatMulInteger, int8 with VNNI here, on cache-resident operands). The roofline is the larger of
+the two; from ~16 probes on at 17,000 subjects and ~32 at 1,000,000 it is the arithmetic.
 
-Galleries of COARSE_MIN_SUBJECTS (262,144) and more, where `onnx` imports, go through an int8
-shortlist (chalicelib.matching.coarse; benchmarks/coarse_gate.py measures the gate), which
-streams (subjects x 128) int8, a quarter of the float32 bytes, then re-scores a few dozen
-float32 rows per probe. Its own bound, "int8 read", is the CPU time of np.max over that int8
-matrix, best of several; the table gives the search against both reads.
+Batches from 8,192 subjects, and single probes from 32,768, go through an int8 shortlist
+(chalicelib.matching.coarse; benchmarks/coarse_gate.py measures the gate), which streams
+(subjects x 128) int8, a quarter of the float32 bytes, then re-scores a few dozen float32 rows
+per probe.
 
 CPU time is getrusage of the process (user + system, all threads, onnxruntime's included), so
 the spinning of idle threads between calls is counted: each figure is the CPU of a run of
 consecutive calls divided by the calls, best of --rounds runs. "before" is the search before
 issue 12 (kept below as OriginalIndex); "float32" is the blocked float32 search (top_k, what
-ExactIndex did for every batch before the int8 shortlist); "after" is ExactIndex.search. Each
+ExactIndex did for every batch before the int8 shortlist, and still does for single probes
+below 32,768 subjects); "after" is ExactIndex.search. Each
 configuration's top-k ids are checked against the original's on the same probes.
 """
 
@@ -36,6 +37,7 @@ from collections.abc import Callable
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
+from chalicelib.matching import coarse
 from chalicelib.matching.index import Candidate, ExactIndex, top_k, use_coarse
 from chalicelib.vision.onnx_runtime import ort  # noqa: F401  (imported before the build is timed)
 
@@ -79,16 +81,15 @@ def per_call(fn: Callable[[], object], rounds: int, min_cpu_s: float = 0.3) -> f
     return best
 
 
-def sgemm_flops_per_s(rounds: int) -> float:
-    """One thread's best sgemm rate over a few cache-resident shapes (K = 128, as in search)."""
+def int8_macs_per_s(rounds: int) -> float:
+    """One thread's best MatMulInteger rate (multiply-adds/s) on cache-resident shapes, K = 128."""
     rng = np.random.default_rng(0)
     best = 0.0
-    for m, n in ((64, 2048), (256, 2048), (256, 4096)):
-        a = rng.standard_normal((m, 128), dtype=np.float32)
-        b = rng.standard_normal((128, n), dtype=np.float32)
-        with threadpool_limits(limits=1, user_api="blas"):
-            t = per_call(lambda a=a, b=b: [a @ b for _ in range(10)], rounds)
-        best = max(best, 2 * m * 128 * n * 10 / t)
+    for m, n in ((64, 4096), (256, 4096), (64, 32768)):
+        sess, _held = coarse._session(rng.integers(-63, 64, (128, n), dtype=np.int8))
+        a = rng.integers(0, 256, (m, 128), dtype=np.uint8)
+        t = per_call(lambda s=sess, a=a: s.run(None, {"A": a}), rounds)
+        best = max(best, m * 128 * n / t)
     return best
 
 
@@ -115,7 +116,7 @@ def dram_bytes_per_s(rounds: int) -> float:
     return a.nbytes / min(per_call(lambda: np.sum(a), rounds), per_call(lambda: np.max(a), rounds))
 
 
-def bench_size(n: int, args: argparse.Namespace, flops: float, dram: float,
+def bench_size(n: int, args: argparse.Namespace, macs: float, dram: float,
                default_threads: int) -> None:
     rng = np.random.default_rng(n)
     t = rng.standard_normal((n, 128), dtype=np.float32)
@@ -127,19 +128,14 @@ def bench_size(n: int, args: argparse.Namespace, flops: float, dram: float,
     spent = cpu_s()
     scorer = after.coarse  # built here, not in the first timed call
     build = cpu_s() - spent
-    stream = min(per_call(lambda: np.sum(t), args.rounds), per_call(lambda: np.max(t), args.rounds))
-    q8 = np.clip(np.rint(t * 127 / np.abs(t).max()), -127, 127).astype(np.int8)
-    stream8 = min(per_call(lambda: np.max(q8), args.rounds),
-                  per_call(lambda: np.min(q8), args.rounds))
-    from_dram = t.nbytes / dram
-    print(f"\nN = {n:,}: float32 templates {t.nbytes / 2**20:.0f} MB, read once in "
-          f"{stream * 1e3:.2f} CPU-ms ({t.nbytes / stream / 1e9:.1f} GB/s; from main memory "
-          f"{from_dram * 1e3:.2f} ms at {dram / 1e9:.1f} GB/s); int8 copy {q8.nbytes / 2**20:.0f} "
-          f"MB, read once in {stream8 * 1e3:.2f} CPU-ms; sgemm {flops / 1e9:.0f} GFLOP/s; "
-          f"int8 sessions built in {build:.2f} CPU-s")
-    print("| k | B | search | path | CPU-ms / batch | CPU-ms / probe | x float32 read "
-          "| x float32 from main memory | x int8 read | x max(float32 read, sgemm) "
-          "| same ids as before |")
+    cached = min(per_call(lambda: np.sum(t), args.rounds), per_call(lambda: np.max(t), args.rounds))
+    memory = t.nbytes / dram
+    print(f"\nN = {n:,}: float32 templates {t.nbytes / 2**20:.0f} MB, read from main memory in "
+          f"{memory * 1e3:.2f} ms at {dram / 1e9:.1f} GB/s (in-cache read {cached * 1e3:.2f} "
+          f"CPU-ms); int8 multiply-adds at {macs / 1e9:.0f} G/s; int8 copy and sessions made "
+          f"in {build:.2f} CPU-s")
+    print("| k | B | search | path | CPU-ms / batch | CPU-ms / probe | bound, CPU-ms / batch "
+          "| **x bound** | x memory bound | x in-cache read | same ids as before |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     # The default-threads search last: OpenBLAS threads it woke spin on into the next one.
     configs = [("float32", blocks, 1), ("after", after, 1), ("before", before, default_threads)]
@@ -148,16 +144,17 @@ def bench_size(n: int, args: argparse.Namespace, flops: float, dram: float,
             probes = rng.standard_normal((b, 128), dtype=np.float32)
             probes /= np.linalg.norm(probes, axis=1, keepdims=True)
             want = ids(before.search(probes, k))
-            floor = max(stream, 2 * b * 128 * n / flops)
+            bound = max(memory, b * 128 * n / macs)
+            kind = "memory" if bound == memory else "arithmetic"
             for name, index, threads in configs:
-                path = "int8 + re-score" if index is after and use_coarse(n) and scorer \
+                path = "int8 + re-score" if index is after and use_coarse(n, b) and scorer \
                     else "float32"
                 with threadpool_limits(limits=threads, user_api="blas"):
                     same = ids(index.search(probes, k)) == want
                     c = per_call(lambda i=index, k=k, q=probes: i.search(q, k), args.rounds)
                 print(f"| {k} | {b} | {name}, {threads} BLAS thread{'s' * (threads > 1)} | "
-                      f"{path} | {c * 1e3:.2f} | {c / b * 1e3:.3f} | {c / stream:.2f} | "
-                      f"{c / from_dram:.2f} | {c / stream8:.2f} | {c / floor:.2f} | "
+                      f"{path} | {c * 1e3:.2f} | {c / b * 1e3:.3f} | {bound * 1e3:.2f} ({kind}) "
+                      f"| **{c / bound:.2f}** | {c / memory:.2f} | {c / cached:.2f} | "
                       f"{'yes' if same else 'NO'} |", flush=True)
 
 
@@ -173,9 +170,9 @@ def main() -> int:
     print(f"BLAS: {blas[0]['internal_api'] if blas else '?'} {blas[0].get('version', '')}, "
           f"default threads {default_threads}; deployed: LFR_BLAS_THREADS=1 "
           f"(LFR_ONNX_THREADS=2); {time.strftime('%Y-%m-%d %H:%M')}")
-    flops, dram = sgemm_flops_per_s(args.rounds), dram_bytes_per_s(args.rounds)
+    macs, dram = int8_macs_per_s(args.rounds), dram_bytes_per_s(args.rounds)
     for n in args.sizes:
-        bench_size(n, args, flops, dram, default_threads)
+        bench_size(n, args, macs, dram, default_threads)
     return 0
 
 

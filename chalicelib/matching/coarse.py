@@ -4,10 +4,9 @@ A batch of B probes costs 2 x B x 128 multiply-adds per subject. In float32 that
 reading the templates from about 4 probes on (docs/performance.md section 4). Int8 products run
 at ~4x the float32 rate per instruction (AVX-512 VNNI / AVX2 here, sdot on Graviton) and stream
 a quarter of the bytes. numpy has no integer matrix product on BLAS, so this uses onnxruntime's
-MatMulInteger (MLAS kernels), with graphs written with the `onnx` package. Nothing here is a
-kernel of our own. The Lambda layer ships onnxruntime but not `onnx`, so there `available()` is
-False and the index searches in float32; the index uses this only for large galleries
-(chalicelib.matching.index COARSE_MIN_SUBJECTS).
+MatMulInteger (MLAS kernels). Nothing here is a kernel of our own; the sessions' one-node graph
+is written by chalicelib.matching.onnx_graph, without the `onnx` package, which the Lambda layer
+does not ship. The index decides when to use this (chalicelib.matching.index use_coarse).
 
 Quantisation (integer products are exact in int32, so the only error is rounding):
 - templates t_j ~= st * q_j, q_j int8 in [-63, 63], one scale st for all subjects (so one probe's
@@ -35,21 +34,17 @@ P_LEVELS = 127  # probes: 8-bit
 # Subjects per onnxruntime session: 32768 x 128 int8 = 4 MB. 8192 cost more in calls; 131072
 # more in score traffic (the (B x block) int32 output).
 COARSE_BLOCK = 32768
+# Subjects per segment: the shortlist keeps each segment's maximum per probe (one pass over a
+# block's scores) and looks inside only the segments that reach the window, a few per probe.
+SEGMENT = 256
 # A float32 dot product of 128 terms is within 128 u / (1 - 128 u) * sum |p_i t_i| of the real
 # one (u = 2^-24): 7.6e-6 * |p| |t|. Taken as 2e-5 for the re-score and the brute force alike.
 FLOAT_SLACK = 2e-5
 
 
 def available() -> bool:
-    """Whether `onnx` (to write the sessions' graphs) and onnxruntime can both be imported.
-
-    The Lambda inference layer ships onnxruntime but not `onnx` (its recognizer is prepared at
-    layer build time), so on Lambda this is False and the index searches in float32. Called
-    only for galleries past the index's size gate: importing `onnx` costs ~0.7 CPU-s.
-    """
+    """Whether onnxruntime imports (the worker's models need it anyway; no `onnx` is needed)."""
     try:
-        import onnx  # noqa: F401
-
         from chalicelib.vision.onnx_runtime import ort  # noqa: F401  (telemetry off first)
     except ImportError:
         return False
@@ -69,28 +64,31 @@ class Quantised:
 class CoarseScorer:
     """Int8 copies of (subjects, dims) unit templates, one onnxruntime session per block."""
 
-    def __init__(self, columns: list[np.ndarray], width: int = COARSE_BLOCK) -> None:
-        """`columns`: the index's (dims, subjects) float32 unit blocks, in order (at least one
-        subject); consecutive ones are joined into sessions of about `width` subjects."""
-        self.scale = max(max(float(c.max()), -float(c.min())) for c in columns) / T_LEVELS
-        self.scale = max(self.scale, 1e-30)
-        group = max(1, width // columns[0].shape[1])
+    def __init__(self, unit: np.ndarray, width: int = COARSE_BLOCK) -> None:
+        """`unit`: the index's (subjects, dims) float32 unit templates (at least one subject);
+        `width` subjects per session, a multiple of SEGMENT."""
+        if width % SEGMENT:
+            raise ValueError(f"a session's width must be a multiple of {SEGMENT}")
+        self.subjects = unit.shape[0]
+        self.scale = max(float(unit.max()), -float(unit.min()), 1e-30 * T_LEVELS) / T_LEVELS
         self.starts: list[int] = []
         self.sessions: list[Any] = []
         self._weights: list[Any] = []
         self.residual = self.tmax = 0.0
-        start = 0
-        for i in range(0, len(columns), group):  # float64 copies of one session's columns
-            wide = np.concatenate(columns[i:i + group], axis=1).astype(np.float64)
-            q = np.clip(np.rint(wide / self.scale), -T_LEVELS, T_LEVELS)
+        for start in range(0, self.subjects, width):
+            part = unit[start:start + width].astype(np.float64)
+            q = np.clip(np.rint(part / self.scale), -T_LEVELS, T_LEVELS)
             self.residual = max(self.residual,
-                                float(np.linalg.norm(wide - self.scale * q, axis=0).max()))
-            self.tmax = max(self.tmax, float(np.linalg.norm(wide, axis=0).max()))
-            sess, weights = _session(q.astype(np.int8))
+                                float(np.linalg.norm(part - self.scale * q, axis=1).max()))
+            self.tmax = max(self.tmax, float(np.linalg.norm(part, axis=1).max()))
+            # (dims, width) with the last block's columns rounded up to whole segments; the
+            # padding's scores are masked in blocks(), never read as a subject's.
+            w = np.zeros((unit.shape[1], -(-q.shape[0] // SEGMENT) * SEGMENT), np.int8)
+            w[:, :q.shape[0]] = q.T
+            sess, weights = _session(w)
             self.sessions.append(sess)
             self._weights.append(weights)  # onnxruntime reads them from this process's array
             self.starts.append(start)
-            start += wide.shape[1]
 
     def quantise(self, probes: np.ndarray) -> Quantised:
         """The probes for the sessions, and each one's error bound; see the module doc."""
@@ -108,9 +106,14 @@ class CoarseScorer:
         return Quantised((u + 128).astype(np.uint8), unit, err, window)
 
     def blocks(self, probes_u8: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
-        """(first subject, (probes, block) int32 scores u . q_j) for each block, in order."""
+        """(first subject, (probes, block) int32 scores u . q_j) for each block, in order.
+
+        A block's width is a multiple of SEGMENT; past the last subject, scores are INT32_MIN.
+        """
         for start, sess in zip(self.starts, self.sessions, strict=True):
-            yield start, sess.run(None, {"A": probes_u8})[0]
+            y = sess.run(None, {"A": probes_u8})[0]
+            y[:, self.subjects - start:] = np.iinfo(np.int32).min  # no-op but for the last
+            yield start, y
 
 
 def _session(weights: np.ndarray) -> tuple[Any, Any]:  # (InferenceSession, OrtValue)
@@ -118,17 +121,9 @@ def _session(weights: np.ndarray) -> tuple[Any, Any]:  # (InferenceSession, OrtV
 
     The weights are an initializer, so MLAS packs them once, when the session is made.
     """
-    from onnx import TensorProto, helper
-
+    from chalicelib.matching.onnx_graph import matmul_integer
     from chalicelib.vision.onnx_runtime import ort
 
-    dims, width = weights.shape
-    graph = helper.make_graph(
-        [helper.make_node("MatMulInteger", ["A", "W", "zp"], ["Y"])], "coarse",
-        [helper.make_tensor_value_info("A", TensorProto.UINT8, ["B", dims])],
-        [helper.make_tensor_value_info("Y", TensorProto.INT32, ["B", width])],
-        initializer=[helper.make_tensor("zp", TensorProto.UINT8, [], [128]), _stub(weights)])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=9)
     opts = ort.SessionOptions()
     # The weights go in as this process's array, not a copy inside the serialised model.
     held = ort.OrtValue.ortvalue_from_numpy(weights)  # a view: it must outlive the session
@@ -138,22 +133,9 @@ def _session(weights: np.ndarray) -> tuple[Any, Any]:  # (InferenceSession, OrtV
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
     opts.log_severity_level = 3
-    sess = ort.InferenceSession(model.SerializeToString(), sess_options=opts,
+    sess = ort.InferenceSession(matmul_integer(*weights.shape), sess_options=opts,
                                 providers=["CPUExecutionProvider"])
     return sess, held
-
-
-def _stub(weights: np.ndarray) -> Any:  # -> onnx.TensorProto
-    """An initializer "W" whose data is external: add_external_initializers gives it."""
-    from onnx import TensorProto
-
-    stub = TensorProto(name="W", data_type=TensorProto.INT8, dims=list(weights.shape))
-    stub.data_location = TensorProto.EXTERNAL
-    for key, value in (("location", "in-memory"), ("offset", "0"),
-                       ("length", str(weights.nbytes))):
-        entry = stub.external_data.add()
-        entry.key, entry.value = key, value
-    return stub
 
 
 def shortlist(scorer: CoarseScorer, probes: np.ndarray,
@@ -161,42 +143,39 @@ def shortlist(scorer: CoarseScorer, probes: np.ndarray,
     """(probe rows, subjects) whose integer score is within the window of the k-th best.
 
     That holds every subject of the exact top k (ExactIndex._search_coarse); k <= subjects.
-    A running k-th best integer score, `kth`, is a lower bound of the final one (a k-th best
-    of fewer subjects), so `kth - window` never drops a subject that the final filter keeps.
+    One pass over each block's scores takes every segment's maximum. The k-th best segment
+    maximum so far, `kth`, is k subjects' scores, so it is at most the final k-th best integer
+    score: `kth - window` never drops a subject that the final filter keeps. Only segments whose
+    maximum reaches it are compared, subject by subject.
     """
     q = scorer.quantise(probes)
-    u8, window = q.u8, q.window
+    window = q.window
     b = probes.shape[0]
     lowest = np.iinfo(np.int32).min
-    kth = np.full(b, lowest, np.int64)
+    best = np.full((b, k), lowest, np.int64)  # the k best segment maxima so far, any order
     held: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     waiting, limit = 0, 32 * k * b + 4096
-    for start, y in scorer.blocks(u8):
-        width = y.shape[1]
-        if width >= k:
-            # The maxima of k slices of the block are k subjects' scores, so their minimum is
-            # at most the k-th best: a lower bound for one max pass (np.partition cost ~10x).
-            maxima = np.maximum.reduceat(y, np.arange(k) * width // k, axis=1)
-            top = maxima.max(axis=1)
-            kth = np.maximum(kth, maxima.min(axis=1))
-        else:
-            top = y.max(axis=1)
-        # int32, as the scores: a compare against int64 would convert the block first.
-        floor = np.maximum(kth - window, lowest).astype(np.int32)
-        active = np.flatnonzero(top >= floor)
-        if 4 * active.size > b:  # many rows: one compare of the block (2-d nonzero is slower)
-            at = np.flatnonzero(y >= floor[:, None])
-            r, c = np.divmod(at, y.shape[1])
-            held.append((r, c + start, y.ravel()[at].astype(np.int64)))
-            waiting += at.size
-            active = active[:0]
-        for r in active:  # a few rows: a view each, no copy
-            c = np.flatnonzero(y[r] >= floor[r])
-            held.append((np.full(c.size, r), c + start, y[r, c].astype(np.int64)))
-            waiting += c.size
+    for start, y in scorer.blocks(q.u8):
+        segments = y.reshape(b, -1, SEGMENT)
+        peaks = segments.max(axis=2)  # (probes, segments)
+        both = np.concatenate([best, peaks], axis=1)
+        best = both[:, :k] if both.shape[1] == k else \
+            np.partition(both, both.shape[1] - k, axis=1)[:, -k:]
+        kth = best.min(axis=1)
+        # int32, as the scores: a compare against int64 would convert the block first. Above
+        # INT32_MIN, so the padding of the last block never passes (real scores are > -2^20).
+        floor = np.maximum(kth - window, lowest + 1).astype(np.int32)
+        # flatnonzero and divmod: 2-d nonzero cost several times more here.
+        pr, ps = np.divmod(np.flatnonzero(peaks >= floor[:, None]), peaks.shape[1])
+        if pr.size:
+            chunk = segments[pr, ps]  # (hits, SEGMENT): a copy of the few segments that reach
+            i, j = np.divmod(np.flatnonzero(chunk >= floor[pr][:, None]), SEGMENT)
+            held.append((pr[i], start + ps[i] * SEGMENT + j, chunk[i, j].astype(np.int64)))
+            waiting += i.size
         if waiting > limit:
-            rows, cols, vals, kth = _prune(*_joined(held), kth, window, k)
+            rows, cols, vals, _ = _prune(*_joined(held), kth, window, k)
             held, waiting = [(rows, cols, vals)], rows.size
+    # Not empty: the block holding the best segment maximum held at least that subject.
     rows, cols, _, _ = _prune(*_joined(held), kth, window, k)
     return rows, cols
 

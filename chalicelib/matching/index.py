@@ -15,14 +15,13 @@ docs/performance.md):
 - Top-1, what the worker asks for, is an argmax per block. Top-k partitions the first block
   only; after it, a block costs a compare with a k-th best so far, and the few scores above it
   wait to be merged in bulk.
-- Large galleries only (from COARSE_MIN_SUBJECTS subjects, and only where `onnx` and
-  onnxruntime import): searches are scored in int8 first, with onnxruntime
-  (chalicelib.matching.coarse): a quarter of the bytes and ~4x the multiply-adds per instruction
-  of float32, whose sgemm made 4-16 probes 2.6-7x the read of the templates. Every subject the
-  int8 error bound cannot rule out is re-scored in float32, so the result is the float32 one.
-  The int8 copy (a quarter of the float32 memory) and its sessions are made at the first search.
-  Police-size watchlists never take this path and never import `onnx`, which the Lambda layer
-  does not ship (docs/performance.md section 4).
+- Batches on galleries of 8,192 subjects and more, and single probes from 32,768 (the gate is
+  use_coarse below): scored in int8 first, with onnxruntime (chalicelib.matching.coarse): a
+  quarter of the bytes and ~4x the multiply-adds per instruction of float32, whose sgemm made
+  4-16 probes 2.6-7x the read of the templates. Every subject the int8 error bound cannot rule
+  out is re-scored in float32 from the (subjects, dims) rows, so the result is the float32 one.
+  The int8 copy (a quarter of the float32 memory) and its sessions are made at the first search
+  that uses them. No `onnx` is needed (the Lambda layer ships none), only onnxruntime.
 BLAS threads are limited by the worker runtime (chalicelib.matching.blas), not here; the int8
 sessions run on one thread.
 """
@@ -45,19 +44,18 @@ BLOCK = 8192
 # Up to this many probes, one matrix-vector product per probe on a block (while it is in cache)
 # beat OpenBLAS's sgemm, whose small-M kernel ran 2 and 4 probes at 1.4x and 1.7x the CPU.
 GEMV_MAX = 4
-# From this many subjects in the index, searches are scored in int8 first
-# (chalicelib.matching.coarse) and the shortlist re-scored in float32; below it, float32 only.
-# The gate is the gallery, not probes x subjects, because the int8 path has a one-off cost that
-# a small gallery never earns back: importing `onnx` and onnxruntime (0.9 CPU-s here; the
-# cold-start budget of a 17,000-subject watchlist is 1.5 CPU-s to the first decision) plus the
-# int8 copy and sessions (0.06 CPU-s at 17,000, 0.54 at 262,144). Top-1, CPU-ms per probe,
-# float32 -> int8, one run (docs/performance.md section 4):
-#   17,000:  B=1 0.18 -> 0.26, B=2 0.17 -> 0.19, B=8 0.18 -> 0.06  (saves <= 1 ms a batch)
-#   65,536:  B=1 1.7 -> 0.75, B=8 0.77 -> 0.26, B=16 0.48 -> 0.19 (1-5 ms a batch)
-#   262,144: B=1 6.2 -> 4.0, B=2 4.8 -> 2.3, B=8 3.0 -> 0.86, B=16 2.0 -> 0.61 (2-22 ms a batch)
-# From 2^18 every batch size wins, by 1.5-3.3x, and the ~1.5 CPU-s one-off is repaid within
-# 70-700 batches; below it the saving is a few ms a batch for the same one-off and memory.
-COARSE_MIN_SUBJECTS = 262_144
+# A search is scored in int8 first (chalicelib.matching.coarse), and its shortlist re-scored in
+# float32, where the index has COARSE_MIN_SUBJECTS or more and probes x subjects is at least
+# COARSE_MIN_SCORES; otherwise float32 only. Top-1, CPU-ms per probe, float32 -> int8, one run
+# of benchmarks/coarse_gate.py (docs/performance.md section 4):
+#   2,048:   B=4 0.018 -> 0.050, B=64 0.008 -> 0.010            (float32 always)
+#   8,192:   B=2 0.068 -> 0.109, B=3 0.064 -> 0.087, B=4 0.066 -> 0.055, B=16 0.043 -> 0.029
+#   17,000:  B=1 0.165 -> 0.291, B=2 0.184 -> 0.123, B=16 0.100 -> 0.040, B=64 0.065 -> 0.035
+#   65,536:  B=1 1.27 -> 0.50, B=16 0.45 -> 0.15
+# The one-off (the int8 copy and its sessions, made at the first such search) is 0.03-0.15
+# CPU-s at 17,000 subjects; onnxruntime is already imported by the worker's models.
+COARSE_MIN_SUBJECTS = 8192
+COARSE_MIN_SCORES = 32_768
 
 
 @dataclass(frozen=True)
@@ -75,21 +73,18 @@ class ExactIndex:
         if len(subject_ids) and not np.all(norms > 0):
             raise ValueError("a template has zero norm")
         self.subject_ids = list(subject_ids)
-        unit = templates / np.where(norms > 0, norms, 1.0)
-        # See the module doc. Large galleries: views of one padded (blocks, dims, BLOCK) array,
-        # which the int8 path's re-score gathers from; below the gate, contiguous copies as
-        # before it (no padding: the last block is not rounded up to BLOCK subjects).
-        self.cube: np.ndarray | None = padded_blocks(unit) if use_coarse(len(subject_ids)) else None
-        self.blocks = column_blocks(unit, cube=self.cube)
+        # (subjects, dims) unit rows: what the int8 copy is made from and the re-score gathers
+        # (a row each, contiguous; from the transposed blocks it was 128 strided reads).
+        self.unit = np.ascontiguousarray(templates / np.where(norms > 0, norms, 1.0))
         self.dims = templates.shape[1]
         self.model_id = model_id
+        if not use_coarse(len(self), 1):
+            self.blocks  # noqa: B018  (made now: single probes search them)
 
     @property
     def templates(self) -> np.ndarray:
-        """(subjects, dims) unit templates (a copy: the index holds only its blocks)."""
-        if not self.blocks:
-            return np.zeros((0, self.dims), np.float32)
-        return np.concatenate(self.blocks, axis=1).T
+        """(subjects, dims) unit templates (a copy)."""
+        return self.unit.copy()
 
     def __len__(self) -> int:
         return len(self.subject_ids)
@@ -103,7 +98,7 @@ class ExactIndex:
         if len(self) == 0 or probes.shape[0] == 0:
             return [[] for _ in range(probes.shape[0])]
         k = max(1, min(k, len(self)))
-        scorer = self.coarse if use_coarse(len(self)) else None
+        scorer = self.coarse if use_coarse(len(self), probes.shape[0]) else None
         if scorer is not None:
             idx, val = self._search_coarse(scorer, probes, k)
         else:
@@ -111,16 +106,21 @@ class ExactIndex:
         return [[Candidate(self.subject_ids[j], s) for j, s in zip(ri, rv, strict=True)]
                 for ri, rv in zip(idx.tolist(), val.tolist(), strict=True)]
 
+    @functools.cached_property
+    def blocks(self) -> list[np.ndarray]:
+        """The float32 search's (dims, <= BLOCK) blocks; for a large gallery, made only if the
+        int8 sessions cannot be."""
+        return column_blocks(self.unit)
 
     @functools.cached_property
     def coarse(self) -> coarse.CoarseScorer | None:
-        """Int8 sessions, made at the first search that uses them; None without `onnx` or
-        onnxruntime (the Lambda layer ships no `onnx`), or if they cannot be made: the search
-        is then the float32 one, which gives the same results."""
+        """Int8 sessions, made at the first search that uses them; None without onnxruntime,
+        or if they cannot be made: the search is then the float32 one, which gives the same
+        results."""
         if not coarse.available():
             return None
         try:
-            return coarse.CoarseScorer(self.blocks, coarse.COARSE_BLOCK)
+            return coarse.CoarseScorer(self.unit, coarse.COARSE_BLOCK)
         except Exception:  # an onnxruntime without what the sessions need: float32 still works
             logger.warning("int8 search sessions could not be made; searching in float32",
                            exc_info=True)
@@ -136,43 +136,23 @@ class ExactIndex:
         top k (ties included) has a_j >= f_j - E >= f_k - E >= a_k - 2E: in the shortlist.
         """
         rows, cols = coarse.shortlist(scorer, probes, k)
-        if self.cube is None:  # built below the gate (a test that lowers it): pad once now
-            self.cube = padded_blocks(self.templates)
-        width = self.cube.shape[2]
-        picked = self.cube[cols // width, :, cols % width]  # (candidates, dims)
-        scores = np.einsum("ij,ij->i", probes[rows], picked)
+        scores = np.einsum("ij,ij->i", probes[rows], self.unit[cols])
         b = probes.shape[0]
         best_v = np.full((b, k), -np.inf, np.float32)
         best_i = np.full((b, k), len(self), np.int64)
         return _merge(best_i, best_v, [(rows, cols, scores)], k)
 
 
-def use_coarse(subjects: int) -> bool:
-    """Whether searches of an index this size go through the int8 shortlist (where `onnx` and
-    onnxruntime import; docs/performance.md section 4)."""
-    return subjects >= COARSE_MIN_SUBJECTS
+def use_coarse(subjects: int, probes: int) -> bool:
+    """Whether a search of this many probes, on an index this size, goes through the int8
+    shortlist (where onnxruntime imports; docs/performance.md section 4)."""
+    return subjects >= COARSE_MIN_SUBJECTS and probes * subjects >= COARSE_MIN_SCORES
 
 
-def padded_blocks(unit: np.ndarray, block: int = BLOCK) -> np.ndarray:
-    """(subjects, dims) -> (blocks, dims, block), the last block padded with zeros."""
-    n, dims = unit.shape
-    cube = np.zeros((-(-n // block), dims, block), np.float32)
-    for i, start in enumerate(range(0, n, block)):
-        part = unit[start:start + block]
-        cube[i, :, :part.shape[0]] = part.T
-    return cube
-
-
-def column_blocks(unit: np.ndarray, block: int = BLOCK,
-                  cube: np.ndarray | None = None) -> list[np.ndarray]:
-    """(subjects, dims) -> C-contiguous (dims, <= block) arrays, in order (one copy in all);
-    with `cube` (padded_blocks of `unit`), views of it instead (the last one strided)."""
-    if cube is None:
-        return [np.ascontiguousarray(unit[start:start + block].T)
-                for start in range(0, unit.shape[0], block)]
-    block = cube.shape[2]
-    return [cube[i, :, :min(block, unit.shape[0] - start)]
-            for i, start in enumerate(range(0, unit.shape[0], block))]
+def column_blocks(unit: np.ndarray, block: int = BLOCK) -> list[np.ndarray]:
+    """(subjects, dims) -> C-contiguous (dims, <= block) arrays, in order (one copy in all)."""
+    return [np.ascontiguousarray(unit[start:start + block].T)
+            for start in range(0, unit.shape[0], block)]
 
 
 def top_k(probes: np.ndarray, blocks: list[np.ndarray],

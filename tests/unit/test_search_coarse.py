@@ -7,16 +7,17 @@ import pytest
 
 from chalicelib.matching import coarse
 from chalicelib.matching import index as index_module
-from chalicelib.matching.index import BLOCK, ExactIndex, column_blocks, top_k
+from chalicelib.matching.index import BLOCK, ExactIndex, top_k
 
-pytestmark = pytest.mark.skipif(not coarse.available(), reason="needs onnx and onnxruntime")
+pytestmark = pytest.mark.skipif(not coarse.available(), reason="needs onnxruntime")
 
 
 @pytest.fixture(autouse=True)
 def _int8_from_any_size(monkeypatch) -> None:
-    """The int8 path is for galleries of COARSE_MIN_SUBJECTS (262,144) and more; these tests
-    exercise it on a few blocks (tests/unit/test_search_gate.py checks the real gate)."""
+    """These tests exercise the int8 path on a few blocks and batches of any size
+    (tests/unit/test_search_gate.py checks the real gate)."""
     monkeypatch.setattr(index_module, "COARSE_MIN_SUBJECTS", 1)
+    monkeypatch.setattr(index_module, "COARSE_MIN_SCORES", 1)
 
 
 def _units(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -28,6 +29,13 @@ def _exact_top(templates: np.ndarray, probes: np.ndarray, k: int) -> np.ndarray:
     """Brute force in float64: score descending, then position."""
     scores = probes.astype(np.float64) @ templates.T.astype(np.float64)
     return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+
+
+def _integer_scores(scorer: coarse.CoarseScorer, q: coarse.Quantised) -> np.ndarray:
+    """(probes, subjects) integer scores, without the last session's padding."""
+    ints = np.concatenate([y for _, y in scorer.blocks(q.u8)], axis=1)
+    assert np.all(ints[:, scorer.subjects:] == np.iinfo(np.int32).min)  # masked, never a score
+    return ints[:, :scorer.subjects]
 
 
 def _near_ties(rng: np.random.Generator, n: int, gap: float) -> np.ndarray:
@@ -48,9 +56,9 @@ def test_the_bound_holds_for_every_score() -> None:
     templates[10:20] = 1 / np.sqrt(128)  # flat
     probes = np.concatenate([_units(rng, 6), np.eye(128, dtype=np.float32)[:1],
                              np.full((1, 128), 1 / np.sqrt(128), np.float32)])
-    scorer = coarse.CoarseScorer(column_blocks(templates, 1024), width=2048)
+    scorer = coarse.CoarseScorer(templates, width=2048)
     q = scorer.quantise(probes)
-    ints = np.concatenate([y for _, y in scorer.blocks(q.u8)], axis=1).astype(np.float64)
+    ints = _integer_scores(scorer, q).astype(np.float64)
     err = np.abs(probes @ templates.T - q.step[:, None] * ints)
     assert np.all(err <= q.bound[:, None])
     assert np.all(q.window >= 2 * q.bound / q.step)
@@ -94,8 +102,7 @@ def test_near_ties_below_the_int8_step_rank_exactly(k: int, monkeypatch) -> None
     got = [[int(c.subject_id) for c in row] for row in index.search(probes, k=k)]
     want = _exact_top(templates, probes, k)
     assert got == want.tolist()
-    q = index.coarse.quantise(probes)
-    ints = np.concatenate([y for _, y in index.coarse.blocks(q.u8)], axis=1)
+    ints = _integer_scores(index.coarse, index.coarse.quantise(probes))
     by_int = np.argsort(-ints, axis=1, kind="stable")[:, :k]
     assert not np.array_equal(by_int, want)  # the integers alone get it wrong
 
@@ -124,3 +131,24 @@ def test_without_onnxruntime_batches_use_float32(monkeypatch) -> None:
     assert index.coarse is None
     want, _ = top_k(probes, index.blocks, 3)
     assert [[int(c.subject_id) for c in row] for row in got] == want.tolist()
+
+
+@pytest.mark.parametrize("n", [1, 300, 2 * coarse.SEGMENT])
+def test_the_padding_of_the_last_session_is_never_a_subject(n: int) -> None:
+    """Every real score negative (padding, were it scored, would be 0 and win): all n subjects
+    come back in exact order, none past the last."""
+    rng = np.random.default_rng(n)
+    templates = _units(rng, n)
+    templates[:, 0] = np.abs(templates[:, 0]) + 0.5
+    templates /= np.linalg.norm(templates, axis=1, keepdims=True)
+    probes = -np.eye(128, dtype=np.float32)[:3]
+    index = ExactIndex([str(i) for i in range(n)], templates, "m")
+    for k in (1, n):
+        got = [[int(c.subject_id) for c in row] for row in index.search(probes, k=k)]
+        assert got == _exact_top(templates, probes, k).tolist()
+    assert index.coarse is not None
+
+
+def test_a_session_width_must_be_whole_segments() -> None:
+    with pytest.raises(ValueError, match="multiple of"):
+        coarse.CoarseScorer(_units(np.random.default_rng(0), 10), width=coarse.SEGMENT + 1)

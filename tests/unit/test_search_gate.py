@@ -1,6 +1,6 @@
-"""Where the int8 shortlist of batch search applies: large galleries, and only where `onnx` and
-onnxruntime import (the Lambda layer ships no `onnx`). Police-size watchlists search in float32
-and never import `onnx` (docs/performance.md section 4)."""
+"""Where the int8 shortlist of the search applies: batches from 8,192 subjects and single probes
+from 32,768, where onnxruntime imports; `onnx` is never needed (the Lambda layer ships none).
+A police-size watchlist searches single probes in float32 (docs/performance.md section 4)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 
 from chalicelib.matching import coarse
 from chalicelib.matching import index as index_module
-from chalicelib.matching.index import BLOCK, COARSE_MIN_SUBJECTS, ExactIndex, top_k, use_coarse
+from chalicelib.matching.index import BLOCK, ExactIndex, top_k, use_coarse
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,44 +32,59 @@ def _brute_force(templates: np.ndarray, probes: np.ndarray, k: int) -> list[list
     return np.argsort(-scores, axis=1, kind="stable")[:, :k].tolist()
 
 
-def test_the_gate_is_the_gallery_size() -> None:
-    assert not use_coarse(17_000)
-    assert not use_coarse(COARSE_MIN_SUBJECTS - 1)
-    assert use_coarse(COARSE_MIN_SUBJECTS)
-    assert COARSE_MIN_SUBJECTS == 262_144
+def test_the_gate_is_subjects_and_scores_per_search() -> None:
+    assert not use_coarse(17_000, 1)  # a police-size watchlist: single probes in float32
+    assert use_coarse(17_000, 2)
+    assert not use_coarse(8191, 64)  # small galleries: float32 whatever the batch
+    assert use_coarse(8192, 4)
+    assert not use_coarse(8192, 3)
+    assert not use_coarse(32_767, 1)
+    assert use_coarse(32_768, 1)
 
 
-def test_below_the_gate_blocks_are_contiguous_copies_as_before() -> None:
+def test_below_the_gate_blocks_are_contiguous_copies_made_up_front() -> None:
     n = 2 * BLOCK + 17
     index = ExactIndex([str(i) for i in range(n)], _units(np.random.default_rng(0), n), "m")
-    assert index.cube is None
+    assert "blocks" in index.__dict__  # made with the index: single probes search them
     assert [b.shape[1] for b in index.blocks] == [BLOCK, BLOCK, 17]
     assert all(b.flags.c_contiguous for b in index.blocks)
 
 
 @pytest.fixture(scope="module")
 def large() -> np.ndarray:
-    """A gallery exactly at the gate: unit templates, (262,144 x 128) float32."""
-    return _units(np.random.default_rng(7), COARSE_MIN_SUBJECTS)
+    """Two sessions, the second padded (32,768 + 7,232 subjects), (40,000 x 128) float32."""
+    return _units(np.random.default_rng(7), 40_000)
 
 
-@pytest.mark.parametrize("missing", [("onnx",), ("onnxruntime", "chalicelib.vision.onnx_runtime")])
-def test_a_large_gallery_without_onnx_searches_in_float32(large, missing, monkeypatch) -> None:
-    """As on Lambda (no `onnx` in the layer): no exception, the float32 results."""
-    for name in missing:
-        monkeypatch.setitem(sys.modules, name, None)  # `import name` now raises ImportError
-    assert not coarse.available()
+def _check(index: ExactIndex, large: np.ndarray, seed: int) -> None:
     n = large.shape[0]
-    index = ExactIndex([str(i) for i in range(n)], large, "m")
-    rng = np.random.default_rng(len(missing))
-    probes = _units(rng, 8)
+    probes = _units(np.random.default_rng(seed), 8)
     probes[3] = large[n - 5]  # a subject in the last session's range
-    for b, k in ((8, 5), (1, 1), (2, 1)):
+    for b, k in ((8, 5), (1, 1), (2, 1), (8, 1)):
         got = index.search(probes[:b], k=k)
         want = _brute_force(large, probes[:b], k)
         assert [[int(c.subject_id) for c in row] for row in got] == want
-    assert index.coarse is None
     assert int(index.search(probes[3])[0][0].subject_id) == n - 5
+
+
+def test_without_onnx_the_int8_path_still_runs(large, monkeypatch) -> None:
+    """As on Lambda (no `onnx` in the layer): the sessions' graph needs only onnxruntime, and
+    a gallery past the gate makes no float32 blocks."""
+    monkeypatch.setitem(sys.modules, "onnx", None)  # `import onnx` now raises ImportError
+    assert coarse.available()
+    index = ExactIndex([str(i) for i in range(large.shape[0])], large, "m")
+    _check(index, large, 1)
+    assert index.coarse is not None
+    assert "blocks" not in index.__dict__
+
+
+def test_without_onnxruntime_a_large_gallery_searches_in_float32(large, monkeypatch) -> None:
+    for name in ("onnxruntime", "chalicelib.vision.onnx_runtime"):
+        monkeypatch.setitem(sys.modules, name, None)
+    assert not coarse.available()
+    index = ExactIndex([str(i) for i in range(large.shape[0])], large, "m")
+    _check(index, large, 2)
+    assert index.coarse is None
 
 
 def test_sessions_that_cannot_be_made_fall_back_to_float32(monkeypatch) -> None:
@@ -96,19 +111,23 @@ from chalicelib.matching.index import ExactIndex
 rng = np.random.default_rng(0)
 t = rng.standard_normal((17000, 128), dtype=np.float32)
 index = ExactIndex([str(i) for i in range(17000)], t, "m")
+seen = {}
 for b in (1, 2, 3, 4, 8, 16):
     p = rng.standard_normal((b, 128), dtype=np.float32)
     p /= np.linalg.norm(p, axis=1, keepdims=True)
     for k in (1, 5):
         assert len(index.search(p, k=k)) == b
-print(json.dumps({m: m in sys.modules for m in ("onnx", "onnxruntime")}))
+    seen[b] = {m: m in sys.modules for m in ("onnx", "onnxruntime")}
+print(json.dumps(seen))
 """
 
 
 def test_a_police_size_watchlist_never_imports_onnx() -> None:
-    """17,000 subjects, batches of 1-16 probes, in a fresh interpreter: `onnx` (0.7 CPU-s to
-    import, not in the Lambda layer) and onnxruntime are never imported by the search."""
+    """17,000 subjects in a fresh interpreter: single probes use neither package; batches use
+    onnxruntime (which the worker's models have already imported), never `onnx` (0.7 CPU-s to
+    import, not in the Lambda layer)."""
     out = subprocess.run([sys.executable, "-c", _POLICE_SIZE], cwd=REPO, capture_output=True,
                          text=True, timeout=120, check=True)
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"onnx": False,
-                                                               "onnxruntime": False}
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen.pop("1") == {"onnx": False, "onnxruntime": False}
+    assert all(v == {"onnx": False, "onnxruntime": True} for v in seen.values())
