@@ -147,7 +147,7 @@ def bench_size(n: int, args: argparse.Namespace, macs: float, dram: float,
             bound = max(memory, b * 128 * n / macs)
             kind = "memory" if bound == memory else "arithmetic"
             for name, index, threads in configs:
-                path = "int8 + re-score" if index is after and use_coarse(n, b) and scorer \
+                path = "int8 + re-score" if index is after and use_coarse(n, b, k) and scorer \
                     else "float32"
                 with threadpool_limits(limits=threads, user_api="blas"):
                     same = ids(index.search(probes, k)) == want

@@ -9,9 +9,12 @@ is written by chalicelib.matching.onnx_graph, without the `onnx` package, which 
 does not ship. The index decides when to use this (chalicelib.matching.index use_coarse).
 
 Quantisation (integer products are exact in int32, so the only error is rounding):
-- templates t_j ~= st * q_j, q_j int8 in [-63, 63], one scale st for all subjects (so one probe's
-  integer scores compare across subjects). 7 bits, not 8: MLAS's AVX2 u8s8 kernel sums pairs of
-  u8 x s8 products in int16 with saturation; 255 x 63 x 2 < 32767 keeps it exact.
+- templates t_j ~= st * q_j, q_j int8 in [-L, L], one scale st for all subjects (so one probe's
+  integer scores compare across subjects). L = 127 where this onnxruntime's product is exact at
+  the extremes (checked once per process: template_levels), else 63: MLAS's AVX2 u8s8 kernel
+  sums pairs of u8 x s8 products in int16 with saturation, and 255 x 63 x 2 < 32767 keeps it
+  exact; its VNNI (AVX-512 / AVX-VNNI) and Arm kernels accumulate in int32. 8 bits halve the
+  template error, and so the window, against 7.
 - a probe p ~= sp * u, u int8 in [-127, 127], its own scale (scores are compared within a probe
   only), passed as uint8 u + 128 with zero point 128.
 - p . t_j = sp st (u . q_j) + sp u . e_j + e_p . t_j, with e_j, e_p the rounding residuals, so
@@ -23,13 +26,14 @@ Quantisation (integer products are exact in int32, so the only error is rounding
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-T_LEVELS = 63  # templates: 7-bit, see the module doc
+SAFE_LEVELS, FULL_LEVELS = 63, 127  # templates: 7 or 8 bits, see the module doc
 P_LEVELS = 127  # probes: 8-bit
 # Subjects per onnxruntime session: 32768 x 128 int8 = 4 MB. 8192 cost more in calls; 131072
 # more in score traffic (the (B x block) int32 output).
@@ -70,14 +74,15 @@ class CoarseScorer:
         if width % SEGMENT:
             raise ValueError(f"a session's width must be a multiple of {SEGMENT}")
         self.subjects = unit.shape[0]
-        self.scale = max(float(unit.max()), -float(unit.min()), 1e-30 * T_LEVELS) / T_LEVELS
+        self.levels = template_levels()
+        self.scale = max(float(unit.max()), -float(unit.min()), 1e-30) / self.levels
         self.starts: list[int] = []
         self.sessions: list[Any] = []
         self._weights: list[Any] = []
         self.residual = self.tmax = 0.0
         for start in range(0, self.subjects, width):
             part = unit[start:start + width].astype(np.float64)
-            q = np.clip(np.rint(part / self.scale), -T_LEVELS, T_LEVELS)
+            q = np.clip(np.rint(part / self.scale), -self.levels, self.levels)
             self.residual = max(self.residual,
                                 float(np.linalg.norm(part - self.scale * q, axis=1).max()))
             self.tmax = max(self.tmax, float(np.linalg.norm(part, axis=1).max()))
@@ -96,9 +101,9 @@ class CoarseScorer:
         peak = np.abs(p).max(axis=1)
         sp = np.where(peak > 0, peak, 1.0) / P_LEVELS
         u = np.clip(np.rint(p / sp[:, None]), -P_LEVELS, P_LEVELS)
-        e_p = np.linalg.norm(p - sp[:, None] * u, axis=1)
-        err = sp * np.linalg.norm(u, axis=1) * self.residual + e_p * self.tmax
-        err += FLOAT_SLACK * np.linalg.norm(p, axis=1) * max(self.tmax, 1.0)
+        e_p = _norms(p - sp[:, None] * u)
+        err = sp * _norms(u) * self.residual + e_p * self.tmax
+        err += FLOAT_SLACK * _norms(p) * max(self.tmax, 1.0)
         unit = sp * self.scale  # one integer step of u . q_j, in score
         # Twice the bound (the k-th best may be over-, a candidate under-estimated), in steps,
         # rounded up, plus one for the float64 arithmetic of the bound itself.
@@ -114,6 +119,26 @@ class CoarseScorer:
             y = sess.run(None, {"A": probes_u8})[0]
             y[:, self.subjects - start:] = np.iinfo(np.int32).min  # no-op but for the last
             yield start, y
+
+
+@functools.cache
+def template_levels() -> int:
+    """127 if MatMulInteger here is exact for the largest products 8-bit templates can make,
+    else 63 (see the module doc). Checked on several batch sizes, as MLAS may pick its kernel
+    by shape; all-extreme inputs are where any int16 step would saturate first."""
+    w = np.tile(np.array([FULL_LEVELS, -FULL_LEVELS], np.int8), (128, 24))  # (128, 48)
+    sess, _held = _session(w)
+    for b in (1, 2, 5, 16, 64):
+        a = np.full((b, 128), 128 + P_LEVELS, np.uint8)
+        want = P_LEVELS * w.astype(np.int64).sum(axis=0)
+        if not np.array_equal(sess.run(None, {"A": a})[0], np.broadcast_to(want, (b, 48))):
+            return SAFE_LEVELS
+    return FULL_LEVELS
+
+
+def _norms(rows: np.ndarray) -> np.ndarray:
+    """Row norms (np.linalg.norm's per-call overhead was a tenth of a small batch's search)."""
+    return np.sqrt(np.einsum("ij,ij->i", rows, rows))
 
 
 def _session(weights: np.ndarray) -> tuple[Any, Any]:  # (InferenceSession, OrtValue)
@@ -175,9 +200,11 @@ def shortlist(scorer: CoarseScorer, probes: np.ndarray,
         if waiting > limit:
             rows, cols, vals, _ = _prune(*_joined(held), kth, window, k)
             held, waiting = [(rows, cols, vals)], rows.size
-    # Not empty: the block holding the best segment maximum held at least that subject.
-    rows, cols, _, _ = _prune(*_joined(held), kth, window, k)
-    return rows, cols
+    # Not empty: the block holding the best segment maximum held at least that subject. The
+    # final `kth` is the k-th best segment maximum of all blocks: one mask, no sort.
+    rows, cols, vals = _joined(held)
+    keep = vals >= (kth - window)[rows]
+    return rows[keep], cols[keep]
 
 
 def _joined(held: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> list[np.ndarray]:

@@ -78,7 +78,7 @@ class ExactIndex:
         self.unit = np.ascontiguousarray(templates / np.where(norms > 0, norms, 1.0))
         self.dims = templates.shape[1]
         self.model_id = model_id
-        if not use_coarse(len(self), 1):
+        if not use_coarse(len(self), 1, 1):
             self.blocks  # noqa: B018  (made now: single probes search them)
 
     @property
@@ -98,7 +98,7 @@ class ExactIndex:
         if len(self) == 0 or probes.shape[0] == 0:
             return [[] for _ in range(probes.shape[0])]
         k = max(1, min(k, len(self)))
-        scorer = self.coarse if use_coarse(len(self), probes.shape[0]) else None
+        scorer = self.coarse if use_coarse(len(self), probes.shape[0], k) else None
         if scorer is not None:
             idx, val = self._search_coarse(scorer, probes, k)
         else:
@@ -137,16 +137,19 @@ class ExactIndex:
         """
         rows, cols = coarse.shortlist(scorer, probes, k)
         scores = np.einsum("ij,ij->i", probes[rows], self.unit[cols])
-        b = probes.shape[0]
-        best_v = np.full((b, k), -np.inf, np.float32)
-        best_i = np.full((b, k), len(self), np.int64)
-        return _merge(best_i, best_v, [(rows, cols, scores)], k)
+        # By probe, then score descending, then position. Every probe has at least k
+        # candidates (its exact top k), so its best k are the first k of its run.
+        order = np.lexsort((cols, -scores, rows))
+        counts = np.bincount(rows, minlength=probes.shape[0])
+        at = order[(np.cumsum(counts) - counts)[:, None] + np.arange(k)]
+        return cols[at], scores[at]
 
 
-def use_coarse(subjects: int, probes: int) -> bool:
-    """Whether a search of this many probes, on an index this size, goes through the int8
-    shortlist (where onnxruntime imports; docs/performance.md section 4)."""
-    return subjects >= COARSE_MIN_SUBJECTS and probes * subjects >= COARSE_MIN_SCORES
+def use_coarse(subjects: int, probes: int, k: int = 1) -> bool:
+    """Whether a search of this many probes for the top k, on an index this size, goes through
+    the int8 shortlist (where onnxruntime imports; docs/performance.md section 4). Top-k
+    (k > 1) of even one probe: the float32 path's partition and merges cost more than int8."""
+    return subjects >= COARSE_MIN_SUBJECTS and (probes * subjects >= COARSE_MIN_SCORES or k > 1)
 
 
 def column_blocks(unit: np.ndarray, block: int = BLOCK) -> list[np.ndarray]:

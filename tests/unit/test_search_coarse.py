@@ -12,10 +12,14 @@ from chalicelib.matching.index import BLOCK, ExactIndex, top_k
 pytestmark = pytest.mark.skipif(not coarse.available(), reason="needs onnxruntime")
 
 
-@pytest.fixture(autouse=True)
-def _int8_from_any_size(monkeypatch) -> None:
+@pytest.fixture(autouse=True, params=[coarse.SAFE_LEVELS, coarse.FULL_LEVELS])
+def _int8_from_any_size(request, monkeypatch) -> None:
     """These tests exercise the int8 path on a few blocks and batches of any size
-    (tests/unit/test_search_gate.py checks the real gate)."""
+    (tests/unit/test_search_gate.py checks the real gate), with 7-bit and, where this machine's
+    kernel is exact for them, 8-bit templates."""
+    if request.param > coarse.template_levels():
+        pytest.skip("this onnxruntime's int8 kernel saturates 8-bit templates")
+    monkeypatch.setattr(coarse, "template_levels", lambda: request.param)
     monkeypatch.setattr(index_module, "COARSE_MIN_SUBJECTS", 1)
     monkeypatch.setattr(index_module, "COARSE_MIN_SCORES", 1)
 
@@ -152,3 +156,4 @@ def test_the_padding_of_the_last_session_is_never_a_subject(n: int) -> None:
 def test_a_session_width_must_be_whole_segments() -> None:
     with pytest.raises(ValueError, match="multiple of"):
         coarse.CoarseScorer(_units(np.random.default_rng(0), 10), width=coarse.SEGMENT + 1)
+

@@ -40,6 +40,8 @@ def test_the_gate_is_subjects_and_scores_per_search() -> None:
     assert not use_coarse(8192, 3)
     assert not use_coarse(32_767, 1)
     assert use_coarse(32_768, 1)
+    assert use_coarse(17_000, 1, k=5)  # top-k of one probe: int8
+    assert not use_coarse(8191, 1, k=5)
 
 
 def test_below_the_gate_blocks_are_contiguous_copies_made_up_front() -> None:
@@ -112,22 +114,21 @@ rng = np.random.default_rng(0)
 t = rng.standard_normal((17000, 128), dtype=np.float32)
 index = ExactIndex([str(i) for i in range(17000)], t, "m")
 seen = {}
-for b in (1, 2, 3, 4, 8, 16):
+for b, k in ((1, 1), (2, 1), (16, 1), (1, 5), (4, 5)):
     p = rng.standard_normal((b, 128), dtype=np.float32)
     p /= np.linalg.norm(p, axis=1, keepdims=True)
-    for k in (1, 5):
-        assert len(index.search(p, k=k)) == b
-    seen[b] = {m: m in sys.modules for m in ("onnx", "onnxruntime")}
+    assert len(index.search(p, k=k)) == b
+    seen[f"{b},{k}"] = {m: m in sys.modules for m in ("onnx", "onnxruntime")}
 print(json.dumps(seen))
 """
 
 
 def test_a_police_size_watchlist_never_imports_onnx() -> None:
-    """17,000 subjects in a fresh interpreter: single probes use neither package; batches use
-    onnxruntime (which the worker's models have already imported), never `onnx` (0.7 CPU-s to
-    import, not in the Lambda layer)."""
+    """17,000 subjects in a fresh interpreter: a single probe's top-1 (what the worker asks
+    for one face) uses neither package; batches and top-k use onnxruntime (which the worker's
+    models have already imported), never `onnx` (0.7 CPU-s to import, not in the layer)."""
     out = subprocess.run([sys.executable, "-c", _POLICE_SIZE], cwd=REPO, capture_output=True,
                          text=True, timeout=120, check=True)
     seen = json.loads(out.stdout.strip().splitlines()[-1])
-    assert seen.pop("1") == {"onnx": False, "onnxruntime": False}
+    assert seen.pop("1,1") == {"onnx": False, "onnxruntime": False}
     assert all(v == {"onnx": False, "onnxruntime": True} for v in seen.values())
