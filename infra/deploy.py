@@ -7,7 +7,8 @@
    resource through the APIs, and infra/users.py the Cognito user pool; on AWS deploy
    build/package/<stage>/infra.json first (docs/deploy.md) and give its UserPoolArn as
    LFR_COGNITO_USER_POOL_ARN;
-2. publishes the inference layer (build/layer/lfr-inference-arm64.zip from `make layer`);
+2. publishes the inference layer (build/layer/lfr-inference-arm64.zip from `make layer`),
+   through the stage's artifacts bucket when it is over the 50 MB Lambda takes inline;
 3. runs `chalice deploy --stage <stage>` in a staged copy of the project (build/deploy/<stage>/)
    whose config names that layer version, the user pool, and whose policies name this account;
    on an endpoint through infra/apigw_import.py, which builds the REST API by its API calls
@@ -24,6 +25,7 @@ Everything it talks to honours AWS_ENDPOINT_URL (and AWS_ENDPOINT_URL_<SERVICE>)
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -58,11 +60,51 @@ def stub_layer() -> bytes:
     return buf.getvalue()
 
 
-def publish_layer(lam: Any, stage: str, content: bytes, runtime: str) -> str:
-    return lam.publish_layer_version(
+# PublishLayerVersion takes a zip inline up to 50 MB (AWS Lambda quotas: "Deployment package
+# (.zip file archive) size: 50 MB (zipped, for direct upload)"); past that it must come from S3.
+INLINE_LAYER_LIMIT = 50 * 1000 * 1000
+
+
+def artifacts_bucket(stage: str, account: str) -> str:
+    """The bucket deploy artifacts go through: the stage's own, never a bucket of frames or
+    evidence (their lifecycle rules and policies are for biometric data)."""
+    return f"lfr-{stage}-deploy-{account}"
+
+
+def ensure_bucket(s3: Any, name: str, region: str) -> None:
+    """The artifacts bucket, private, created if absent (as `chalice package`'s users or a CDK
+    bootstrap would have one)."""
+    try:
+        s3.head_bucket(Bucket=name)
+        return
+    except s3.exceptions.ClientError as exc:
+        if exc.response["Error"]["Code"] not in ("404", "NoSuchBucket", "NotFound"):
+            raise
+    kwargs: dict[str, Any] = {"Bucket": name}
+    if region != "us-east-1":  # the one region that refuses its own LocationConstraint
+        kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    s3.create_bucket(**kwargs)
+    s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration={
+        "BlockPublicAcls": True, "IgnorePublicAcls": True,
+        "BlockPublicPolicy": True, "RestrictPublicBuckets": True})
+
+
+def publish_layer(session: boto3.session.Session, stage: str, content: bytes, runtime: str,
+                  account: str) -> str:
+    """A new version of the stage's inference layer: inline up to INLINE_LAYER_LIMIT, through
+    the stage's artifacts bucket above it (the real layer zips to ~92 MB)."""
+    code: dict[str, Any] = {"ZipFile": content}
+    if len(content) > INLINE_LAYER_LIMIT:
+        s3 = session.client("s3")
+        bucket = artifacts_bucket(stage, account)
+        ensure_bucket(s3, bucket, session.region_name or "us-east-1")
+        key = f"layers/{layer_name(stage)}/{hashlib.sha256(content).hexdigest()}.zip"
+        s3.put_object(Bucket=bucket, Key=key, Body=content)
+        code = {"S3Bucket": bucket, "S3Key": key}
+        print(f"layer zip ({len(content) / 1e6:.1f} MB) uploaded to s3://{bucket}/{key}")
+    return session.client("lambda").publish_layer_version(
         LayerName=layer_name(stage), Description="numpy, onnxruntime, opencv, face models",
-        Content={"ZipFile": content}, CompatibleRuntimes=[runtime],
-        CompatibleArchitectures=["arm64"],
+        Content=code, CompatibleRuntimes=[runtime], CompatibleArchitectures=["arm64"],
     )["LayerVersionArn"]
 
 
@@ -368,9 +410,10 @@ def deploy(stage: str, chalice: str, layer: bytes, requirements: bool,
          "import sys; print(f'{sys.version_info[0]}.{sys.version_info[1]}')"],
         check=True, capture_output=True, text=True).stdout.strip()
     lam = session.client("lambda")
-    layer_arn = publish_layer(lam, stage, layer, runtime)
+    account = _account(session)
+    layer_arn = publish_layer(session, stage, layer, runtime, account)
     print(f"layer published: {layer_arn}")
-    project = stage_project(stage, layer_arn, _account(session), requirements, pool_arn)
+    project = stage_project(stage, layer_arn, account, requirements, pool_arn)
     functions = policies.app_functions(_app(stage, pool_arn))
     print(f"$ chalice deploy --stage {stage}   (in {project.relative_to(REPO)})", flush=True)
     env = {**os.environ, POOL_ENV: pool_arn}

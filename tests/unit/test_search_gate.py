@@ -80,6 +80,20 @@ def test_without_onnx_the_int8_path_still_runs(large, monkeypatch) -> None:
     assert "blocks" not in index.__dict__
 
 
+def test_a_police_size_watchlist_is_exact_on_both_paths() -> None:
+    """17,000 subjects (one session, its last segment part padding): single probes in float32,
+    batches and top-k in int8, all equal to float64 brute force."""
+    n = 17_000
+    t = _units(np.random.default_rng(17), n)
+    index = ExactIndex([str(i) for i in range(n)], t, "m")
+    probes = _units(np.random.default_rng(18), 64)
+    probes[5] = t[n - 1]  # the last real subject, beside the padding
+    for b, k in ((1, 1), (1, 5), (2, 1), (6, 1), (16, 5), (64, 1)):
+        got = index.search(probes[:b], k=k)
+        assert [[int(c.subject_id) for c in row] for row in got] == _brute_force(t, probes[:b], k)
+    assert index.coarse is not None
+
+
 def test_without_onnxruntime_a_large_gallery_searches_in_float32(large, monkeypatch) -> None:
     for name in ("onnxruntime", "chalicelib.vision.onnx_runtime"):
         monkeypatch.setitem(sys.modules, name, None)
