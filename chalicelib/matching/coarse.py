@@ -81,15 +81,18 @@ class CoarseScorer:
         self._weights: list[Any] = []
         self.residual = self.tmax = 0.0
         for start in range(0, self.subjects, width):
-            part = unit[start:start + width].astype(np.float64)
-            q = np.clip(np.rint(part / self.scale), -self.levels, self.levels)
-            self.residual = max(self.residual,
-                                float(np.linalg.norm(part - self.scale * q, axis=1).max()))
-            self.tmax = max(self.tmax, float(np.linalg.norm(part, axis=1).max()))
+            n = min(width, self.subjects - start)
             # (dims, width) with the last block's columns rounded up to whole segments; the
             # padding's scores are masked in blocks(), never read as a subject's.
-            w = np.zeros((unit.shape[1], -(-q.shape[0] // SEGMENT) * SEGMENT), np.int8)
-            w[:, :q.shape[0]] = q.T
+            w = np.zeros((unit.shape[1], -(-n // SEGMENT) * SEGMENT), np.int8)
+            # float64 a few thousand rows at a time: the temporaries stay small and reused
+            # (whole-session ones cost most of the 0.1 CPU-s of a first build in page faults).
+            for lo in range(0, n, 4096):
+                part = unit[start + lo:start + min(n, lo + 4096)].astype(np.float64)
+                q = np.clip(np.rint(part / self.scale), -self.levels, self.levels)
+                self.residual = max(self.residual, float(_norms(part - self.scale * q).max()))
+                self.tmax = max(self.tmax, float(_norms(part).max()))
+                w[:, lo:lo + q.shape[0]] = q.T
             sess, weights = _session(w)
             self.sessions.append(sess)
             self._weights.append(weights)  # onnxruntime reads them from this process's array
