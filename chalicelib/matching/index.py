@@ -46,14 +46,14 @@ BLOCK = 8192
 GEMV_MAX = 4
 # A search is scored in int8 first (chalicelib.matching.coarse), and its shortlist re-scored in
 # float32, where the index has COARSE_MIN_SUBJECTS or more and probes x subjects is at least
-# COARSE_MIN_SCORES; otherwise float32 only. Top-1, CPU-ms per probe, float32 -> int8, one run
-# of benchmarks/coarse_gate.py (docs/performance.md section 4):
-#   2,048:   B=4 0.018 -> 0.050, B=64 0.008 -> 0.010            (float32 always)
-#   8,192:   B=2 0.068 -> 0.109, B=3 0.064 -> 0.087, B=4 0.066 -> 0.055, B=16 0.043 -> 0.029
-#   17,000:  B=1 0.165 -> 0.291, B=2 0.184 -> 0.123, B=16 0.100 -> 0.040, B=64 0.065 -> 0.035
-#   65,536:  B=1 1.27 -> 0.50, B=16 0.45 -> 0.15
-# The one-off (the int8 copy and its sessions, made at the first such search) is 0.03-0.15
-# CPU-s at 17,000 subjects; onnxruntime is already imported by the worker's models.
+# COARSE_MIN_SCORES (or k > 1); otherwise float32 only. Top-1, CPU-ms per probe, float32 ->
+# int8, one run of benchmarks/coarse_gate.py (docs/performance.md section 4):
+#   2,048:   B=4 0.020 -> 0.042, B=16 0.012 -> 0.016                (float32 always)
+#   8,192:   B=2 0.069 -> 0.088, B=3 0.083 -> 0.050, B=4 0.064 -> 0.038, B=16 0.036 -> 0.016
+#   17,000:  B=1 0.164 -> 0.163, B=2 0.195 -> 0.126, B=16 0.117 -> 0.036, B=64 0.078 -> 0.029
+#   65,536:  B=1 1.37 -> 0.46, B=16 0.47 -> 0.10
+# The one-off (the int8 copy and its session, made at the first such search) is 30-32 CPU-ms
+# at 17,000 subjects; onnxruntime is already imported by the worker's models.
 COARSE_MIN_SUBJECTS = 8192
 COARSE_MIN_SCORES = 32_768
 
