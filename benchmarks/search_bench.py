@@ -10,11 +10,11 @@ best of several), as in the issue. At 17,000 subjects (8.7 MB) the matrix stays 
 printed too. A batch of B probes needs the templates once, so the bound per probe is that time
 / B. A batch also needs B x 128 multiply-adds per subject: the arithmetic floor is those at
 the best rate this core reached in this run with the fastest product it has (onnxruntime's
-MatMulInteger, int8 with VNNI here, on cache-resident operands). The roofline is the larger of
-the two; from ~16 probes on at 17,000 subjects and ~32 at 1,000,000 it is the arithmetic.
+MatMulInteger, int8 with VNNI here, on cache-resident operands). The bound printed is the
+larger of the two (a roofline); from about 30 probes on, at both sizes, it is the arithmetic.
 
-Batches from 8,192 subjects, and single probes from 32,768, go through an int8 shortlist
-(chalicelib.matching.coarse; benchmarks/coarse_gate.py measures the gate), which streams
+Batches from 8,192 subjects, single probes from 32,768 and top-k (k > 1) go through an int8
+shortlist (chalicelib.matching.coarse; benchmarks/coarse_gate.py measures the gate), which streams
 (subjects x 128) int8, a quarter of the float32 bytes, then re-scores a few dozen float32 rows
 per probe.
 
@@ -22,9 +22,9 @@ CPU time is getrusage of the process (user + system, all threads, onnxruntime's 
 the spinning of idle threads between calls is counted: each figure is the CPU of a run of
 consecutive calls divided by the calls, best of --rounds runs. "before" is the search before
 issue 12 (kept below as OriginalIndex); "float32" is the blocked float32 search (top_k, what
-ExactIndex did for every batch before the int8 shortlist, and still does for single probes
-below 32,768 subjects); "after" is ExactIndex.search. Each
-configuration's top-k ids are checked against the original's on the same probes.
+ExactIndex did for every batch before the int8 shortlist, and still does for a single probe's
+top-1 below 32,768 subjects); "after" is ExactIndex.search. Each configuration's top-k ids are
+checked against the original's on the same probes.
 """
 
 from __future__ import annotations

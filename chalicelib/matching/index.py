@@ -141,6 +141,9 @@ class ExactIndex:
         # candidates (its exact top k), so its best k are the first k of its run.
         order = np.lexsort((cols, -scores, rows))
         counts = np.bincount(rows, minlength=probes.shape[0])
+        if counts.min() < k:  # cannot happen (proof above); were it to, float32 decides
+            logger.error("int8 shortlist shorter than k; searching in float32")
+            return top_k(probes, self.blocks, k)
         at = order[(np.cumsum(counts) - counts)[:, None] + np.arange(k)]
         return cols[at], scores[at]
 

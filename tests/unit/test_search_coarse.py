@@ -157,3 +157,22 @@ def test_a_session_width_must_be_whole_segments() -> None:
     with pytest.raises(ValueError, match="multiple of"):
         coarse.CoarseScorer(_units(np.random.default_rng(0), 10), width=coarse.SEGMENT + 1)
 
+
+
+def test_a_shortlist_too_short_is_never_trusted(monkeypatch, caplog) -> None:
+    """Were the shortlist ever to miss subjects (it cannot: the proof in _search_coarse), the
+    search falls back to float32 rather than rank from the next probe's candidates."""
+    rng = np.random.default_rng(9)
+    n = BLOCK + 5
+    templates, probes = _units(rng, n), _units(rng, 4)
+    index = ExactIndex([str(i) for i in range(n)], templates, "m")
+    real = coarse.shortlist
+
+    def short(scorer, p, k):  # drop every candidate of probe 2
+        rows, cols = real(scorer, p, k)
+        return rows[rows != 2], cols[rows != 2]
+
+    monkeypatch.setattr(coarse, "shortlist", short)
+    got = [[int(c.subject_id) for c in row] for row in index.search(probes, k=3)]
+    assert got == _exact_top(templates, probes, 3).tolist()
+    assert "shorter than k" in caplog.text
