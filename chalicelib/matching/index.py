@@ -52,7 +52,7 @@ GEMV_MAX = 4
 #   8,192:   B=2 0.069 -> 0.088, B=3 0.083 -> 0.050, B=4 0.064 -> 0.038, B=16 0.036 -> 0.016
 #   17,000:  B=1 0.164 -> 0.163, B=2 0.195 -> 0.126, B=16 0.117 -> 0.036, B=64 0.078 -> 0.029
 #   65,536:  B=1 1.37 -> 0.46, B=16 0.47 -> 0.10
-# The one-off (the int8 copy and its session, made at the first such search) is 30-32 CPU-ms
+# The one-off (the int8 copy and its session, made at the first such search) is 28-37 CPU-ms
 # at 17,000 subjects; onnxruntime is already imported by the worker's models.
 COARSE_MIN_SUBJECTS = 8192
 COARSE_MIN_SCORES = 32_768
