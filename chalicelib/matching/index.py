@@ -19,7 +19,7 @@ docs/performance.md):
   use_coarse below): scored in int8 first, with onnxruntime (chalicelib.matching.coarse): a
   quarter of the bytes and ~4x the multiply-adds per instruction of float32, whose sgemm made
   4-16 probes 2.6-7x the read of the templates. Every subject the int8 error bound cannot rule
-  out is re-scored in float32 from the (subjects, dims) rows, so the result is the float32 one.
+  out is re-scored in float64 from the (subjects, dims) rows, so the result is the exact one.
   The int8 copy (a quarter of the float32 memory) and its sessions are made at the first search
   that uses them. No `onnx` is needed (the Lambda layer ships none), only onnxruntime.
 BLAS threads are limited by the worker runtime (chalicelib.matching.blas), not here; the int8
@@ -128,15 +128,21 @@ class ExactIndex:
 
     def _search_coarse(self, scorer: coarse.CoarseScorer, probes: np.ndarray,
                        k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top-k: an int8 shortlist, re-scored in float32.
+        """Exact top-k: an int8 shortlist, re-scored in float64.
 
-        Why it is exact: with a_j the integer score in float units and f_j the float32 score,
-        |f_j - a_j| <= E (chalicelib.matching.coarse). k subjects have a_j >= a_k (the k-th
-        best), so f_k (the k-th best float32 score) >= a_k - E, and any subject of the float32
-        top k (ties included) has a_j >= f_j - E >= f_k - E >= a_k - 2E: in the shortlist.
+        Why it is exact: with a_j the integer score in float units and f_j the re-scored one,
+        |f_j - a_j| <= E (chalicelib.matching.coarse; E allows for float32 rounding too, so it
+        holds for float64 a fortiori). k subjects have a_j >= a_k (the k-th best), so f_k (the
+        k-th best re-scored) >= a_k - E, and any subject of the top k (ties included) has
+        a_j >= f_j - E >= f_k - E >= a_k - 2E: in the shortlist.
         """
         rows, cols = coarse.shortlist(scorer, probes, k)
-        scores = np.einsum("ij,ij->i", probes[rows], self.unit[cols])
+        # In float64: the few dozen rows per probe cost nothing more, and the ranking is then
+        # that of exact arithmetic on the float32 inputs, not of one float32 summation order
+        # (benchmarks/search_real_faces.py: at 40,000 subjects, 2-5 of ~6,300 top-5s of real
+        # faces came out in another order, neighbours 1e-7 apart).
+        scores = np.einsum("ij,ij->i", probes[rows].astype(np.float64),
+                           self.unit[cols].astype(np.float64))
         # By probe, then score descending, then position. Every probe has at least k
         # candidates (its exact top k), so its best k are the first k of its run.
         order = np.lexsort((cols, -scores, rows))

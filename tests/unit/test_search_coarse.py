@@ -176,3 +176,21 @@ def test_a_shortlist_too_short_is_never_trusted(monkeypatch, caplog) -> None:
     got = [[int(c.subject_id) for c in row] for row in index.search(probes, k=3)]
     assert got == _exact_top(templates, probes, 3).tolist()
     assert "shorter than k" in caplog.text
+
+
+def test_neighbours_within_float32_rounding_rank_as_exact_arithmetic() -> None:
+    """Copies of one template jittered by ~1e-7: one float32 summation order ranks them
+    differently from another; the re-score ranks them as float64 brute force does (found on
+    real faces by benchmarks/search_real_faces.py)."""
+    rng = np.random.default_rng(11)
+    n = 3000
+    templates = _units(rng, n)
+    centre = templates[0].astype(np.float64)
+    jitter = rng.normal(0, 3e-7, (200, 128))
+    near = centre + jitter
+    templates[:200] = (near / np.linalg.norm(near, axis=1, keepdims=True)).astype(np.float32)
+    probes = templates[:4] + 0.01 * _units(rng, 4)
+    probes /= np.linalg.norm(probes, axis=1, keepdims=True)
+    index = ExactIndex([str(i) for i in range(n)], templates, "m")
+    got = [[int(c.subject_id) for c in row] for row in index.search(probes, k=50)]
+    assert got == _exact_top(index.unit, probes, 50).tolist()
