@@ -32,33 +32,22 @@ sys.path.insert(0, str(REPO))
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--subjects", type=int, nargs="+", default=[17_000, 40_000])
+    p.add_argument("--jitter", type=float, default=0.01)
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--cache", type=Path, default=None)
-    p.add_argument("--subjects", type=int, nargs="+", default=[17_000, 40_000])
-    p.add_argument("--jitter", type=float, default=0.01)
     args = p.parse_args(argv)
 
     from threadpoolctl import threadpool_limits
 
-    from chalicelib.evaluation.openset import (
-        FaceCache,
-        embed_images,
-        list_identities,
-        pipeline_key,
-    )
+    from chalicelib.evaluation.openset import faces_of_folder
     from chalicelib.matching.index import ExactIndex, top_k, use_coarse
-    from chalicelib.settings import Settings
-    from chalicelib.vision.factory import embedding_id
 
     threadpool_limits(limits=1, user_api="blas")
-    settings = Settings()
-    identities = list_identities(args.data)
-    cache = FaceCache(embedding_id(settings), args.cache, pipeline_key(settings))
-    paths = [path for images in identities.values() for path in images]
-    faces = embed_images(paths, settings, cache, workers=args.workers, progress=False)
+    identities, faces = faces_of_folder(args.data, args.workers, args.cache)
     real = np.concatenate([f.embeddings for f in faces.values() if f.n]).astype(np.float32)
-    print(f"{len(paths)} photos of {len(identities)} people: {len(real)} usable faces")
+    print(f"{len(faces)} photos of {len(identities)} people: {len(real)} usable faces")
     rng = np.random.default_rng(0)
     for n in args.subjects:
         base = real[rng.integers(0, len(real), n - len(real))]

@@ -31,20 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", type=Path, default=None)
     args = p.parse_args(argv)
 
-    from chalicelib.evaluation.openset import (
-        FaceCache,
-        embed_images,
-        list_identities,
-        pipeline_key,
-    )
-    from chalicelib.settings import Settings
-    from chalicelib.vision.factory import embedding_id
+    from chalicelib.evaluation.openset import faces_of_folder
 
-    settings = Settings()
-    identities = list_identities(args.data)
-    cache = FaceCache(embedding_id(settings), args.cache, pipeline_key(settings))
-    paths = [path for images in identities.values() for path in images]
-    faces = embed_images(paths, settings, cache, workers=args.workers, progress=False)
+    identities, faces = faces_of_folder(args.data, args.workers, args.cache)
     picked = no_reference = 0
     wrong: list[str] = []
     for images in identities.values():

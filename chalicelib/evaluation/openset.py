@@ -243,6 +243,19 @@ def embed_images(
     return {k: cache.items[resolved[k]] for k in keys}
 
 
+def faces_of_folder(data_dir: Path, workers: int, cache_path: Path | None,
+                    ) -> tuple[dict[str, list[Path]], dict[str, ImageFaces]]:
+    """Every identity folder's photos, and their faces through the worker's pipeline, with the
+    face cache at `cache_path` (for the benchmarks that read faces/dev)."""
+    from chalicelib.vision.factory import embedding_id
+
+    settings = Settings()
+    identities = list_identities(data_dir)
+    cache = FaceCache(embedding_id(settings), cache_path, pipeline_key(settings))
+    paths = [path for images in identities.values() for path in images]
+    return identities, embed_images(paths, settings, cache, workers=workers, progress=False)
+
+
 def _progress(total: int, desc: str, enabled: bool) -> Callable[..., None]:
     if not enabled:
         return lambda n, close=False: None
