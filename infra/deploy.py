@@ -80,13 +80,9 @@ def ensure_bucket(s3: Any, name: str, region: str) -> None:
     except s3.exceptions.ClientError as exc:
         if exc.response["Error"]["Code"] not in ("404", "NoSuchBucket", "NotFound"):
             raise
-    kwargs: dict[str, Any] = {"Bucket": name}
-    if region != "us-east-1":  # the one region that refuses its own LocationConstraint
-        kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
-    s3.create_bucket(**kwargs)
-    s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration={
-        "BlockPublicAcls": True, "IgnorePublicAcls": True,
-        "BlockPublicPolicy": True, "RestrictPublicBuckets": True})
+    from chalicelib.local.resources import create_private_bucket
+
+    create_private_bucket(s3, name, region)
 
 
 def publish_layer(session: boto3.session.Session, stage: str, content: bytes, runtime: str,

@@ -33,27 +33,24 @@ def _queue_with_dlq(sqs: Any, name: str, visibility: int) -> str:
     )["QueueUrl"]
 
 
+def create_private_bucket(s3: Any, name: str, region: str) -> None:
+    """A bucket in `region` with every kind of public access blocked."""
+    kwargs: dict[str, Any] = {"Bucket": name}
+    if region != "us-east-1":  # the one region that refuses its own LocationConstraint
+        kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    s3.create_bucket(**kwargs)
+    s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration={
+        "BlockPublicAcls": True, "IgnorePublicAcls": True,
+        "BlockPublicPolicy": True, "RestrictPublicBuckets": True})
+
+
 def create_all(s: Settings) -> dict[str, str]:
     s3 = clients.client("s3", s)
     sqs = clients.client("sqs", s)
     sns = clients.client("sns", s)
     ddb = clients.client("dynamodb", s)
-    where = {"LocationConstraint": s.region} if s.region != "us-east-1" else None
-
     for bucket in (s.frames_bucket, s.evidence_bucket):
-        kwargs: dict[str, Any] = {"Bucket": bucket}
-        if where:
-            kwargs["CreateBucketConfiguration"] = where
-        s3.create_bucket(**kwargs)
-        s3.put_public_access_block(
-            Bucket=bucket,
-            PublicAccessBlockConfiguration={
-                "BlockPublicAcls": True,
-                "IgnorePublicAcls": True,
-                "BlockPublicPolicy": True,
-                "RestrictPublicBuckets": True,
-            },
-        )
+        create_private_bucket(s3, bucket, s.region)
     _lifecycle(s3, s.frames_bucket, layout.FRAMES_PREFIX, 1)
     _lifecycle(s3, s.evidence_bucket, layout.CROPS_PREFIX, s.crop_retention_days)
 

@@ -202,7 +202,7 @@ def shortlist(scorer: CoarseScorer, probes: np.ndarray,
             held.append((pr[i], start + ps[i] * SEGMENT + j, chunk[i, j].astype(np.int64)))
             waiting += i.size
         if waiting > limit:
-            rows, cols, vals, _ = _prune(*_joined(held), kth, window, k)
+            rows, cols, vals = _prune(*_joined(held), kth, window, k)
             held, waiting = [(rows, cols, vals)], rows.size
     # Not empty: the block holding the best segment maximum held at least that subject. The
     # final `kth` is the k-th best segment maximum of all blocks: one mask, no sort.
@@ -216,8 +216,8 @@ def _joined(held: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> list[np.nd
 
 
 def _prune(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, kth: np.ndarray,
-           window: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The held candidates within the window of each row's k-th best held score (and `kth`)."""
+           window: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The held candidates within the window of each row's k-th best held score."""
     order = np.lexsort((-vals, rows))  # by row, then score descending
     rows, cols, vals = rows[order], cols[order], vals[order]
     counts = np.bincount(rows, minlength=kth.size)
@@ -226,4 +226,4 @@ def _prune(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, kth: np.ndarray
     kth = kth.copy()
     kth[has_k] = np.maximum(kth[has_k], vals[first[has_k] + k - 1])
     keep = vals >= (kth - window)[rows]
-    return rows[keep], cols[keep], vals[keep], kth
+    return rows[keep], cols[keep], vals[keep]

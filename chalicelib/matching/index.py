@@ -76,7 +76,6 @@ class ExactIndex:
         # (subjects, dims) unit rows: what the int8 copy is made from and the re-score gathers
         # (a row each, contiguous; from the transposed blocks it was 128 strided reads).
         self.unit = np.ascontiguousarray(templates / np.where(norms > 0, norms, 1.0))
-        self.dims = templates.shape[1]
         self.model_id = model_id
         if not use_coarse(len(self), 1, 1):
             self.blocks  # noqa: B018  (made now: single probes search them)
