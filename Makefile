@@ -28,12 +28,18 @@ browser:
 	  else echo "note: no chromium/chromedriver and not root: the console browser test will skip"; fi; \
 	fi
 
+# Every test, on every core (xdist: a moto server per worker), the 15 slowest listed, and the
+# run's wall and CPU time at the end. TEST_WORKERS=1 for one process; PYTEST_ARGS for more,
+# e.g. PYTEST_ARGS="-p random_order --random-order" for a random order.
+TEST_WORKERS ?= auto
+PYTEST_ARGS ?=
 test: venv browser
 	$(BIN)/ruff check .
-	$(BIN)/pytest -q
+	$(BIN)/python -m tests.timed -- $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15 \
+		$(PYTEST_ARGS)
 
 test-fast: venv
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not slow"
 
 lint: venv
 	$(BIN)/ruff check .

@@ -175,7 +175,7 @@ def latency(args: argparse.Namespace) -> None:
     from chalicelib.gateway import GatewayOptions, PresignedUploader, run_gateway
     from chalicelib.ingest.batch_format import pack_batch
     from chalicelib.local.inspect import delivered_pushes
-    from chalicelib.local.session import local_session, wait_idle
+    from chalicelib.local.session import local_session
     from chalicelib.ops.cameras import camera_upload_grant
     from chalicelib.ops.deployments import create_deployment, register_device
     from chalicelib.ops.watchlists import authorise_watchlist, create_watchlist, enroll_subject
@@ -232,7 +232,7 @@ def latency(args: argparse.Namespace) -> None:
             ls.pump.start()
             try:
                 report = run_gateway(str(CLIP), PresignedUploader(grant), dep, "cam-1", opts)
-                wait_idle(rt)
+                ls.pump.wait_idle()
             finally:
                 ls.pump.stop()
             sent = {b.sequence: b for b in report.sent}

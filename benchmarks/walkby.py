@@ -483,7 +483,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                   Body=body)
                     bytes_sent += len(body)
                 try:
-                    ls.pump.drain(timeout=args.drain_timeout, quiet_polls=2)
+                    ls.pump.drain(timeout=args.drain_timeout)
                 except TimeoutError:
                     drain_timeouts += 1
             done = min(n_batches, b0 + args.drain_every)

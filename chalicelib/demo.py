@@ -73,7 +73,6 @@ def _run(out: Path, ls: Any) -> int:
     from chalicelib.local.api_client import ApiClient
     from chalicelib.local.inspect import all_keys, delivered_pushes
     from chalicelib.local.scenes import PEOPLE, render_scene, write_video
-    from chalicelib.local.session import wait_idle
     from chalicelib.ops.records import rate_text
     from chalicelib.ops.retention import sweep
 
@@ -127,7 +126,7 @@ def _run(out: Path, ls: Any) -> int:
             report = run_gateway(str(video), PresignedUploader(grant), did, CAMERA,
                                  GatewayOptions(fps=5, batch_frames=5, realtime=True))
             print(f"   sent {report.frames_sent} frames in {len(report.batches)} batches")
-            wait_idle(rt)
+            pump.wait_idle()
         finally:
             pump.stop()
 

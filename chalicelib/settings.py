@@ -87,6 +87,9 @@ class Settings:
     # client's timeouts, shorter than the alerts queue's visibility timeout (30 s), so a retry
     # after a crash mid-publish finds the claim lapsed and sends it (alerts/notify.py).
     push_lease_s: float = 25.0
+    # The local event pump only (local/pump.py): a failed record is received again after this
+    # many seconds (whole: SQS's visibility timeout), as Lambda's poller backs off. Tests: 0.
+    pump_retry_s: int = 1
     # Deliveries of a queue message before SQS moves it to the dead-letter queue.
     max_receive_count: int = 3
     # Frame batch limits (see docs/frame-batch-format.md).

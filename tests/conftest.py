@@ -12,6 +12,7 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,8 +29,9 @@ def shared_data(*parts: str) -> Path:
 
 
 @pytest.fixture(scope="session")
-def local_stack() -> Iterator[dict[str, object]]:
-    """moto server + every resource + the Chalice app and an event pump bound to it."""
+def local_session() -> Iterator[Any]:
+    """moto server + every resource + the Chalice app and an event pump bound to it: one per
+    pytest process (each xdist worker has its own server on its own port)."""
     from chalicelib.local.session import BACKENDS, local_session
 
     backend = backend_under_test()
@@ -38,12 +40,59 @@ def local_stack() -> Iterator[dict[str, object]]:
     with local_session(
         f"t{os.getpid()}",
         endpoint=os.environ.get("LFR_TEST_ENDPOINT"),
-        extra_env={"POWERTOOLS_SERVICE_NAME": "lfr-test"},
+        # A failed record comes back at once, not after Lambda's backoff: the tests wait on
+        # the queues, not on the clock.
+        extra_env={"POWERTOOLS_SERVICE_NAME": "lfr-test", "LFR_PUMP_RETRY_S": "0"},
         backend=backend,  # type: ignore[arg-type]
         localstack_endpoint=os.environ.get("LFR_TEST_LOCALSTACK"),
     ) as ls:
-        yield {"settings": ls.settings, "app": ls.app, "pump": ls.pump, "endpoint": ls.endpoint,
-               "rt": ls.rt, "backend": ls.backend}
+        yield ls
+
+
+@pytest.fixture(scope="session")
+def local_stack(local_session: Any) -> dict[str, object]:
+    ls = local_session
+    return {"settings": ls.settings, "app": ls.app, "pump": ls.pump, "endpoint": ls.endpoint,
+            "rt": ls.rt, "backend": ls.backend, "session": ls}
+
+
+# Modules that one xdist worker runs whole (make test: --dist loadgroup): the fault suite, whose
+# last test sums up every case. Every other test is scheduled on its own, to keep both cores busy.
+WHOLE_MODULES = frozenset({"tests/integration/test_faults.py"})
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadgroup` with the groups above. xdist 3.8 groups `xdist_group` marks by
+    rewriting `item._nodeid`, which pytest 9 no longer reads, so its own loadgroup runs as plain
+    load (seen here: one module's cases on both workers)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class WholeModules(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module in WHOLE_MODULES else nodeid
+
+    return WholeModules(config, log)
+
+
+def _uses_local_stack(item: pytest.Item) -> bool:
+    return "local_stack" in getattr(item, "fixturenames", ())
+
+
+@pytest.fixture(scope="module", autouse=True)
+def clean_local_stack(request: pytest.FixtureRequest) -> None:
+    """Each module that uses the local stack starts on an empty one, so what a test reads
+    (pushes, listings, scans) costs the same late in a run as early. Autouse fixtures come
+    first in their scope, so this runs before the module's own module-scoped fixtures."""
+    module = request.module
+    if not any(_uses_local_stack(i) for i in request.session.items
+               if getattr(i, "module", None) is module):
+        return
+    ls = request.getfixturevalue("local_session")
+    if ls.resettable:
+        ls.reset()
 
 
 def backend_under_test() -> str:
@@ -57,20 +106,28 @@ def skip_on_localstack(why: str) -> None:
 
 
 _REPORTS: list[tuple[str, str]] = []
+_MEASURED = "lfr-measured"
 
 
 @pytest.fixture
 def report(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
-    """Figures a test measured, printed at the end of the run (and kept in build/reports/)."""
+    """Figures a test measured, printed at the end of the run (and kept in build/reports/).
+    They travel on the test's report, so an xdist worker's reach the terminal too."""
 
     def add(text: str) -> None:
-        _REPORTS.append((request.node.nodeid, text))
+        request.node.user_properties.append((_MEASURED, text))
         out = REPO / "build" / "reports"
         out.mkdir(parents=True, exist_ok=True)
         name = request.node.name.replace("/", "_")
         (out / f"{name}.txt").write_text(text + "\n")
 
     return add
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call":
+        _REPORTS.extend((report.nodeid, text) for key, text in report.user_properties
+                        if key == _MEASURED)
 
 
 def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]

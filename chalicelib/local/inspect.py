@@ -7,6 +7,7 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,25 +31,54 @@ def is_localstack(endpoint_url: str) -> bool:
         return False
 
 
-def delivered_pushes(endpoint_url: str) -> list[Push]:
-    """Every push SNS at `endpoint_url` delivered to a platform endpoint (a phone): moto server's
-    /moto-api, or LocalStack's /_aws/sns/platform-endpoint-messages."""
+def delivered_pushes(endpoint_url: str, endpoint_arns: Iterable[str] | None = None) -> list[Push]:
+    """Every push SNS at `endpoint_url` delivered to a platform endpoint (a phone), or to the
+    given ones: LocalStack's /_aws/sns/platform-endpoint-messages; on moto, the route our own
+    moto server adds (local/moto_app.py), whose cost does not grow with the server's state, or
+    /moto-api/data.json on a plain moto server."""
     if is_localstack(endpoint_url):
-        return _localstack_pushes(endpoint_url)
-    # data.json dumps every model moto holds, so it slows as a long session (the whole test
-    # suite on a shared 2-core machine) fills it: 10 s was seen to run out.
+        pushes = _localstack_pushes(endpoint_url)
+    else:
+        eps = _moto_endpoints(endpoint_url, endpoint_arns)
+        pushes = [push for ep in (eps if eps is not None else _moto_dump(endpoint_url))
+                  for push in _moto_pushes(ep)]
+    wanted = None if endpoint_arns is None else set(endpoint_arns)
+    return [p for p in pushes if wanted is None or p.endpoint_arn in wanted]
+
+
+def _moto_endpoints(endpoint_url: str,
+                    arns: Iterable[str] | None) -> list[dict[str, Any]] | None:
+    """The platform endpoints (all, or the named ones) as moto holds them; None from a plain
+    moto server, which has no such route."""
+    from chalicelib.local.moto_app import PUSHES_PATH
+
+    query = "" if arns is None else urllib.parse.urlencode([("arn", a) for a in arns])
+    try:
+        with urllib.request.urlopen(f"{endpoint_url}{PUSHES_PATH}?{query}", timeout=30) as resp:
+            return json.load(resp)["endpoints"]
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None
+        raise
+
+
+def _moto_dump(endpoint_url: str) -> list[dict[str, Any]]:
+    """Every platform endpoint, from a dump of every model moto holds: its cost grows with the
+    server's whole state (10 s was seen late in a long run)."""
     with urllib.request.urlopen(f"{endpoint_url}/moto-api/data.json", timeout=90) as resp:
         state = json.load(resp)
+    return state.get("sns", {}).get("PlatformEndpoint", [])
+
+
+def _moto_pushes(ep: dict[str, Any]) -> list[Push]:
     out = []
-    for ep in state.get("sns", {}).get("PlatformEndpoint", []):
-        for message_id, raw in (ep.get("messages") or {}).items():
-            message = json.loads(raw)
-            gcm = json.loads(message.get("GCM", "{}"))
-            # The officer set after creation lives in the endpoint's attributes.
-            officer = (ep.get("attributes") or {}).get("CustomUserData") or \
-                ep.get("custom_user_data", "")
-            out.append(Push(ep["arn"], officer, message_id,
-                            gcm.get("data", {})))
+    for message_id, raw in (ep.get("messages") or {}).items():
+        message = json.loads(raw)
+        gcm = json.loads(message.get("GCM", "{}"))
+        # The officer set after creation lives in the endpoint's attributes.
+        officer = (ep.get("attributes") or {}).get("CustomUserData") or \
+            ep.get("custom_user_data", "")
+        out.append(Push(ep["arn"], officer, message_id, gcm.get("data", {})))
     return out
 
 

@@ -23,7 +23,10 @@ from chalicelib import clients
 from chalicelib.settings import Settings
 
 log = logging.getLogger("lfr.pump")
-RETRY_BACKOFF_S = 1
+POLL_S = 0.05  # between two looks at a queue that has work in flight
+# Each is 0 when a queue holds nothing to deliver, nothing being delivered, nothing delayed.
+BACKLOG = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+           "ApproximateNumberOfMessagesDelayed")
 Handler = Callable[[dict[str, Any], Any], Any]
 
 
@@ -83,8 +86,12 @@ class Mapping:
 
 
 class EventPump:
-    def __init__(self, settings: Settings, mappings: list[Mapping]) -> None:
+    def __init__(self, settings: Settings, mappings: list[Mapping], settle_s: float = 0.0) -> None:
+        """`settle_s`: how long drain() wants the queues to stay empty, for a backend that
+        delivers S3 notifications after the upload has returned (LocalStack); moto delivers
+        them before it answers the upload."""
         self.settings = settings
+        self.settle_s = settle_s
         self.sqs = clients.client("sqs", settings)
         self.mappings = mappings
         self._urls = {m.queue_name: self.sqs.get_queue_url(QueueName=m.queue_name)["QueueUrl"]
@@ -133,23 +140,42 @@ class EventPump:
             if msg["MessageId"] in failed:
                 self.sqs.change_message_visibility(
                     QueueUrl=url, ReceiptHandle=msg["ReceiptHandle"],
-                    VisibilityTimeout=RETRY_BACKOFF_S,
+                    VisibilityTimeout=self.settings.pump_retry_s,
                 )
             else:
                 self.sqs.delete_message(QueueUrl=url, ReceiptHandle=msg["ReceiptHandle"])
 
-    def drain(self, timeout: float = 60.0, quiet_polls: int = 3) -> None:
-        """Pump until every queue has been empty for a few polls in a row (tests, the demo)."""
+    def drain(self, timeout: float = 60.0) -> None:
+        """Pump in this thread until the queues are idle (tests, benchmarks)."""
+        self._until_idle(timeout, lambda: self.poll_once(wait_s=0))
+
+    def wait_idle(self, timeout: float = 180.0) -> None:
+        """Until the queues are idle, while the pump's own threads deliver (start())."""
+        self._until_idle(timeout, lambda: 0)
+
+    def _until_idle(self, timeout: float, step: Callable[[], int]) -> None:
+        """Idle: no queue holds a message, visible, in flight (a failed record waiting for its
+        retry) or delayed, and none has for `settle_s`."""
         deadline = time.monotonic() + timeout
-        quiet = 0
-        while quiet < quiet_polls:
-            if time.monotonic() > deadline:
-                raise TimeoutError("queues did not drain in time")
-            if self.poll_once(wait_s=0):
-                quiet = 0
+        idle_since: float | None = None
+        while True:
+            if step():
+                idle_since = None
+                continue
+            now = time.monotonic()
+            if self.backlog() == 0:
+                idle_since = now if idle_since is None else idle_since
+                if now - idle_since >= self.settle_s:
+                    return
             else:
-                quiet += 1
-                time.sleep(RETRY_BACKOFF_S / 2)
+                idle_since = None
+            if now > deadline:
+                raise TimeoutError(f"queues did not drain in {timeout} s")
+            time.sleep(POLL_S)
+
+    def backlog(self) -> int:
+        """Messages in the mapped queues, visible, in flight or delayed."""
+        return sum(queue_backlog(self.sqs, url) for url in self._urls.values())
 
     def start(self) -> None:
         def run(m: Mapping) -> None:
@@ -171,6 +197,11 @@ class EventPump:
         for t in self._threads:
             t.join(timeout=10)
         self._threads = []
+
+
+def queue_backlog(sqs: Any, url: str) -> int:
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=list(BACKLOG))["Attributes"]
+    return sum(int(attrs.get(name, 0)) for name in BACKLOG)
 
 
 def app_mappings(app: Any, settings: Settings) -> list[Mapping]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +19,9 @@ from chalicelib.local import moto_server
 
 Backend = Literal["moto", "localstack"]
 BACKENDS: tuple[Backend, ...] = ("moto", "localstack")
+# LocalStack delivers an S3 notification after the upload has returned: an empty queue is
+# believed once it has stayed so this long.
+LOCALSTACK_SETTLE_S = 1.0
 
 
 @dataclass
@@ -30,6 +32,25 @@ class LocalSession:
     app: Any
     pump: Any
     backend: Backend = "moto"
+    own_server: bool = False  # the moto server was started for this session alone
+
+    @property
+    def resettable(self) -> bool:
+        """Only a moto server of this session's own, holding every service, may be emptied:
+        another's may hold other runs' state (LFR_TEST_ENDPOINT, `lfr local up`)."""
+        return self.own_server and self.backend == "moto"
+
+    def reset(self) -> None:
+        """Empty the local AWS and create every resource again: clean state for a test module
+        or scenario, whose cost does not grow with what ran before."""
+        if not self.resettable:
+            raise RuntimeError("reset: not a moto server of this session's own")
+        from chalicelib import names
+        from chalicelib.local import resources
+
+        moto_server.reset(self.endpoint)
+        names.reset()  # resolved queue URLs and ARNs; the same names come back
+        resources.create_all(self.settings)
 
 
 @contextmanager
@@ -86,8 +107,10 @@ def local_session(
         rt = runtime.runtime()
         resources.create_all(rt.settings)
         app = load_app()
-        pump = EventPump(rt.settings, app_mappings(app, rt.settings))
-        yield LocalSession(env["AWS_ENDPOINT_URL"], rt.settings, rt, app, pump, backend)
+        pump = EventPump(rt.settings, app_mappings(app, rt.settings),
+                         settle_s=LOCALSTACK_SETTLE_S if backend == "localstack" else 0.0)
+        yield LocalSession(env["AWS_ENDPOINT_URL"], rt.settings, rt, app, pump, backend,
+                           own_server=server is not None)
     finally:
         for k, v in saved.items():
             if v is None:
@@ -98,18 +121,3 @@ def local_session(
             localstack.stop(ls_server)
         if server:
             moto_server.stop(server)
-
-
-def wait_idle(rt: Any, timeout: float = 180.0) -> None:
-    """Until both queues are empty and stay so (the pump runs in its own thread)."""
-    sqs = rt.client("sqs")
-    urls = [rt.queue_url(rt.settings.frames_queue), rt.queue_url(rt.settings.alerts_queue)]
-    deadline, quiet = time.monotonic() + timeout, 0
-    while quiet < 3 and time.monotonic() < deadline:
-        busy = 0
-        for url in urls:
-            a = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
-                "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])
-            busy += sum(int(v) for v in a["Attributes"].values())
-        quiet = quiet + 1 if busy == 0 else 0
-        time.sleep(0.5)

@@ -27,6 +27,25 @@ def rt(local_stack: dict[str, Any]) -> Any:
     return runtime()
 
 
+@pytest.fixture(scope="session")
+def prepared_recognizer(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The recognizer prepared once per session, as the inference layer ships it, for function
+    processes of their own: each (the fault suite respawns one after every kill) loads it as it
+    is, without importing onnx to prepare it again. Their environment."""
+    from chalicelib.vision.models import (
+        RECOGNIZER_PREPARED_SHA256,
+        default_recognizer_spec,
+        load_model_bytes,
+        prepare_recognizer,
+    )
+
+    source = default_recognizer_spec()
+    path = tmp_path_factory.mktemp("layer-models") / "recognizer-prepared.onnx"
+    path.write_bytes(prepare_recognizer(load_model_bytes(source)))
+    return {"LFR_RECOGNIZER_PATH": str(path), "LFR_RECOGNIZER_SHA256": source.sha256,
+            "LFR_RECOGNIZER_PREPARED_SHA256": RECOGNIZER_PREPARED_SHA256}
+
+
 @dataclass
 class Scenario:
     rt: Any
@@ -49,7 +68,7 @@ class Scenario:
         return list(self.rt.tables.Alert.by_deployment.query(self.deployment_id))
 
     def pushes(self) -> list[Any]:
-        return [p for p in delivered_pushes(self.endpoint) if p.endpoint_arn in self.devices]
+        return delivered_pushes(self.endpoint, self.devices)
 
 
 def jpeg(path: Path) -> bytes:

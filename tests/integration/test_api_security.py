@@ -142,7 +142,7 @@ def test_worker_refuses_what_a_camera_may_not_send(scenario_factory, local_stack
     key2 = layout.batch_key(sc.deployment_id, "cam-1", 1)
     caplog.clear()
     rt.client("s3").put_object(Bucket=rt.settings.frames_bucket, Key=key2, Body=body)
-    local_stack["pump"].drain(timeout=120, quiet_polls=6)
+    local_stack["pump"].drain(timeout=120)
     rejected = [x for x in log_records(caplog, "batch rejected") if x["key"] == key]
     assert rejected and "cam-9" in rejected[0]["reason"]
     done = [x for x in log_records(caplog, "batch processed") if x["key"] == key2]

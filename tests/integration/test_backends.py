@@ -137,7 +137,7 @@ def test_pushes_read_back_for_both_platforms(local_stack: dict[str, Any]) -> Non
             PlatformApplicationArn=names.platform_app_arn(s, platform),
             Token=f"token-{uuid.uuid4().hex}", CustomUserData=f"officer-{platform}")["EndpointArn"]
         sns.publish(TargetArn=arns[platform], Message=payload, MessageStructure="json")
-    got = {p.endpoint_arn: p for p in delivered_pushes(local_stack["endpoint"])}
+    got = {p.endpoint_arn: p for p in delivered_pushes(local_stack["endpoint"], arns.values())}
     for platform, arn in arns.items():
         assert got[arn].data == data, platform
         assert got[arn].officer == f"officer-{platform}"

@@ -86,7 +86,7 @@ def test_a_batch_failing_every_try_is_listed_with_its_reason_then_redriven_once_
     s3.meta.events.register_first("before-parameter-build.s3.GetObject", deny)
     try:
         sc.upload(0, [jpeg(demo_person("Cory_Gardner", 2))])
-        local_stack["pump"].drain(timeout=120, quiet_polls=6)
+        local_stack["pump"].drain(timeout=120)
     finally:
         s3.meta.events.unregister("before-parameter-build.s3.GetObject", deny)
     assert len(tries) == rt.settings.max_receive_count
@@ -130,7 +130,7 @@ def test_an_alert_whose_push_fails_every_try_is_pushed_once_after_redrive(
     sns.meta.events.register_first("before-parameter-build.sns.Publish", outage)
     try:
         sc.upload(0, [jpeg(demo_person("Cory_Gardner", 2))])
-        local_stack["pump"].drain(timeout=120, quiet_polls=6)
+        local_stack["pump"].drain(timeout=120)
     finally:
         sns.meta.events.unregister("before-parameter-build.sns.Publish", outage)
     [alert] = sc.alerts()

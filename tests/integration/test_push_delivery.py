@@ -86,7 +86,7 @@ def test_a_throttled_publish_is_retried_for_that_phone_only(scenario_factory,
     try:
         with Publishes(sns) as publishes:
             sc.upload(0, [jpeg(demo_person("Cory_Gardner", 2))], at=datetime.now(UTC))
-            local_stack["pump"].drain(timeout=120, quiet_polls=6)
+            local_stack["pump"].drain(timeout=120)
     finally:
         sns.meta.events.unregister("before-parameter-build.sns.Publish", throttle_once)
     assert throttled, "the throttle was not injected"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import cv2
@@ -231,7 +231,7 @@ def test_malformed_manifest_is_retried_then_dead_lettered(scenario_factory, loca
     key = layout.batch_key(sc.deployment_id, sc.camera_id, 0)
     caplog.clear()
     rt.client("s3").put_object(Bucket=rt.settings.frames_bucket, Key=key, Body=buf.getvalue())
-    local_stack["pump"].drain(timeout=120, quiet_polls=6)
+    local_stack["pump"].drain(timeout=120)
 
     dead = _dead_letters(rt)
     assert any(key.replace("/", "%2F") in b or key in b for b in dead)
@@ -259,7 +259,8 @@ def test_deployment_topic_fires_and_a_removed_subject_stops_matching_at_once(
                   Attributes={"FilterPolicy": json.dumps({"deployment_id": [sc.deployment_id]}),
                               "RawMessageDelivery": "true"})
     gwen = jpeg(demo_person("Gwen_Moore", 2))
-    sc.upload(0, [gwen])
+    t0 = datetime.now(UTC)
+    sc.upload(0, [gwen], at=t0)
     local_stack["pump"].drain(timeout=120)
     assert [a.display_name for a in sc.alerts()] == ["Gwen Moore"]
     got = sqs.receive_message(QueueUrl=q, WaitTimeSeconds=2).get("Messages", [])
@@ -271,7 +272,9 @@ def test_deployment_topic_fires_and_a_removed_subject_stops_matching_at_once(
     remove_subject(rt.tables, rt.client("s3"), rt.settings.evidence_bucket, sc.watchlist_id,
                    sc.subjects["Gwen Moore"], "operator-1")
     caplog.clear()
-    sc.upload(1, [gwen])
+    # Captured 2 s later, past the key-frame interval (LFR_KEY_INTERVAL_S), so the whole frame
+    # is searched again: set here, not left to how long the drain above happened to take.
+    sc.upload(1, [gwen], at=t0 + timedelta(seconds=2))
     local_stack["pump"].drain(timeout=120)
     lines = [x for x in log_records(caplog, "batch processed") if sc.deployment_id in x["key"]]
     assert [(x["faces_seen"], x["matches"]) for x in lines] == [(1, 0)]
@@ -282,7 +285,7 @@ def test_a_message_that_is_not_a_notification_is_dead_lettered_with_its_reason(
     sqs = rt.client("sqs")
     caplog.clear()
     sqs.send_message(QueueUrl=rt.queue_url(rt.settings.frames_queue), MessageBody="[1, 2, 3]")
-    local_stack["pump"].drain(timeout=120, quiet_polls=6)
+    local_stack["pump"].drain(timeout=120)
     rejected = log_records(caplog, "notification rejected")
     assert len(rejected) >= 2 and all(r["levelname"] == "ERROR" for r in rejected)
     assert all("JSON list" in r["reason"] for r in rejected)
@@ -344,7 +347,7 @@ def test_a_retry_after_a_failed_delete_counts_the_batch_once(scenario_factory,
     try:
         now = datetime.now(UTC)
         sc.upload(0, [jpeg(demo_person("Cory_Gardner", 2))], at=now)
-        local_stack["pump"].drain(timeout=120, quiet_polls=6)
+        local_stack["pump"].drain(timeout=120)
     finally:
         s3.meta.events.unregister("before-parameter-build.s3.DeleteObject", fail_once)
     assert failed, "the failure was not injected"
