@@ -91,8 +91,12 @@ def clean_local_stack(request: pytest.FixtureRequest) -> None:
                if getattr(i, "module", None) is module):
         return
     ls = request.getfixturevalue("local_session")
-    if ls.resettable:
+    if ls.resettable and _STACK_USED:
         ls.reset()
+    _STACK_USED.append(module.__name__)  # the stack a module after this one gets is not new
+
+
+_STACK_USED: list[str] = []  # modules that have had this process's local stack
 
 
 def backend_under_test() -> str:

@@ -89,8 +89,7 @@ def create_all(s: Settings) -> dict[str, str]:
         )
 
     for model in tables(s).all():
-        if not model.exists():
-            model.create_table(wait=True)
+        model.create_table(wait=True)  # pynamodb creates it only where it does not exist
     ddb.create_table(
         TableName=idempotency_table_name(s),
         KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],

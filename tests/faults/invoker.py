@@ -1,5 +1,11 @@
-"""A Lambda stand-in in its own process, for the fault-injection suite: it loads the app once,
-then serves invocations read as JSON lines on stdin, each with the fault to strike (if any).
+"""A Lambda stand-in in processes of their own, for the fault-injection suite.
+
+A zygote process loads the app and the models once, then forks one function process for each
+connection to its Unix socket: a warm container, made in milliseconds. A case that SIGKILLs one
+goes on with a new fork instead of a new interpreter that imports and loads everything again
+(about 1 CPU-second each, 32 kill cases). A function process serves invocations read as JSON
+lines on its connection, each with the fault to strike (if any). The zygote's stdin takes
+{"wait": PID} and answers how that process ended, so the test can check a kill was a kill.
 
 `fail` raises an ordinary error at the step (the handler's own error paths run); `crash`
 raises one that no `except Exception` catches (the invocation dies in-process, as on a Lambda
@@ -9,9 +15,12 @@ timeout); `kill` sends this process SIGKILL at the step. Answers, one JSON line 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import selectors
 import signal
+import socket
 import sys
 from typing import Any
 
@@ -84,17 +93,21 @@ def _install() -> None:
     FacePipeline.detect = detect_hooked  # type: ignore[method-assign]
 
 
-def main() -> None:
-    from chalicelib.local.pump import LambdaContext, load_app
+def _load() -> tuple[Any, int]:
+    """The app and a warm container's state (models loaded, as on a warm start)."""
+    from chalicelib.local.pump import load_app
     from chalicelib.runtime import runtime
 
     _install()
     app = load_app()
-    runtime().pipeline  # noqa: B018 - models loaded before the first invocation, as on a warm start
-    timeout_ms = int(os.environ.get("LFR_FAULT_TIMEOUT_MS", "2000"))
-    mark = os.environ.get("LFR_FAULT_MARK", "@@lfr-invoker@@ ")
-    print(mark + json.dumps({"ready": True}), flush=True)
-    for line in sys.stdin:
+    runtime().pipeline  # noqa: B018 - loaded before the fork: every function process has them
+    return app, int(os.environ.get("LFR_FAULT_TIMEOUT_MS", "2000"))
+
+
+def serve(app: Any, timeout_ms: int, rfile: Any, wfile: Any, mark: str) -> None:
+    from chalicelib.local.pump import LambdaContext
+
+    for line in rfile:
         req = json.loads(line)
         ARMED.arm(req.get("fault"))
         handler = app.handler_map[req["function"]]
@@ -106,8 +119,58 @@ def main() -> None:
         except Exception as exc:  # the handler as a whole failed: Lambda retries the batch
             out = {"error": f"{type(exc).__name__}: {exc}"}
         out["fired"] = ARMED.fired
-        print(mark + json.dumps(out, default=str), flush=True)
+        wfile.write(mark + json.dumps(out, default=str) + "\n")
+        wfile.flush()
+
+
+def _function_process(app: Any, timeout_ms: int, conn: socket.socket, mark: str) -> None:
+    """In the forked child: serve one connection until the test closes it."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1):  # the zygote's pipes are the zygote's; the functions' logs go nowhere
+        os.dup2(devnull, fd)
+    with conn, conn.makefile("r") as rfile, conn.makefile("w") as wfile:
+        wfile.write(mark + json.dumps({"ready": True, "pid": os.getpid()}) + "\n")
+        wfile.flush()
+        serve(app, timeout_ms, rfile, wfile, mark)
+
+
+def zygote(path: str) -> None:
+    app, timeout_ms = _load()
+    mark = os.environ.get("LFR_FAULT_MARK", "@@lfr-invoker@@ ")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen()
+    sel = selectors.DefaultSelector()
+    sel.register(listener, selectors.EVENT_READ)
+    sel.register(sys.stdin, selectors.EVENT_READ)
+    print(mark + json.dumps({"ready": True}), flush=True)
+    while True:
+        for key, _ in sel.select():
+            if key.fileobj is listener:
+                conn, _ = listener.accept()
+                sys.stdout.flush()
+                if os.fork() == 0:
+                    code = 1
+                    try:
+                        listener.close()
+                        _function_process(app, timeout_ms, conn, mark)
+                        code = 0
+                    finally:
+                        os._exit(code)  # never back into the zygote's loop
+                conn.close()
+                continue
+            line = sys.stdin.readline()
+            if not line:  # the test is done: wait for the function processes it left
+                listener.close()
+                with contextlib.suppress(ChildProcessError):
+                    while True:
+                        os.wait()
+                return
+            pid = json.loads(line)["wait"]
+            _, status = os.waitpid(pid, 0)
+            code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+            print(mark + json.dumps({"exited": pid, "returncode": code}), flush=True)
 
 
 if __name__ == "__main__":
-    main()
+    zygote(sys.argv[1])

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -47,50 +49,63 @@ pytestmark = pytest.mark.random_order(disabled=True)
 
 
 class Invoker:
-    """The function process. A standby process is started beside it, so that a case that
-    kills one goes on at once with the next (loading the models takes seconds)."""
+    """The function processes: forks of a zygote that loaded the app and the models once
+    (tests/faults/invoker.py), so a case that kills one goes on at once with the next."""
 
-    def __init__(self, env: dict[str, str]) -> None:
-        self.env, self.kills = env, 0
-        self.proc = self._spawn()
-        self._ready(self.proc)
-        self.standby = self._spawn()
-
-    def _spawn(self) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [sys.executable, "-c", "from tests.faults.invoker import main; main()"],
-            cwd=REPO, env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    def __init__(self, env: dict[str, str], socket_path: Path) -> None:
+        self.kills, self.path = 0, str(socket_path)
+        self.zygote = subprocess.Popen(
+            [sys.executable, "-m", "tests.faults.invoker", self.path],
+            cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL, text=True)
+        assert _answer(self.zygote.stdout) == {"ready": True}, "the zygote did not start"
+        self.conn, self.pid = self._connect()
 
-    def _ready(self, proc: subprocess.Popen[str]) -> None:
-        assert _answer(proc) == {"ready": True}, "the invoker did not start"
+    def _connect(self) -> tuple[Any, int]:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(self.path)
+        rfile, wfile = sock.makefile("r"), sock.makefile("w")
+        ready = _answer(rfile)
+        assert ready and ready["ready"], "the function process did not start"
+        return (sock, rfile, wfile), ready["pid"]
 
     def invoke(self, function: str, event: dict[str, Any],
                fault: dict[str, str] | None) -> dict[str, Any]:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps({"function": function, "event": event,
-                                          "fault": fault}) + "\n")
-        self.proc.stdin.flush()
-        answer = _answer(self.proc)
-        if answer is None:  # killed mid-step
-            self.proc.wait(timeout=30)
-            assert self.proc.returncode == -9, f"invoker exited {self.proc.returncode}"
+        _, rfile, wfile = self.conn
+        wfile.write(json.dumps({"function": function, "event": event, "fault": fault}) + "\n")
+        wfile.flush()
+        answer = _answer(rfile)
+        if answer is None:  # killed mid-step: the zygote says how it ended
+            self._close_conn()
+            assert self._ended(self.pid) == -9, "the function process was not killed"
             self.kills += 1
-            self.proc, self.standby = self.standby, self._spawn()
-            self._ready(self.proc)
+            self.conn, self.pid = self._connect()
             return {"killed": True, "fired": True}
         return answer
 
+    def _ended(self, pid: int) -> int:
+        assert self.zygote.stdin is not None
+        self.zygote.stdin.write(json.dumps({"wait": pid}) + "\n")
+        self.zygote.stdin.flush()
+        answer = _answer(self.zygote.stdout)
+        assert answer and answer["exited"] == pid
+        return int(answer["returncode"])
+
+    def _close_conn(self) -> None:
+        for part in reversed(self.conn):
+            part.close()
+
     def close(self) -> None:
-        for proc in (self.proc, self.standby):
-            if proc.stdin:
-                proc.stdin.close()
-            proc.wait(timeout=30)
+        self._close_conn()
+        assert self._ended(self.pid) == 0
+        assert self.zygote.stdin is not None
+        self.zygote.stdin.close()
+        self.zygote.wait(timeout=30)
 
 
-def _answer(proc: subprocess.Popen[str]) -> dict[str, Any] | None:
-    assert proc.stdout is not None
-    for line in proc.stdout:  # the functions' own log lines go to stdout too
+def _answer(stream: Any) -> dict[str, Any] | None:
+    """The next answer on a process's stream; None when it ended without one."""
+    for line in stream:
         if line.startswith(MARK):
             return json.loads(line[len(MARK):])
     return None
@@ -101,9 +116,11 @@ def invoker(local_stack: dict[str, Any], prepared_recognizer: dict[str, str]) ->
     env = {**os.environ, **prepared_recognizer, "LFR_PUSH_LEASE_S": str(TIMEOUT_MS / 1000),
            "LFR_FAULT_TIMEOUT_MS": str(TIMEOUT_MS), "LFR_FAULT_MARK": MARK,
            "PYTHONPATH": str(REPO)}
-    inv = Invoker(env)
-    yield inv
-    inv.close()
+    # AF_UNIX paths are short (108 bytes): a folder of its own under /tmp, not pytest's tmp_path.
+    with tempfile.TemporaryDirectory(prefix="lfr-invoker-") as folder:
+        inv = Invoker(env, Path(folder) / "zygote.sock")
+        yield inv
+        inv.close()
 
 
 @pytest.fixture(scope="module")
