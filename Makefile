@@ -30,7 +30,7 @@ browser:
 
 # Every test, on every core (xdist: a moto server per worker), the 15 slowest listed, and the
 # run's wall and CPU time at the end. TEST_WORKERS=1 for one process; PYTEST_ARGS for more,
-# e.g. PYTEST_ARGS="-p random_order --random-order" for a random order.
+# e.g. PYTEST_ARGS="--random-order" for a random order (pytest-random-order).
 TEST_WORKERS ?= auto
 PYTEST_ARGS ?=
 test: venv browser

@@ -91,12 +91,12 @@ def clean_local_stack(request: pytest.FixtureRequest) -> None:
                if getattr(i, "module", None) is module):
         return
     ls = request.getfixturevalue("local_session")
-    if ls.resettable and _STACK_USED:
-        ls.reset()
-    _STACK_USED.append(module.__name__)  # the stack a module after this one gets is not new
+    if ls.resettable and request.session.stash.get(_STACK_USED, False):
+        ls.reset()  # the first module gets the stack as local_session made it: empty
+    request.session.stash[_STACK_USED] = True
 
 
-_STACK_USED: list[str] = []  # modules that have had this process's local stack
+_STACK_USED = pytest.StashKey[bool]()  # a module has had this process's local stack
 
 
 def backend_under_test() -> str:

@@ -36,13 +36,15 @@ def delivered_pushes(endpoint_url: str, endpoint_arns: Iterable[str] | None = No
     given ones: LocalStack's /_aws/sns/platform-endpoint-messages; on moto, the route our own
     moto server adds (local/moto_app.py), whose cost does not grow with the server's state, or
     /moto-api/data.json on a plain moto server."""
+    wanted = None if endpoint_arns is None else set(endpoint_arns)
+    if wanted is not None and not wanted:
+        return []
     if is_localstack(endpoint_url):
         pushes = _localstack_pushes(endpoint_url)
     else:
-        eps = _moto_endpoints(endpoint_url, endpoint_arns)
+        eps = _moto_endpoints(endpoint_url, wanted)
         pushes = [push for ep in (eps if eps is not None else _moto_dump(endpoint_url))
                   for push in _moto_pushes(ep)]
-    wanted = None if endpoint_arns is None else set(endpoint_arns)
     return [p for p in pushes if wanted is None or p.endpoint_arn in wanted]
 
 
@@ -52,7 +54,7 @@ def _moto_endpoints(endpoint_url: str,
     moto server, which has no such route."""
     from chalicelib.local.moto_app import PUSHES_PATH
 
-    query = "" if arns is None else urllib.parse.urlencode([("arn", a) for a in arns])
+    query = "" if arns is None else urllib.parse.urlencode([("arn", a) for a in sorted(arns)])
     try:
         with urllib.request.urlopen(f"{endpoint_url}{PUSHES_PATH}?{query}", timeout=30) as resp:
             return json.load(resp)["endpoints"]

@@ -159,18 +159,18 @@ class EventPump:
         deadline = time.monotonic() + timeout
         idle_since: float | None = None
         while True:
+            now = time.monotonic()
+            if now > deadline:
+                raise TimeoutError(f"queues did not drain in {timeout} s")
             if step():
                 idle_since = None
                 continue
-            now = time.monotonic()
             if self.backlog() == 0:
                 idle_since = now if idle_since is None else idle_since
                 if now - idle_since >= self.settle_s:
                     return
             else:
                 idle_since = None
-            if now > deadline:
-                raise TimeoutError(f"queues did not drain in {timeout} s")
             time.sleep(POLL_S)
 
     def backlog(self) -> int:

@@ -30,8 +30,8 @@ def rt(local_stack: dict[str, Any]) -> Any:
 @pytest.fixture(scope="session")
 def prepared_recognizer(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """The recognizer prepared once per session, as the inference layer ships it, for function
-    processes of their own: each (the fault suite respawns one after every kill) loads it as it
-    is, without importing onnx to prepare it again. Their environment."""
+    processes of their own (the fault suite's zygote): they load it as it is, without importing
+    onnx to prepare it. Their environment."""
     from chalicelib.vision.models import (
         RECOGNIZER_PREPARED_SHA256,
         default_recognizer_spec,
