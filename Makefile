@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv browser demo test test-fast test-localstack lint bench clean
+.PHONY: venv browser rtsp demo test test-fast test-localstack lint bench clean
 
 venv: $(STAMP)
 
@@ -28,12 +28,23 @@ browser:
 	  else echo "note: no chromium/chromedriver and not root: the console browser test will skip"; fi; \
 	fi
 
+# Debian's GStreamer RTSP server, for the system python3 (PyGObject), behind the tests' RTSP camera
+# (tests/rtsp_camera.py). Installed when missing and we may (root, as on CI); otherwise the RTSP
+# tests skip and say why.
+RTSP_PACKAGES := python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-base
+rtsp:
+	@if ! /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0')" >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(RTSP_PACKAGES) >/dev/null; \
+	  else echo "note: no GStreamer RTSP server for /usr/bin/python3 and not root: the RTSP camera tests will skip"; fi; \
+	fi
+
 # Every test, on every core (xdist: a moto server per worker), the 15 slowest listed, and the
 # run's wall and CPU time at the end. TEST_WORKERS=1 for one process; PYTEST_ARGS for more,
 # e.g. PYTEST_ARGS="--random-order" for a random order (pytest-random-order).
 TEST_WORKERS ?= auto
 PYTEST_ARGS ?=
-test: venv browser
+test: venv browser rtsp
 	$(BIN)/ruff check .
 	$(BIN)/python -m tests.timed -- $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15 \
 		$(PYTEST_ARGS)
