@@ -75,6 +75,13 @@ class Settings:
     link_secret: str = ""  # signs the short-lived alert links in pushes
     alert_link_ttl_s: int = 900
     console_url: str = "/console"
+    # Camera gateways (chalicelib/gateway/). Upload grants live at most this long (and never
+    # past the deployment's end); the gateway renews them at 80% of their lifetime.
+    grant_ttl_s: int = 3600
+    # How often a gateway reports its state. The API calls a camera dark after three missed
+    # reports, and pushes to the deployment's officers once it has been dark this long.
+    gateway_heartbeat_s: float = 5.0
+    camera_dark_push_s: int = 120
     # Privacy and retention.
     crop_retention_days: int = 31
     # Watchlists (subjects, images, embeddings) are destroyed this long after their deployment

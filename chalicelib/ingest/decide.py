@@ -135,7 +135,7 @@ def decide_and_alert(rt: Runtime, cam: CameraContext, sequence: int, frames: Ite
         # A matched passing still in view: its sighting stays fresh, so no second alert.
         extend_sighting(rt.tables, ctx.deployment_id, ctx.camera_id, subject_id, seen,
                         s.realert_after_s)
-    counters = _counters(rt.tables, outcome)
+    counters = _counters(rt.tables, outcome, cam.camera_id)
     if continuity:
         if batch_id:
             outcome.carry.applied[batch_id] = now
@@ -155,10 +155,13 @@ def _in_window(frames: Iterable[Frame], deployment: Any) -> Iterator[Frame]:
             f, data=None, problem="outside_window")
 
 
-def _counters(tables: Any, outcome: BatchOutcome) -> list[Any]:
-    """Counts only: how much was looked at, never what was in it."""
+def _counters(tables: Any, outcome: BatchOutcome, camera_id: str) -> list[Any]:
+    """Counts only: how much was looked at, never what was in it. Per camera, the frames that
+    reached the worker (looked at or skipped), the denominator of its lost frames."""
     D = tables.Deployment
+    arrived = outcome.frames_processed + sum(outcome.frames_skipped.values())
     return [
+        D.camera_frames[camera_id].set((D.camera_frames[camera_id] | 0) + arrived),
         D.batches.add(1),
         D.frames.add(outcome.frames_processed),
         D.faces_seen.add(outcome.faces_seen),

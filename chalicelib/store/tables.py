@@ -125,6 +125,12 @@ class DeploymentBase(_Base):
     decisions = NumberAttribute(default=0)
     frames_skipped = NumberAttribute(default=0)
     faces_rejected = NumberAttribute(default=0)
+    # Per camera (ops/camera_health.py): frames that reached the worker (counted with the
+    # counters above, in the same write); the gateway's last heartbeat, folded (JSON); the dark
+    # spell last pushed. Each camera writes only its own key, so cameras never race.
+    camera_frames = MapAttribute(default=dict)
+    camera_health = MapAttribute(default=dict)
+    camera_dark_pushed = MapAttribute(default=dict)
     # Alerts an officer adjudicated false, while they and the deployment last: alert id ->
     # {subject_id, score, until}. What those alerts keep, no more (alerts/lookalikes.py).
     lookalikes = MapAttribute(null=True)

@@ -38,11 +38,12 @@ class FakeClock:
 
 
 class Recorder:
-    """An uploader that keeps what it was sent, and when by the gateway's clock."""
+    """An uploader that keeps what it was sent, and when by the gateway's clock, in sequence
+    order (uploads run in several threads, so they may arrive out of order)."""
 
     def __init__(self, clock: FakeClock | None = None) -> None:
         self.clock = clock
-        self.batches: list[tuple[float | None, list[datetime], list[int]]] = []
+        self.got: list[tuple[int, datetime | None, list[datetime], list[int]]] = []
 
     def upload(self, key: str, body: bytes) -> None:
         manifest, frames = open_batch(body, BatchLimits())
@@ -51,8 +52,17 @@ class Recorder:
             assert f.data is not None
             image = cv2.imdecode(np.frombuffer(f.data, np.uint8), cv2.IMREAD_GRAYSCALE)
             shades.append(_frame_no(image))
-        at = self.clock.monotonic() if self.clock else None
-        self.batches.append((at, [f.captured_at for f in manifest.frames], shades))
+        at = self.clock.now() if self.clock else None
+        self.got.append((manifest.sequence, at, [f.captured_at for f in manifest.frames],
+                         shades))
+
+    @property
+    def batches(self) -> list[tuple[datetime | None, list[datetime], list[int]]]:
+        return [(at, ts, ns) for _, at, ts, ns in sorted(self.got, key=lambda b: b[0])]
+
+    @property
+    def upload_times(self) -> list[datetime | None]:
+        return [at for at, _, _ in self.batches]
 
     @property
     def times(self) -> list[datetime]:
@@ -127,12 +137,15 @@ def test_an_unreadable_image_keeps_its_time_slot(tmp_path) -> None:
 
 def test_realtime_paces_a_folder_to_its_capture_clock(tmp_path) -> None:
     clock = FakeClock()
-    t0 = clock.monotonic()
+    t0 = clock.now()
     sent = Recorder(clock)
-    run_gateway(str(_folder(tmp_path, 6)), sent, "dep-1", "cam-1",
-                GatewayOptions(fps=5, batch_frames=1, realtime=True, start=START), clock=clock)
-    # Frame i leaves no earlier than i/fps after the start, and is stamped start + i/fps.
-    assert [round(at - t0, 6) for at, _, _ in sent.batches] == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    report = run_gateway(str(_folder(tmp_path, 6)), sent, "dep-1", "cam-1",
+                         GatewayOptions(fps=5, batch_frames=1, realtime=True, start=START),
+                         clock=clock)
+    # Frame i is sealed for the uplink no earlier than i/fps after the start (uploads run in
+    # their own threads, after the seal), and is stamped start + i/fps.
+    assert _offsets([b.sealed_at for b in report.sent], t0) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    assert all(at >= b.sealed_at for b, at in zip(report.sent, sent.upload_times, strict=True))
     assert _offsets(sent.times, START) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
     assert sum(clock.sleeps) == pytest.approx(1.0)
 
@@ -164,11 +177,12 @@ def test_a_video_slower_than_fps_keeps_its_own_frame_times(tmp_path) -> None:
 
 def test_realtime_paces_a_video_to_its_timestamps(tmp_path) -> None:
     clock = FakeClock()
-    t0 = clock.monotonic()
+    t0 = clock.now()
     sent = Recorder(clock)
-    run_gateway(str(_video(tmp_path, 8, fps=4)), sent, "dep-1", "cam-1",
-                GatewayOptions(fps=4, batch_frames=1, realtime=True, start=START), clock=clock)
-    assert [round(at - t0, 6) for at, _, _ in sent.batches] == [i / 4 for i in range(8)]
+    report = run_gateway(str(_video(tmp_path, 8, fps=4)), sent, "dep-1", "cam-1",
+                         GatewayOptions(fps=4, batch_frames=1, realtime=True, start=START),
+                         clock=clock)
+    assert _offsets([b.sealed_at for b in report.sent], t0) == [i / 4 for i in range(8)]
     assert sum(clock.sleeps) == pytest.approx(7 / 4)
 
 
@@ -193,14 +207,14 @@ class FakeCamera:
         pass
 
 
-def test_a_live_source_is_stamped_when_read_and_thinned_to_fps(monkeypatch) -> None:
+def test_a_live_source_is_stamped_when_read_and_thinned_to_fps() -> None:
     clock = FakeClock()
     camera = FakeCamera(clock, 60)  # two seconds of a 30 fps camera
     opened = clock.now()
-    monkeypatch.setattr(gateway, "open_capture", lambda source: camera)
     sent = Recorder(clock)
     run_gateway("rtsp://camera.invalid/stream", sent, "dep-1", "cam-1",
-                GatewayOptions(fps=5, batch_frames=8, start=START), clock=clock)
+                GatewayOptions(fps=5, batch_frames=8, start=START, max_reconnects=0),
+                clock=clock, opener=lambda source, read_timeout_s: camera)
     # Every 6th frame, stamped with the clock when it was read (`start` is for recorded footage).
     assert sent.frame_nos == [0, 6, 12, 18, 24, 0, 6, 12, 18, 24]
     assert _offsets(sent.times, opened) == [round(i * 0.2, 3) for i in range(10)]
