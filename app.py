@@ -93,6 +93,19 @@ def retention_sweep(event):  # type: ignore[no-untyped-def]
                  unbound_after=timedelta(hours=rt.settings.watchlist_unbound_hours))
 
 
+@app.schedule(Rate(1, unit=Rate.MINUTES), name="camera_watch")
+def camera_watch(event):  # type: ignore[no-untyped-def]
+    """A camera dark for camera_dark_push_s during a running deployment: a push to its
+    officers' phones, once per dark spell (ops/camera_health.py)."""
+    from chalicelib.ops.camera_health import push_dark_cameras
+    from chalicelib.store.tables import utcnow
+
+    rt = runtime()
+    s = rt.settings
+    return {"pushes": push_dark_cameras(rt.tables, rt.client("sns"), utcnow(),
+                                        s.gateway_heartbeat_s, s.camera_dark_push_s)}
+
+
 @app.route("/health")
 def health():  # type: ignore[no-untyped-def]
     return {"status": "ok", "stage": _S.stage}
@@ -185,6 +198,19 @@ def end_deployment(deployment_id):  # type: ignore[no-untyped-def]
 @_authed
 def camera_grant(deployment_id, camera_id):  # type: ignore[no-untyped-def]
     return _call("camera_grant", deployment_id, camera_id)
+
+
+@app.route("/deployments/{deployment_id}/cameras/{camera_id}/heartbeat", methods=["POST"],
+           authorizer=AUTH)
+@_authed
+def camera_heartbeat(deployment_id, camera_id):  # type: ignore[no-untyped-def]
+    return _call("camera_heartbeat", deployment_id, camera_id, body=True)
+
+
+@app.route("/deployments/{deployment_id}/cameras", authorizer=AUTH)
+@_authed
+def deployment_cameras(deployment_id):  # type: ignore[no-untyped-def]
+    return _call("cameras", deployment_id)
 
 
 @app.route("/deployments/{deployment_id}/devices", methods=["POST"], authorizer=AUTH)

@@ -28,6 +28,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -35,10 +36,11 @@ from chalicelib import names
 from chalicelib.alerts import adjudication
 from chalicelib.alerts.links import link_valid
 from chalicelib.auth import Forbidden, Principal, Unauthenticated, authenticate
+from chalicelib.camera_report import SHED_REASONS, SOURCE_STATES
 from chalicelib.matching.calibration import DEFAULT_TARGET_FPIR
 from chalicelib.matching.subject_face import FaceHint
 from chalicelib.matching.template import EnrollmentError
-from chalicelib.ops import audit, deployments, records, watchlists
+from chalicelib.ops import audit, camera_health, deployments, records, watchlists
 from chalicelib.ops.cameras import camera_upload_grant
 from chalicelib.ops.errors import NotFound
 from chalicelib.runtime import Runtime
@@ -133,6 +135,39 @@ class Adjudication(_Body):
 
 class Outcome(_Body):
     outcome: Literal[adjudication.OUTCOMES]  # type: ignore[valid-type]
+
+
+_Count = Field(ge=0, le=10**12)
+
+
+class Heartbeat(_Body):
+    """A gateway's report (gateway/heartbeat.py): counts and times only. Unknown fields are
+    refused, so nothing else (and nothing biometric) can ride along."""
+
+    run_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    started_at: AwareDatetime
+    interval_s: float = Field(gt=0, le=3600)
+    stopped: bool = False
+    frames_read: int = _Count
+    frames_sent: int = _Count
+    frames_shed: dict[Literal[SHED_REASONS], int] = Field(  # type: ignore[valid-type]
+        default_factory=dict)
+    batches_sent: int = _Count
+    retries: int = _Count
+    grant_renewals: int = _Count
+    reconnects: int = _Count
+    source_state: Literal[SOURCE_STATES]  # type: ignore[valid-type]
+    last_capture_at: AwareDatetime | None = None
+    watching_s: float = Field(ge=0, le=10**9)
+    uplink_ms: float | None = Field(default=None, ge=0, le=10**7)
+    queued_frames: int = _Count
+
+    @field_validator("frames_shed")
+    @classmethod
+    def _counts(cls, v: dict[str, int]) -> dict[str, int]:
+        if any(not 0 <= n <= 10**12 for n in v.values()):
+            raise ValueError("shed counts must be between 0 and 10^12")
+        return v
 
 
 def validation_message(exc: ValidationError) -> str:
@@ -336,14 +371,37 @@ class Api:
         now = utcnow()
         if dep.status != "active" or not deployments.in_window(dep, now):
             raise Forbidden("the deployment is not running now: no uploads")
-        end = dep.ends_at or now + timedelta(hours=1)
-        expires = max(1, min(3600, int((end - now).total_seconds())))
         s = self.rt.settings
+        end = dep.ends_at or now + timedelta(seconds=s.grant_ttl_s)
+        expires = max(1, min(s.grant_ttl_s, int((end - now).total_seconds())))
         grant = camera_upload_grant(self.rt.client("s3"), s.frames_bucket, deployment_id,
                                     camera_id, s.max_batch_bytes, expires_s=expires)
         audit.record(self.tables, deployment_id, p.sub, "camera.grant", camera_id,
                      expires_s=expires)
         return {**grant, "expires_s": expires}
+
+    def camera_heartbeat(self, p: Principal, deployment_id: str, camera_id: str,
+                         body: Any) -> dict[str, Any]:
+        """A camera's gateway reports its state; answers the camera's state as the API sees
+        it. Only the camera itself reports for itself."""
+        p.require("camera")
+        if p.camera != f"{deployment_id}/{camera_id}":
+            raise Forbidden("a camera reports only for itself")
+        b = parse(Heartbeat, body)
+        dep = deployments.get_deployment(self.tables, deployment_id)
+        if camera_id not in (dep.cameras or []):
+            raise NotFound(f"camera {camera_id} is not on deployment {deployment_id}")
+        report = b.model_dump(mode="json")
+        report["frames_shed_total"] = sum(b.frames_shed.values())
+        entry = camera_health.record_heartbeat(self.tables, dep, camera_id, report, utcnow())
+        return {"camera_id": camera_id, "state": entry["state"], "since": entry["since"]}
+
+    def cameras(self, p: Principal, deployment_id: str) -> list[dict[str, Any]]:
+        """Each camera of the deployment: live, degraded or dark since when, and its counts."""
+        p.require("operator", "auditor", "officer")
+        p.require_deployment(deployment_id)
+        dep = deployments.get_deployment(self.tables, deployment_id)
+        return camera_health.cameras_view(dep, utcnow(), self.rt.settings.gateway_heartbeat_s)
 
     def register_device(self, p: Principal, deployment_id: str, body: Any) -> dict[str, Any]:
         p.require("officer", "operator")

@@ -10,7 +10,6 @@ import secrets
 import signal
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 
 from chalicelib.matching.calibration import DEFAULT_TARGET_FPIR
@@ -243,37 +242,6 @@ def cmd_watchlist_authorise(args: argparse.Namespace) -> int:
     return 0
 
 
-def _aware_time(text: str) -> datetime:
-    try:
-        t = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time") from None
-    if t.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} has no time zone (e.g. ...T10:00:00Z)")
-    return t
-
-
-def cmd_gateway(args: argparse.Namespace) -> int:
-    from chalicelib.gateway import GatewayOptions, PresignedUploader, run_gateway
-
-    if args.grant:
-        grant = json.loads(Path(args.grant).read_text())
-    else:
-        from chalicelib.clients import client
-        from chalicelib.ops.cameras import camera_upload_grant
-
-        s = _settings()
-        grant = camera_upload_grant(client("s3", s), s.frames_bucket, args.deployment,
-                                    args.camera, s.max_batch_bytes)
-    opts = GatewayOptions(fps=args.fps, batch_frames=args.batch_frames, realtime=args.realtime,
-                          start=args.start)
-    report = run_gateway(args.source, PresignedUploader(grant), args.deployment, args.camera,
-                         opts, first_sequence=args.first_sequence)
-    print(json.dumps({"frames_read": report.frames_read, "frames_sent": report.frames_sent,
-                      "batches": len(report.batches)}))
-    return 0
-
-
 def cmd_dlq_list(args: argparse.Namespace) -> int:
     from chalicelib.clients import client
     from chalicelib.names import dlq_name
@@ -408,25 +376,12 @@ def build_parser() -> argparse.ArgumentParser:
     wa.add_argument("--by", required=True, help="the authorising operator")
     wa.set_defaults(func=cmd_watchlist_authorise)
 
-    gw = sub.add_parser("gateway", help="stream a video, folder or camera URL as frame batches")
-    gw.add_argument("source")
-    gw.add_argument("--deployment", required=True)
-    gw.add_argument("--camera", required=True)
-    gw.add_argument("--grant", help="JSON file with the camera's upload grant (else issue one)")
-    gw.add_argument("--fps", type=float, default=5.0,
-                    help="frames sampled per second of footage; a folder's frame rate")
-    gw.add_argument("--batch-frames", type=int, default=8)
-    gw.add_argument("--first-sequence", type=int, default=0)
-    gw.add_argument("--realtime", action="store_true",
-                    help="send a file or folder no faster than it was recorded")
-    gw.add_argument("--start", type=_aware_time,
-                    help="capture time of a file's or folder's first frame (ISO 8601 with a "
-                    "time zone; default: when the gateway starts)")
-    gw.set_defaults(func=cmd_gateway)
 
     from chalicelib.batch.cli import add_commands as add_batch
     from chalicelib.evaluation.cli import add_commands as add_eval
+    from chalicelib.gateway.command import add_commands as add_gateway
 
+    add_gateway(sub)
     add_eval(sub)
     add_batch(sub)
 

@@ -193,11 +193,24 @@ def retention_sweep(a: Arns) -> list[dict[str, Any]]:
     ]
 
 
+def camera_watch(a: Arns) -> list[dict[str, Any]]:
+    # Reads running deployments' camera health, pushes a dark camera to the officers' phones
+    # once per dark spell, records that it did (ops/camera_health.py).
+    return [
+        _stmt("RunningDeployments", ["dynamodb:Scan", "dynamodb:UpdateItem"],
+              [a.t("deployments")]),
+        _stmt("FindDevices", ["dynamodb:Query"], [a.t("devices")]),
+        _stmt("PushToOfficers", ["sns:Publish"], a.platform_endpoints()),
+        _stmt("AppendAudit", ["dynamodb:PutItem"], [a.t("audit")]),
+    ]
+
+
 PERMISSIONS: dict[str, Callable[[Arns], list[dict[str, Any]]]] = {
     "frames_worker": frames_worker,
     "alerts_notifier": alerts_notifier,
     "api_handler": api_handler,
     "retention_sweep": retention_sweep,
+    "camera_watch": camera_watch,
 }
 
 

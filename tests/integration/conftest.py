@@ -140,3 +140,12 @@ def api(local_stack: dict[str, Any]):  # type: ignore[no-untyped-def]
         from chalicelib.local.api_client import ApiClient
 
         yield ApiClient(client, local_stack["settings"].local_auth_secret)
+
+
+@pytest.fixture(scope="session")
+def http_api(local_stack: dict[str, Any]):  # type: ignore[no-untyped-def]
+    """The API over real HTTP (tests/integration/http_api.py): its base URL."""
+    from tests.integration.http_api import serve_api
+
+    with serve_api(local_stack["app"]) as url:
+        yield url

@@ -1,0 +1,125 @@
+"""`lfr gateway`: one camera's gateway for a deployment day. `add_commands(subparsers)` is wired
+into chalicelib/cli.py.
+
+    lfr gateway SOURCE --deployment D --camera C --api URL --token-file F
+
+runs as the camera's own principal: it fetches its upload grant from the API and renews it,
+re-reads the token file when it changes, reports its state every LFR_GATEWAY_HEARTBEAT_S, and
+on SIGTERM (or Ctrl-C) flushes its queue within --flush-s and exits 0. Its last line on stdout
+is one JSON object: frames read, sent and shed (by reason), batches, retries, renewals,
+reconnects. `--grant FILE` uploads with a fixed grant (tests, one-off uploads); with neither,
+a grant is issued from the local stack's credentials.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+
+def _aware_time(text: str) -> datetime:
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time") from None
+    if t.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no time zone (e.g. ...T10:00:00Z)")
+    return t
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    import requests
+
+    from chalicelib.gateway.grants import ApiGrants, FileGrant, TokenFile
+    from chalicelib.gateway.heartbeat import Heartbeat
+    from chalicelib.gateway.options import GatewayOptions
+    from chalicelib.gateway.run import run_gateway
+    from chalicelib.gateway.stats import GatewayStats
+    from chalicelib.gateway.uplink import PresignedUploader
+    from chalicelib.settings import Settings
+
+    s = Settings.from_env()
+    opts = GatewayOptions(fps=args.fps, batch_frames=args.batch_frames, realtime=args.realtime,
+                          start=args.start, max_side=args.max_side,
+                          jpeg_quality=args.jpeg_quality, max_age_s=args.max_age_s,
+                          queue_bytes=int(args.queue_mb * 1024 * 1024),
+                          heartbeat_s=s.gateway_heartbeat_s, flush_s=args.flush_s)
+    http = requests.Session()  # honours HTTP_PROXY, HTTPS_PROXY and NO_PROXY
+    stats = GatewayStats()
+    grants: Any
+    heartbeat = None
+    if args.api:
+        if not args.token_file:
+            print("--api needs --token-file (the camera's bearer token)", file=sys.stderr)
+            return 2
+        token = TokenFile(args.token_file)
+        grants = ApiGrants(args.api, args.deployment, args.camera, token, http,
+                           _monotonic, on_renewal=lambda: stats.add(grant_renewals=1))
+        heartbeat = Heartbeat(args.api, args.deployment, args.camera, token, http, stats,
+                              opts.heartbeat_s)
+    elif args.grant:
+        grants = FileGrant(json.loads(Path(args.grant).read_text()))
+    else:
+        from chalicelib.clients import client
+        from chalicelib.ops.cameras import camera_upload_grant
+
+        grants = FileGrant(camera_upload_grant(client("s3", s), s.frames_bucket,
+                                               args.deployment, args.camera,
+                                               s.max_batch_bytes))
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    report = run_gateway(args.source, PresignedUploader(grants, http, opts.upload_timeout_s),
+                         args.deployment, args.camera, opts, first_sequence=args.first_sequence,
+                         stop=stop, stats=stats, heartbeat=heartbeat)
+    print(json.dumps({**report.summary, "batches": len(report.batches),
+                      "stopped_by": "signal" if stop.is_set() else "end of source"}),
+          flush=True)
+    return 0
+
+
+def _monotonic() -> float:
+    import time
+
+    return time.monotonic()
+
+
+def add_commands(sub: Any) -> None:
+    gw = sub.add_parser("gateway", help="one camera's gateway: capture, batch and upload")
+    gw.add_argument("source", help="a video file, an image folder, a camera index or a URL")
+    gw.add_argument("--deployment", required=True)
+    gw.add_argument("--camera", required=True)
+    gw.add_argument("--api", help="the API's base URL: grants are fetched and renewed there")
+    gw.add_argument("--token-file", help="file holding the camera's bearer token (re-read "
+                    "when it changes); with --api")
+    gw.add_argument("--grant", help="JSON file with a fixed upload grant (tests, one-off)")
+    gw.add_argument("--fps", type=float, default=5.0,
+                    help="frames sampled per second of footage; a folder's frame rate")
+    gw.add_argument("--batch-frames", type=int, default=8)
+    gw.add_argument("--first-sequence", type=int, default=None,
+                    help="count batch sequences from N (default: capture time in ms, which a "
+                    "restart never reuses)")
+    gw.add_argument("--realtime", action="store_true",
+                    help="send a file or folder no faster than it was recorded")
+    gw.add_argument("--start", type=_aware_time,
+                    help="capture time of a file's or folder's first frame (ISO 8601 with a "
+                    "time zone; default: when the gateway starts)")
+    gw.add_argument("--max-side", type=int, default=1280, help="frames are downscaled to this")
+    gw.add_argument("--jpeg-quality", type=int, default=90)
+    gw.add_argument("--max-age-s", type=float, default=120.0,
+                    help="a batch is retried until its first frame is this old, then dropped")
+    gw.add_argument("--queue-mb", type=float, default=48.0,
+                    help="memory for batches waiting for the uplink")
+    gw.add_argument("--flush-s", type=float, default=10.0,
+                    help="on SIGTERM, how long the queue may take to drain")
+    gw.set_defaults(func=cmd_gateway)

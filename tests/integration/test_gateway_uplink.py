@@ -1,0 +1,169 @@
+"""The camera gateway on a bad uplink (issue 21): a walk-by streamed at live pace through a proxy
+that takes the link down for 20 s (refused, then black-holed, resetting and answering 503), slows
+it, and refuses uploads' grants, against the real API over HTTP and moto server.
+
+Before the gateway was rebuilt, the first refused connection ended it with a traceback. Now:
+the gateway runs to the end of its source; every frame read is sent or shed under a reason;
+every watchlisted person who passed while the link was up, or within the retry limit of its
+return, alerts exactly once (and is pushed once); the one who passed early in the outage is
+shed as "expired", and nobody else."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import requests
+
+from chalicelib.auth import issue_local_token
+from chalicelib.gateway import GatewayOptions, PresignedUploader, run_gateway
+from chalicelib.gateway.grants import ApiGrants, TokenFile
+from chalicelib.gateway.heartbeat import Heartbeat
+from chalicelib.gateway.stats import GatewayStats
+from tests.integration.conftest import demo_person
+from tests.uplink_proxy import UplinkProxy
+
+FPS = 2.0
+SECONDS = 44
+MAX_AGE_S = 10.0  # the retry limit, shortened from 120 s so that the outage outlasts it
+# Who passes when (s into the clip); each is in view for 1.5 s.
+PASSERS = {"Cory_Gardner": 2.0, "Barbara_Lee": 12.0, "Amy_Klobuchar": 22.0,
+           "Anna_Eshoo": 32.5, "Adrian_Smith": 38.5}
+# The uplink, from these times on. 8-28 s: a 20 s outage of four kinds.
+UPLINK = [(8.0, "down"), (13.0, "blackhole"), (18.0, "reset"), (23.0, "503"), (28.0, "up"),
+          (31.0, "slow"), (35.0, "up"), (37.5, "expire_grants"), (39.5, "up")]
+# Barbara Lee passed 16 s before the link came back: past the 10 s limit, shed as expired.
+# Amy Klobuchar passed 6 s before: within it, sent once the link was back.
+EXPECTED = {"Cory Gardner", "Amy Klobuchar", "Anna Eshoo", "Adrian Smith"}
+
+
+def _clip(folder: Path) -> None:
+    folder.mkdir()
+    faces = {name: cv2.resize(cv2.imread(str(demo_person(name, 2))), (160, 200))
+             for name in PASSERS}
+    for i in range(int(SECONDS * FPS)):
+        t = i / FPS
+        canvas = np.full((360, 640, 3), 110, np.uint8)
+        for name, at in PASSERS.items():
+            step = round((t - at) * FPS)
+            if 0 <= step < 3:  # three frames, walking left to right
+                x = 100 + 120 * step
+                canvas[80:280, x:x + 160] = faces[name]
+        cv2.imwrite(str(folder / f"{i:05d}.jpg"), canvas)
+
+
+def _schedule(proxy: UplinkProxy, began: float, done: threading.Event) -> None:
+    for at, mode in UPLINK:
+        if done.wait(max(0.0, began + at - time.monotonic())):
+            return
+        proxy.set(mode)
+
+
+def test_a_20s_outage_loses_nobody_who_passed_within_the_retry_limit(
+        scenario_factory: Any, local_stack: dict[str, Any], http_api: str, tmp_path: Path,
+) -> None:
+    sc = scenario_factory({n.replace("_", " "): [demo_person(n, 1)] for n in PASSERS})
+    secret = local_stack["settings"].local_auth_secret
+    token = tmp_path / "camera.token"
+    token.write_text(issue_local_token(secret, f"camera-{sc.camera_id}", ["camera"],
+                                       camera=f"{sc.deployment_id}/{sc.camera_id}"))
+    _clip(tmp_path / "clip")
+    opts = GatewayOptions(fps=FPS, realtime=True, start=datetime.now(UTC), max_age_s=MAX_AGE_S,
+                          upload_timeout_s=2.0, retry_max_s=1.0, heartbeat_s=1.0)
+    stats = GatewayStats()
+    done = threading.Event()
+    with UplinkProxy(delay_s=0.5) as proxy:
+        http = requests.Session()
+        http.trust_env = False
+        http.proxies = {"http": proxy.url}  # this gateway's own uplink
+        grants = ApiGrants(http_api, sc.deployment_id, sc.camera_id, TokenFile(token), http,
+                           time.monotonic, on_renewal=lambda: stats.add(grant_renewals=1),
+                           timeout_s=2.0)
+        beat = Heartbeat(http_api, sc.deployment_id, sc.camera_id, TokenFile(token), http,
+                         stats, opts.heartbeat_s, timeout_s=2.0)
+        schedule = threading.Thread(target=_schedule, args=(proxy, time.monotonic(), done))
+        schedule.start()
+        try:
+            report = run_gateway(str(tmp_path / "clip"), PresignedUploader(grants, http, 2.0),
+                                 sc.deployment_id, sc.camera_id, opts, stats=stats,
+                                 heartbeat=beat)
+        finally:
+            done.set()
+            schedule.join()
+        seen = dict(proxy.seen)
+    local_stack["pump"].drain(timeout=300)
+
+    s = report.summary
+    # It ran to the end of its source, through every kind of fault.
+    assert s["source_state"] == "ended"
+    assert all(seen.get(mode) for mode in ("blackhole", "reset", "503", "slow",
+                                           "expire_grants")), seen
+    # Every frame is accounted for: sent, or shed with its reason.
+    assert s["frames_read"] == SECONDS * FPS
+    assert s["frames_read"] == s["frames_sent"] + s["frames_shed_total"], s
+    assert set(s["frames_shed"]) == {"expired"}, s
+    # Frames from the first ~10 s of the outage were past the limit when the link came back.
+    assert 12 <= s["frames_shed"]["expired"] <= 28, s
+    assert s["retries"] > 0 and s["grant_renewals"] >= 1, s
+    # Each person who passed while the link was up, or within the limit, alerts exactly once.
+    alerts = Counter(a.display_name for a in sc.alerts())
+    assert alerts == dict.fromkeys(EXPECTED, 1), alerts
+    pushed = Counter(p.data["alert_id"] for p in sc.pushes())
+    assert sorted(pushed.values()) == [1] * len(EXPECTED), pushed
+
+    # The API saw the camera's day: what it captured, and what never reached the worker.
+    officer = issue_local_token(secret, "operator-1", ["operator"])
+    cams = requests.get(f"{http_api}/deployments/{sc.deployment_id}/cameras",
+                        headers={"Authorization": f"Bearer {officer}"}, timeout=10).json()
+    (cam,) = cams
+    assert cam["camera_id"] == sc.camera_id
+    assert cam["state"] == "dark"  # the gateway stopped: nobody is watching now
+    assert cam["frames_captured"] == s["frames_read"]
+    assert cam["frames_reached_worker"] == s["frames_sent"]
+    assert cam["frames_lost_share"] == round(s["frames_shed_total"] / s["frames_read"], 4)
+    assert cam["watching_s"] >= SECONDS - 1
+
+
+def test_a_refused_connection_no_longer_ends_the_gateway(scenario_factory: Any, rt: Any,
+                                                         tmp_path: Path) -> None:
+    """The reported defect, in the old interface (a fixed grant): the link refuses connections
+    for 3 s, 1 s into a live-paced folder. Before: the gateway raised at the first refused
+    connection and sent nothing more. Now it retries and sends every frame."""
+    from chalicelib.ops.cameras import camera_upload_grant
+
+    sc = scenario_factory({"Cory Gardner": [demo_person("Cory_Gardner", 1)]}, devices=0)
+    s = rt.settings
+    grant = camera_upload_grant(rt.client("s3"), s.frames_bucket, sc.deployment_id,
+                                sc.camera_id, s.max_batch_bytes)
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    for i in range(20):  # 4 s at 5 fps, no faces: the worker has nothing to look for
+        cv2.imwrite(str(folder / f"{i:05d}.jpg"), np.full((72, 128, 3), 8 * i, np.uint8))
+    with UplinkProxy() as proxy:
+        http = requests.Session()
+        http.trust_env = False
+        http.proxies = {"http": proxy.url}
+        timer = threading.Timer(1.0, proxy.set, ("down",))
+        back = threading.Timer(4.0, proxy.set, ("up",))
+        timer.start()
+        back.start()
+        try:
+            report = run_gateway(str(folder), PresignedUploader(grant, http), sc.deployment_id,
+                                 sc.camera_id, GatewayOptions(fps=5, realtime=True,
+                                                              start=datetime.now(UTC)))
+        finally:
+            timer.cancel()
+            back.cancel()
+            back.join()
+        assert proxy.seen["up"] > 0
+    assert report.frames_read == 20
+    assert report.frames_sent == 20
+    listed = rt.client("s3").list_objects_v2(Bucket=s.frames_bucket,
+                                             Prefix=f"frames/{sc.deployment_id}/")
+    assert len(report.batches) == listed["KeyCount"] > 0
