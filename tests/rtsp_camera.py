@@ -46,7 +46,7 @@ CLIP = REPO.parent / "shared" / "data" / "video" / "short_hamilton_clip.mp4"
 # The Python that has PyGObject and GStreamer (Debian's), not the project's virtualenv.
 SYSTEM_PYTHON = os.environ.get("LFR_RTSP_PYTHON", "/usr/bin/python3")
 MOUNT = "/cam"
-ELEMENTS = ("filesrc", "qtdemux", "appsink", "appsrc", "rtph264pay")
+ELEMENTS = ("filesrc", "qtdemux", "appsink", "appsrc", "rtph264pay", "rtpjpegpay")
 _PROBE = (
     "import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstRtspServer', '1.0'); "
     "from gi.repository import Gst, GstRtspServer; Gst.init(None); "
@@ -58,10 +58,11 @@ _INSTALL = ("apt-get install python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-
 
 
 @functools.cache
-def rtsp_available(clip: Path | None = None) -> str | None:
-    """Why an RTSP camera cannot run here (a skip reason), or None when it can."""
+def rtsp_available(clip: Path | None = None, frames_only: bool = False) -> str | None:
+    """Why an RTSP camera cannot run here (a skip reason), or None when it can. `frames_only`:
+    for a camera serving a test's own JPEGs (RtspCamera(frames=...)), which needs no clip."""
     clip = Path(clip or CLIP)
-    if not clip.is_file():
+    if not frames_only and not clip.is_file():
         return f"needs {clip} (internal test data in ../shared/data, absent here)"
     if not os.access(SYSTEM_PYTHON, os.X_OK):
         return f"needs {SYSTEM_PYTHON} with GStreamer's RTSP server ({_INSTALL})"
@@ -94,8 +95,11 @@ class RtspCamera:
     """
 
     def __init__(self, clip: Path | str | None = None, *, port: int | None = None,
-                 ready_timeout_s: float = 20.0, python: str | None = None) -> None:
+                 ready_timeout_s: float = 20.0, python: str | None = None,
+                 frames: Path | None = None, fps: float = 5.0) -> None:
         self.clip = Path(clip or CLIP)
+        # A folder of JPEGs served as MJPEG at `fps` instead of the clip: scenes a test draws.
+        self.frames, self.fps = frames, fps
         self.port = port or free_port()  # picked once: the URL survives stop()/start()
         self.ready_timeout_s = ready_timeout_s
         self.python = python or SYSTEM_PYTHON
@@ -131,7 +135,8 @@ class RtspCamera:
         self._stderr = tempfile.TemporaryFile(prefix="rtsp-camera-")  # noqa: SIM115
         self._proc = subprocess.Popen(
             [self.python, str(Path(__file__).resolve()), "--port", str(self.port),
-             "--clip", str(self.clip), "--exit-on-stdin-eof"],
+             "--clip", str(self.clip), "--exit-on-stdin-eof",
+             *(["--frames", str(self.frames), "--fps", str(self.fps)] if self.frames else [])],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
             start_new_session=True)  # a ^C in the terminal reaches the tests, not the camera
         self._paused = False
@@ -242,7 +247,27 @@ def _load_clip(gst, clip: Path):  # type: ignore[no-untyped-def]
     return caps, units, period
 
 
-def serve(port: int, clip: Path, exit_on_stdin_eof: bool = False) -> int:
+def _load_frames(gst, folder: Path, fps: float):  # type: ignore[no-untyped-def]
+    """A folder of JPEGs (name order) as MJPEG access units at `fps`: each frame is a key
+    frame, so no decoding or encoding is needed either."""
+    files = sorted(folder.glob("*.jpg"))
+    if not files:
+        raise SystemExit(f"no .jpg files in {folder}")
+    step = int(gst.SECOND / fps)
+    first = files[0].read_bytes()
+    sof = first.find(b"\xff\xc0")  # baseline start of frame: height, width follow
+    if sof < 0:
+        raise SystemExit(f"{files[0]} is not a baseline JPEG")
+    height = int.from_bytes(first[sof + 5:sof + 7], "big")
+    width = int.from_bytes(first[sof + 7:sof + 9], "big")
+    caps = gst.Caps.from_string(f"image/jpeg,width={width},height={height},"
+                                f"framerate={round(fps * 1000)}/1000")
+    units = [(f.read_bytes(), i * step, i * step, step, False) for i, f in enumerate(files)]
+    return caps, units, len(files) * step
+
+
+def serve(port: int, clip: Path, exit_on_stdin_eof: bool = False,
+          frames: Path | None = None, fps: float = 5.0) -> int:
     import gi
 
     gi.require_version("Gst", "1.0")
@@ -250,7 +275,8 @@ def serve(port: int, clip: Path, exit_on_stdin_eof: bool = False) -> int:
     from gi.repository import GLib, Gst, GstRtspServer
 
     Gst.init(None)
-    caps, units, period = _load_clip(Gst, clip)
+    caps, units, period = _load_frames(Gst, frames, fps) if frames else _load_clip(Gst, clip)
+    pay = "rtpjpegpay" if frames else "rtph264pay config-interval=1"
     none = Gst.CLOCK_TIME_NONE
 
     def feed(appsrc, _length, state):  # type: ignore[no-untyped-def]
@@ -274,7 +300,7 @@ def serve(port: int, clip: Path, exit_on_stdin_eof: bool = False) -> int:
 
     factory = GstRtspServer.RTSPMediaFactory()
     factory.set_launch("( appsrc name=src is-live=false format=time "
-                       "! rtph264pay name=pay0 pt=96 config-interval=1 )")
+                       f"! {pay} name=pay0 pt=96 )")
     factory.set_shared(False)  # each client (a reconnecting one too) gets its own pipeline
     factory.connect("media-configure", configure)
 
@@ -308,10 +334,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=8554)
     parser.add_argument("--clip", type=Path, default=CLIP, help="an MP4 (H.264) file")
+    parser.add_argument("--frames", type=Path,
+                        help="a folder of JPEGs (dimensions multiples of 8) served as MJPEG")
+    parser.add_argument("--fps", type=float, default=5.0, help="the frame rate of --frames")
     parser.add_argument("--exit-on-stdin-eof", action="store_true",
                         help="exit when stdin closes (the parent process is gone)")
     args = parser.parse_args(argv)
-    return serve(args.port, args.clip, args.exit_on_stdin_eof)
+    return serve(args.port, args.clip, args.exit_on_stdin_eof, args.frames, args.fps)
 
 
 if __name__ == "__main__":

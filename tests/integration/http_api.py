@@ -37,3 +37,20 @@ def serve_api(app: Any) -> Iterator[str]:
     finally:
         server.shutdown()
         thread.join()
+
+
+def main() -> None:
+    """`python -m tests.integration.http_api`: the app's API in a process of its own, with the
+    settings of its environment (LFR_GRANT_TTL_S ...). Prints "ready <url>", serves until its
+    stdin closes (the test that started it is gone or done)."""
+    import sys
+
+    from app import app
+
+    with serve_api(app) as url:
+        print(f"ready {url}", flush=True)
+        sys.stdin.read()
+
+
+if __name__ == "__main__":
+    main()
