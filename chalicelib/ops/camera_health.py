@@ -131,6 +131,14 @@ def cameras_view(dep: Any, now: datetime, heartbeat_s: float) -> list[dict[str, 
     return out
 
 
+def camera_record(dep: Any) -> list[dict[str, Any]]:
+    """For the transparency record: each camera's watching time, frames captured, and the
+    share of them that never reached the worker (shed on the van or lost on the way)."""
+    return [{k: c[k] for k in ("camera_id", "watching_s", "frames_captured",
+                               "frames_reached_worker", "frames_lost_share")}
+            for c in cameras_view(dep, dep.created_at, 1.0)]
+
+
 def push_dark_cameras(tables: Tables, sns: Any, now: datetime, heartbeat_s: float,
                       dark_push_s: float) -> int:
     """Pushes once per dark spell to the officers' phones of each running deployment whose

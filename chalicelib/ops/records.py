@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from chalicelib.ops.camera_health import camera_record
 from chalicelib.ops.deployments import get_deployment
 from chalicelib.ops.rates import METHOD, clopper_pearson
 from chalicelib.store.tables import Tables
@@ -77,6 +78,9 @@ def transparency_record(tables: Tables, deployment_id: str) -> dict[str, Any]:
         "false_alerts_per_face_ci95": per_face_ci,
         "rate_interval": METHOD,
         "rate_unknown_because": unknown_because,
+        # How long each camera watched, and how many of its frames were never looked at: the
+        # denominator that "people seen" needs.
+        "camera_watch": camera_record(dep),
     }
 
 
@@ -118,11 +122,19 @@ def _cell(record: dict[str, Any], key: str) -> str:
     return "" if value is None else str(value)
 
 
+def _camera_row(c: dict[str, Any]) -> str:
+    lost = c["frames_lost_share"]
+    cells = [c["camera_id"], f"{c['watching_s'] / 60:.1f} min", f"{c['frames_captured']:,}",
+             f"{c['frames_reached_worker']:,}", "" if lost is None else f"{100 * lost:.2f}%"]
+    return "<tr>" + "".join(f"<td>{html.escape(x)}</td>" for x in cells) + "</tr>"
+
+
 def record_html(record: dict[str, Any]) -> str:
     rows = "\n".join(
         f"<tr><th>{html.escape(label)}</th><td>{html.escape(_cell(record, key))}</td></tr>"
         for key, label in _LABELS
     )
+    cams = "\n".join(_camera_row(c) for c in record.get("camera_watch", []))
     title = html.escape(f"Live facial recognition deployment record: {record['name']}")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
@@ -131,6 +143,10 @@ th{{text-align:left;padding:.3rem 1rem .3rem 0}}td{{padding:.3rem 0}}</style></h
 <body><h1>{title}</h1><p>Deployment {html.escape(record['deployment_id'])}. Generated from the
 system's own records; counts only, no images or names of people who were not matched.</p>
 <table>{rows}</table>
+<h2>Cameras</h2>
+<table><tr><th>Camera</th><th>Watching</th><th>Frames captured</th><th>Frames looked at</th>
+<th>Never looked at</th></tr>
+{cams}</table>
 <p>Rates are false alerts (adjudicated by an officer) over passers-by and over faces scanned,
 each with its {html.escape(record['rate_interval'])}; unknown while any alert awaits
 adjudication.</p></body></html>"""

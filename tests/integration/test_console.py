@@ -143,6 +143,10 @@ def test_officer_adjudicates_an_alert_in_the_console(
     item = wait.until(EC.element_to_be_clickable(
         (By.CSS_SELECTOR, f'#alerts li[data-alert-id="{alert_id}"] button')))
     assert "Cory Gardner" in item.text
+    # Each camera of the deployment with its state: this one's gateway never reported.
+    cam = wait.until(EC.visibility_of_element_located(
+        (By.CSS_SELECTOR, f'#cameras li[data-camera="{sc.camera_id}"]')))
+    assert cam.get_attribute("class") == "dark" and "dark since" in cam.text
     item.click()
     wait.until(EC.text_to_be_present_in_element((By.ID, "detail-title"), "Cory Gardner"))
 

@@ -128,6 +128,12 @@ def test_a_20s_outage_loses_nobody_who_passed_within_the_retry_limit(
     assert cam["frames_reached_worker"] == s["frames_sent"]
     assert cam["frames_lost_share"] == round(s["frames_shed_total"] / s["frames_read"], 4)
     assert cam["watching_s"] >= SECONDS - 1
+    # ...and the deployment's transparency record gives the same denominator.
+    record = requests.get(f"{http_api}/deployments/{sc.deployment_id}",
+                          headers={"Authorization": f"Bearer {officer}"}, timeout=10).json()
+    assert record["camera_watch"] == [{k: cam[k] for k in (
+        "camera_id", "watching_s", "frames_captured", "frames_reached_worker",
+        "frames_lost_share")}]
 
 
 def test_a_refused_connection_no_longer_ends_the_gateway(scenario_factory: Any, rt: Any,
