@@ -34,10 +34,11 @@ class Heartbeat:
         return self
 
     def stop(self) -> None:
-        """Stops the loop and sends a last report (state "stopped")."""
+        """Stops the loop and sends a last report (state "stopped"), each within a bound: a
+        gateway told to stop must not hang on a dead uplink."""
         self._stop.set()
-        self._thread.join()
-        self.send(stopped=True)
+        self._thread.join(1.0)  # a report stuck on a dead link is left to its daemon thread
+        self.send(stopped=True, timeout_s=min(self.timeout_s, 3.0))
 
     def body(self, stopped: bool = False) -> dict[str, Any]:
         s = self.stats.summary()
@@ -48,9 +49,10 @@ class Heartbeat:
                     "grant_renewals", "reconnects", "source_state", "last_capture_at",
                     "watching_s", "uplink_ms", "queued_frames")}}
 
-    def send(self, stopped: bool = False) -> bool:
+    def send(self, stopped: bool = False, timeout_s: float | None = None) -> bool:
         try:
-            resp = self.http.post(self.url, json=self.body(stopped), timeout=self.timeout_s,
+            resp = self.http.post(self.url, json=self.body(stopped),
+                                  timeout=timeout_s or self.timeout_s,
                                   headers={"Authorization": f"Bearer {self.token.read()}"})
             ok = resp.status_code < 300
         except (requests.RequestException, OSError, RuntimeError):

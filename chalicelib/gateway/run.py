@@ -25,7 +25,7 @@ from chalicelib.gateway.options import GatewayOptions
 from chalicelib.gateway.outbox import Outbox, SealedBatch
 from chalicelib.gateway.sequence import CaptureTimeSequence, CountingSequence
 from chalicelib.gateway.stats import GatewayStats
-from chalicelib.gateway.uplink import Deliverer, PresignedUploader
+from chalicelib.gateway.uplink import Delivered, Deliverer, PresignedUploader
 from chalicelib.ingest.batch_format import pack_batch
 from chalicelib.store import layout
 
@@ -58,14 +58,57 @@ class _Plain:
     def __init__(self, uploader: Uploader) -> None:
         self.inner = uploader
 
-    def deliver(self, batch: SealedBatch, stats: GatewayStats) -> bool:
+    def deliver(self, batch: SealedBatch) -> Delivered:
         try:
             self.inner.upload(batch.key, batch.body)
-        except Exception:
-            stats.shed("rejected", batch.frames)
-            return False
-        stats.sent(batch.frames, len(batch.body), 0.0)
-        return True
+        except Exception:  # noqa: BLE001  (whatever a test's uploader raises)
+            return Delivered("rejected")
+        return Delivered("sent")
+
+
+class _Ledger:
+    """Counts each batch's outcome exactly once. At shutdown, batches still in flight when the
+    flush bound runs out are counted as shed ("shutdown") and their late outcome is ignored:
+    the process exits without waiting for a request that may hang for its whole timeout."""
+
+    def __init__(self, stats: GatewayStats, clock: Clock) -> None:
+        self.stats, self.clock = stats, clock
+        self.lock = threading.Lock()
+        self.inflight: dict[int, SealedBatch] = {}
+        self.abandoned: set[int] = set()
+        self.closed = False
+        self.sent: list[SentBatch] = []
+        self.keys: list[tuple[int, str]] = []
+
+    def taken(self, batch: SealedBatch) -> bool:
+        """False (and counted as shed) when taken after the shutdown gave up."""
+        with self.lock:
+            if self.closed:
+                self.stats.shed("shutdown", batch.frames)
+                return False
+            self.inflight[batch.sequence] = batch
+            return True
+
+    def done(self, batch: SealedBatch, d: Delivered) -> None:
+        with self.lock:
+            self.inflight.pop(batch.sequence, None)
+            if batch.sequence in self.abandoned:
+                return
+            if d.outcome == "sent":
+                self.stats.sent(batch.frames, len(batch.body), d.uplink_ms)
+                self.sent.append(SentBatch(batch.sequence, batch.frames, batch.sealed_at,
+                                           self.clock.now()))
+                self.keys.append((batch.sequence, batch.key))
+            else:
+                self.stats.shed(d.outcome, batch.frames)
+
+    def abandon(self) -> None:
+        with self.lock:
+            self.closed = True
+            for seq, batch in self.inflight.items():
+                self.abandoned.add(seq)
+                self.stats.shed("shutdown", batch.frames)
+            self.inflight.clear()
 
 
 def run_gateway(
@@ -88,23 +131,15 @@ def run_gateway(
     outbox = Outbox(opts.queue_bytes, stats)
     sequences = (CaptureTimeSequence() if first_sequence is None
                  else CountingSequence(first_sequence))
-    if isinstance(uploader, PresignedUploader):
-        deliverer = Deliverer(uploader, opts, stats, clock.monotonic, abort)
-        deliver = deliverer.deliver
-    else:
-        plain = _Plain(uploader)
-        deliver = lambda b: plain.deliver(b, stats)  # noqa: E731
-    sent: list[SentBatch] = []
-    keys: list[tuple[int, str]] = []
-    lock = threading.Lock()
+    deliverer: Deliverer | _Plain = (
+        Deliverer(uploader, opts, stats, clock.monotonic, abort)
+        if isinstance(uploader, PresignedUploader) else _Plain(uploader))
+    ledger = _Ledger(stats, clock)
 
     def upload_loop() -> None:
-        while (batch := outbox.get()) is not None:
-            if deliver(batch):
-                with lock:
-                    sent.append(SentBatch(batch.sequence, batch.frames, batch.sealed_at,
-                                          clock.now()))
-                    keys.append((batch.sequence, batch.key))
+        while not abort.is_set() and (batch := outbox.get()) is not None:
+            if ledger.taken(batch):
+                ledger.done(batch, deliverer.deliver(batch))
 
     workers = [threading.Thread(target=upload_loop, name=f"uploader-{i}", daemon=True)
                for i in range(opts.uploaders)]
@@ -121,13 +156,16 @@ def run_gateway(
             _join(workers, opts.flush_s)
             abort.set()
             outbox.shed_all("shutdown")
-        _join(workers, None)
+            ledger.abandon()
+            _join(workers, 0.5)  # those not stuck in a request leave at once
+        else:
+            _join(workers, None)
         if heartbeat is not None:
             heartbeat.stop()
-    sent.sort(key=lambda b: b.sequence)
     summary = stats.summary()
     return GatewayReport(summary["frames_read"], summary["frames_sent"],
-                         [k for _, k in sorted(keys)], sent, summary)
+                         [k for _, k in sorted(ledger.keys)],
+                         sorted(ledger.sent, key=lambda b: b.sequence), summary)
 
 
 def _join(workers: list[threading.Thread], within_s: float | None) -> None:

@@ -13,6 +13,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -81,6 +82,16 @@ class PresignedUploader:
             raise error
 
 
+@dataclass(frozen=True)
+class Delivered:
+    """What became of a batch: "sent" (with the successful try's round trip), or the reason
+    its frames were shed. The caller counts it, once (run.py: a batch abandoned at shutdown
+    is counted there, and its late outcome is not counted again)."""
+
+    outcome: str
+    uplink_ms: float = 0.0
+
+
 class Deliverer:
     """Sends sealed batches, retrying each while it is young enough to matter."""
 
@@ -88,16 +99,13 @@ class Deliverer:
                  monotonic: Callable[[], float], stop: threading.Event) -> None:
         self.uploader, self.opts, self.stats, self.monotonic = uploader, opts, stats, monotonic
         self.stop = stop  # set when the flush bound of a shutdown ran out: give up at once
-        self.sent_keys: list[str] = []
-        self._lock = threading.Lock()
 
-    def deliver(self, batch: SealedBatch) -> bool:
-        """True if sent; else the batch's frames are counted as shed under their reason."""
+    def deliver(self, batch: SealedBatch) -> Delivered:
         age = lambda: self.monotonic() - batch.first_taken  # noqa: E731
         if age() >= self.opts.max_age_s:
-            self.stats.shed("expired", batch.frames)
-            return False
+            return Delivered("expired")
         refused: list[dict[str, Any]] = []
+        took: list[float] = []
 
         def attempt() -> None:
             if refused:  # the previous try's grant was refused: renew it first
@@ -109,7 +117,7 @@ class Deliverer:
             except GrantRefused:
                 refused.append(g)
                 raise
-            self.stats.sent(batch.frames, len(batch.body), (time.monotonic() - t0) * 1000)
+            took.append((time.monotonic() - t0) * 1000)
 
         retrying = Retrying(
             retry=retry_if_exception_type((Retryable, GrantRefused)),
@@ -118,24 +126,15 @@ class Deliverer:
                                          max=self.opts.retry_max_s),
             stop=stop_any(lambda _: age() >= self.opts.max_age_s,
                           lambda _: self.stop.is_set()),
-            sleep=self._sleep,
+            sleep=self.stop.wait,  # cut short by a shutdown
             before_sleep=lambda _: self.stats.add(retries=1),
         )
         try:
             retrying(attempt)
         except RetryError:
-            self.stats.shed("shutdown" if self.stop.is_set() else "expired", batch.frames)
-            return False
+            return Delivered("shutdown" if self.stop.is_set() else "expired")
         except NotRunning:
-            self.stats.shed("not_running", batch.frames)
-            return False
+            return Delivered("not_running")
         except Rejected:
-            self.stats.shed("rejected", batch.frames)
-            return False
-        with self._lock:
-            self.sent_keys.append(batch.key)
-        return True
-
-    def _sleep(self, seconds: float) -> None:
-        # Never past the batch's age limit, and cut short by a shutdown.
-        self.stop.wait(seconds)
+            return Delivered("rejected")
+        return Delivered("sent", took[-1])

@@ -173,3 +173,56 @@ def test_a_refused_connection_no_longer_ends_the_gateway(scenario_factory: Any, 
     listed = rt.client("s3").list_objects_v2(Bucket=s.frames_bucket,
                                              Prefix=f"frames/{sc.deployment_id}/")
     assert len(report.batches) == listed["KeyCount"] > 0
+
+
+def test_sigterm_flushes_within_its_bound_and_the_proxy_variables_are_honoured(
+        scenario_factory: Any, local_stack: dict[str, Any], http_api: str, tmp_path: Path,
+) -> None:
+    """`lfr gateway` as the van runs it: its traffic goes through HTTP_PROXY (it is given the
+    API's own address); when the link hangs and the service manager sends SIGTERM, it gives
+    the queue --flush-s, sheds what is left as "shutdown", and exits 0 with the summary."""
+    import json
+    import os
+    import signal
+    import subprocess
+
+    sc = scenario_factory({"Cory Gardner": [demo_person("Cory_Gardner", 1)]}, devices=0)
+    token = tmp_path / "camera.token"
+    token.write_text(issue_local_token(local_stack["settings"].local_auth_secret, "camera-1",
+                                       ["camera"], camera=f"{sc.deployment_id}/{sc.camera_id}"))
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    for i in range(100):  # 20 s at 5 fps, no faces
+        cv2.imwrite(str(folder / f"{i:05d}.jpg"), np.full((72, 128, 3), 2 * i, np.uint8))
+    repo = Path(__file__).resolve().parents[2]
+
+    def until(what: str, check: Any) -> None:
+        deadline = time.monotonic() + 60
+        while not check():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.05)
+
+    with UplinkProxy() as proxy:
+        env = {**os.environ, "HTTP_PROXY": proxy.url, "NO_PROXY": "",
+               "LFR_GATEWAY_HEARTBEAT_S": "1"}
+        gw = subprocess.Popen(
+            [str(repo / ".venv" / "bin" / "lfr"), "gateway", str(folder), "--realtime",
+             "--deployment", sc.deployment_id, "--camera", sc.camera_id, "--api", http_api,
+             "--token-file", str(token), "--flush-s", "1"],
+            env=env, stdout=subprocess.PIPE, text=True)
+        try:
+            until("grant, heartbeats and uploads through the proxy",
+                  lambda: proxy.seen["up"] >= 6)
+            proxy.set("blackhole")
+            until("requests hanging on the dead link", lambda: proxy.seen["blackhole"] >= 2)
+            gw.send_signal(signal.SIGTERM)
+            out, _ = gw.communicate(timeout=30)
+        finally:
+            if gw.poll() is None:
+                gw.kill()
+    assert gw.returncode == 0
+    s = json.loads(out.strip().splitlines()[-1])
+    assert s["stopped_by"] == "signal"
+    assert 0 < s["frames_read"] < 100
+    assert s["frames_read"] == s["frames_sent"] + s["frames_shed_total"], s
+    assert s["frames_sent"] > 0 and s["frames_shed"].get("shutdown", 0) > 0, s

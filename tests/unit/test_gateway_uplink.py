@@ -104,40 +104,38 @@ def _deliverer(script: list[Exception | None], grants: Any = None, step_s: float
 
 def test_connection_errors_and_5xx_are_retried_until_sent() -> None:
     d, up, stats = _deliverer([Retryable("refused"), Retryable("HTTP 503"), None])
-    assert d.deliver(_batch(1, frames=3))
-    assert stats.frames_sent == 3 and stats.retries == 2 and len(up.used) == 3
+    assert d.deliver(_batch(1, frames=3)).outcome == "sent"
+    assert stats.retries == 2 and len(up.used) == 3
 
 
 def test_retries_end_when_the_batch_is_too_old_to_matter() -> None:
     d, up, stats = _deliverer([Retryable("refused")] * 100, step_s=30.0, max_age_s=120.0)
-    assert not d.deliver(_batch(1, frames=3))
-    assert stats.frames_shed == {"expired": 3} and stats.frames_sent == 0
+    assert d.deliver(_batch(1, frames=3)).outcome == "expired"
     assert len(up.used) == 4  # tried at 0, 30, 60 and 90 s of age; 120 s is too old
 
 
 def test_a_batch_already_too_old_is_not_tried() -> None:
     d, up, stats = _deliverer([], max_age_s=5.0)
-    assert not d.deliver(_batch(1, taken=-6.0))
-    assert up.used == [] and stats.frames_shed == {"expired": 1}
+    assert d.deliver(_batch(1, taken=-6.0)).outcome == "expired"
+    assert up.used == []
 
 
 def test_a_refused_grant_is_renewed_not_retried_as_it_was() -> None:
     grants = CountingGrants()
     d, up, stats = _deliverer([GrantRefused("HTTP 403 AccessDenied"), None], grants)
-    assert d.deliver(_batch(1))
+    assert d.deliver(_batch(1)).outcome == "sent"
     assert up.used == [0, 1] and grants.renewed == 1  # the second try carried the new grant
 
 
 def test_a_fixed_grant_that_is_refused_drops_the_batch_as_rejected() -> None:
     d, up, stats = _deliverer([GrantRefused("HTTP 403")], FileGrant({"n": 7}))
-    assert not d.deliver(_batch(1, frames=2))
-    assert stats.frames_shed == {"rejected": 2}
+    assert d.deliver(_batch(1, frames=2)).outcome == "rejected"
 
 
 def test_a_4xx_no_grant_cures_is_dropped_at_once() -> None:
     d, up, stats = _deliverer([Rejected("HTTP 400 EntityTooLarge")])
-    assert not d.deliver(_batch(1))
-    assert stats.frames_shed == {"rejected": 1} and len(up.used) == 1
+    assert d.deliver(_batch(1)).outcome == "rejected"
+    assert len(up.used) == 1
 
 
 class FakeResponse:
