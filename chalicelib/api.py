@@ -401,7 +401,8 @@ class Api:
         p.require("operator", "auditor", "officer")
         p.require_deployment(deployment_id)
         dep = deployments.get_deployment(self.tables, deployment_id)
-        return camera_health.cameras_view(dep, utcnow(), self.rt.settings.gateway_heartbeat_s)
+        return camera_health.cameras_view(self.tables, dep, utcnow(),
+                                          self.rt.settings.gateway_heartbeat_s)
 
     def register_device(self, p: Principal, deployment_id: str, body: Any) -> dict[str, Any]:
         p.require("officer", "operator")

@@ -197,8 +197,8 @@ def camera_watch(a: Arns) -> list[dict[str, Any]]:
     # Reads running deployments' camera health, pushes a dark camera to the officers' phones
     # once per dark spell, records that it did (ops/camera_health.py).
     return [
-        _stmt("RunningDeployments", ["dynamodb:Scan", "dynamodb:UpdateItem"],
-              [a.t("deployments")]),
+        _stmt("RunningDeployments", ["dynamodb:Scan"], [a.t("deployments")]),
+        _stmt("CameraHealth", ["dynamodb:Query", "dynamodb:UpdateItem"], [a.t("cameras")]),
         _stmt("FindDevices", ["dynamodb:Query"], [a.t("devices")]),
         _stmt("PushToOfficers", ["sns:Publish"], a.platform_endpoints()),
         _stmt("AppendAudit", ["dynamodb:PutItem"], [a.t("audit")]),

@@ -2,8 +2,9 @@
 heartbeats (chalicelib/gateway/heartbeat.py); a push to the deployment's officers when one has
 been dark too long; and each camera's watching time and lost frames for the record.
 
-Kept on the deployment's own row (`camera_health`, one entry per camera): counts, times and
-ids only, nothing about anyone in view, and gone with the deployment's record.
+Kept in the cameras table, a row per camera of a deployment (store/tables.CameraBase): counts,
+times and ids only, nothing about anyone in view. The frames that reached the worker are counted
+on the deployment's row, in the worker's own write (ingest/decide.py).
 
 States:
 - dark: no heartbeat for three intervals, the gateway stopped, or its source is not delivering
@@ -89,26 +90,36 @@ def _map(attr: Any) -> dict[str, Any]:
     return attr.as_dict() if attr else {}
 
 
-def _health(dep: Any) -> dict[str, dict[str, Any]]:
-    return {cam: json.loads(v) for cam, v in _map(dep.camera_health).items()}
+def _rows(tables: Tables, deployment_id: str) -> dict[str, Any]:
+    return {c.camera_id: c for c in tables.Camera.query(deployment_id, consistent_read=True)}
+
+
+def _entry(row: Any) -> dict[str, Any] | None:
+    return json.loads(row.health) if row is not None and row.health else None
 
 
 def record_heartbeat(tables: Tables, dep: Any, camera_id: str, report: dict[str, Any],
                      now: datetime) -> dict[str, Any]:
-    """Folds one heartbeat into the camera's entry; writes that camera's key only."""
-    D = tables.Deployment
-    entry = fold_heartbeat(_health(dep).get(camera_id), report, now)
-    dep.update(actions=[D.camera_health[camera_id].set(json.dumps(entry, sort_keys=True))])
+    """Folds one heartbeat into the camera's row (one gateway per camera reports in order)."""
+    C = tables.Camera
+    try:
+        row = C.get(dep.deployment_id, camera_id, consistent_read=True)
+    except C.DoesNotExist:
+        row = None
+    entry = fold_heartbeat(_entry(row), report, now)
+    C(dep.deployment_id, camera_id).update(actions=[
+        C.health.set(json.dumps(entry, sort_keys=True)), C.updated_at.set(now)])
     return entry
 
 
-def cameras_view(dep: Any, now: datetime, heartbeat_s: float) -> list[dict[str, Any]]:
+def cameras_view(tables: Tables, dep: Any, now: datetime,
+                 heartbeat_s: float) -> list[dict[str, Any]]:
     """Each camera of the deployment: state and since, its last report's counts, and its
     totals over the day. What the API and the console show."""
-    health, received = _health(dep), _map(dep.camera_frames)
+    rows, received = _rows(tables, dep.deployment_id), _map(dep.camera_frames)
     out = []
     for cam in dep.cameras or []:
-        entry = health.get(cam)
+        entry = _entry(rows.get(cam))
         state, since = camera_state(entry, now, heartbeat_s, dep.starts_at or dep.created_at)
         totals = camera_totals(entry)
         captured = int(totals["frames_read"])
@@ -131,12 +142,12 @@ def cameras_view(dep: Any, now: datetime, heartbeat_s: float) -> list[dict[str, 
     return out
 
 
-def camera_record(dep: Any) -> list[dict[str, Any]]:
+def camera_record(tables: Tables, dep: Any) -> list[dict[str, Any]]:
     """For the transparency record: each camera's watching time, frames captured, and the
     share of them that never reached the worker (shed on the van or lost on the way)."""
     return [{k: c[k] for k in ("camera_id", "watching_s", "frames_captured",
                                "frames_reached_worker", "frames_lost_share")}
-            for c in cameras_view(dep, dep.created_at, 1.0)]
+            for c in cameras_view(tables, dep, dep.created_at, 1.0)]
 
 
 def push_dark_cameras(tables: Tables, sns: Any, now: datetime, heartbeat_s: float,
@@ -144,17 +155,18 @@ def push_dark_cameras(tables: Tables, sns: Any, now: datetime, heartbeat_s: floa
     """Pushes once per dark spell to the officers' phones of each running deployment whose
     camera has been dark at least `dark_push_s`; audited. Returns the number of pushes."""
     pushes = 0
-    D = tables.Deployment
+    D = tables.Deployment  # scanned for running deployments only
     for dep in D.scan(D.status == "active"):
         if not in_window(dep, now):
             continue
-        health, pushed = _health(dep), _map(dep.camera_dark_pushed)
+        rows = _rows(tables, dep.deployment_id)
         for cam in dep.cameras or []:
-            state, since = camera_state(health.get(cam), now, heartbeat_s,
+            row = rows.get(cam)
+            state, since = camera_state(_entry(row), now, heartbeat_s,
                                         dep.starts_at or dep.created_at)
             if state != "dark" or now - since < timedelta(seconds=dark_push_s):
                 continue
-            if pushed.get(cam) == since.isoformat():
+            if row is not None and row.dark_pushed_for == since.isoformat():
                 continue  # this spell was pushed already
             devices = list(tables.Device.query(dep.deployment_id))
             for d in devices:
@@ -163,7 +175,8 @@ def push_dark_cameras(tables: Tables, sns: Any, now: datetime, heartbeat_s: floa
             pushes += len(devices)
             # Recorded after the pushes: a crash in between pushes the spell again (twice is
             # better than never for a camera nobody is watching).
-            dep.update(actions=[D.camera_dark_pushed[cam].set(since.isoformat())])
+            C = tables.Camera
+            C(dep.deployment_id, cam).update(actions=[C.dark_pushed_for.set(since.isoformat())])
             audit.record(tables, dep.deployment_id, "camera-watch", "camera.dark", cam,
                          dark_since=since.isoformat(), pushed=len(devices))
     return pushes

@@ -80,7 +80,7 @@ def transparency_record(tables: Tables, deployment_id: str) -> dict[str, Any]:
         "rate_unknown_because": unknown_because,
         # How long each camera watched, and how many of its frames were never looked at: the
         # denominator that "people seen" needs.
-        "camera_watch": camera_record(dep),
+        "camera_watch": camera_record(tables, dep),
     }
 
 

@@ -125,12 +125,9 @@ class DeploymentBase(_Base):
     decisions = NumberAttribute(default=0)
     frames_skipped = NumberAttribute(default=0)
     faces_rejected = NumberAttribute(default=0)
-    # Per camera (ops/camera_health.py): frames that reached the worker (counted with the
-    # counters above, in the same write); the gateway's last heartbeat, folded (JSON); the dark
-    # spell last pushed. Each camera writes only its own key, so cameras never race.
+    # Frames that reached the worker, per camera (ops/camera_health.py): counted with the
+    # counters above, in the same write. Each camera adds to its own key only.
     camera_frames = MapAttribute(default=dict)
-    camera_health = MapAttribute(default=dict)
-    camera_dark_pushed = MapAttribute(default=dict)
     # Alerts an officer adjudicated false, while they and the deployment last: alert id ->
     # {subject_id, score, until}. What those alerts keep, no more (alerts/lookalikes.py).
     lookalikes = MapAttribute(null=True)
@@ -229,6 +226,18 @@ class CameraTracksBase(_Base):
     expires_at = TTLAttribute()
 
 
+class CameraBase(_Base):
+    """One camera of a deployment, as its gateway last reported it (ops/camera_health.py):
+    counts, times and ids only. A row of its own, so that heartbeats never grow the deployment
+    row every frame batch rewrites."""
+
+    deployment_id = UnicodeAttribute(hash_key=True)
+    camera_id = UnicodeAttribute(range_key=True)
+    health = UnicodeAttribute(null=True)  # the folded heartbeats (JSON)
+    dark_pushed_for = UnicodeAttribute(null=True)  # the dark spell last pushed (its start)
+    updated_at = UTCDateTimeAttribute(default=utcnow)
+
+
 class AuditBase(_Base):
     """Append-only audit trail (written with attribute_not_exists; no code path updates it)."""
 
@@ -251,10 +260,11 @@ class Tables:
     Sighting: type[SightingBase]
     CameraTracks: type[CameraTracksBase]
     Audit: type[AuditBase]
+    Camera: type[CameraBase]
 
     def all(self) -> list[type[Model]]:
         return [self.Watchlist, self.Subject, self.Deployment, self.Device, self.Alert,
-                self.Sighting, self.CameraTracks, self.Audit]
+                self.Sighting, self.CameraTracks, self.Audit, self.Camera]
 
 
 def _bind(base: type[Model], table_name: str, settings: Settings) -> type[Model]:
@@ -283,6 +293,7 @@ def tables(settings: Settings) -> Tables:
         Sighting=_bind(SightingBase, f"{p}-sightings", settings),  # type: ignore[arg-type]
         CameraTracks=_bind(CameraTracksBase, f"{p}-tracks", settings),  # type: ignore[arg-type]
         Audit=_bind(AuditBase, f"{p}-audit", settings),  # type: ignore[arg-type]
+        Camera=_bind(CameraBase, f"{p}-cameras", settings),  # type: ignore[arg-type]
     )
 
 
