@@ -79,40 +79,46 @@ def jpeg(path: Path) -> bytes:
     return buf.tobytes()
 
 
+def build_scenario(rt: Any, endpoint: str, enroll: dict[str, list[Path]], devices: int = 1,
+                   threshold: float | None = None, skip_unusable: bool = False,
+                   limit: int | None = None, target_fpir: float | None = None,
+                   cameras: tuple[str, ...] = ("cam-1",)) -> Scenario:
+    """A watchlist of `enroll` (name -> reference photos), authorised by a second operator, a
+    deployment of `cameras` bound to it, and `devices` officers' phones registered on it.
+    Tests use it through `scenario_factory`; benchmarks call it directly."""
+    tag = uuid.uuid4().hex[:8]
+    pipeline = rt.pipeline
+    wl = create_watchlist(rt.tables, f"test {tag}", pipeline.model_id, created_by="operator-1")
+    subjects = {}
+    for name, paths in enroll.items():
+        if limit is not None and len(subjects) >= limit:
+            break
+        images = [(str(p), p.read_bytes()) for p in paths]
+        try:
+            subjects[name] = enroll_subject(
+                rt.tables, rt.client("s3"), rt.settings.evidence_bucket, pipeline, wl, name,
+                images, source="test", reason="test").subject_id
+        except EnrollmentError:
+            if not skip_unusable:
+                raise
+    authorise_watchlist(rt.tables, rt.client("s3"), rt.settings.evidence_bucket, wl,
+                        "operator-2")
+    dep = create_deployment(
+        rt.tables, f"test {tag}", wl, list(cameras),
+        rt.settings.match_threshold if threshold is None else threshold,
+        target_fpir=target_fpir, deployment_id=f"dep-{tag}")
+    arns = []
+    for i in range(devices):
+        arns.append(register_device(
+            rt.tables, rt.client("sns"),
+            _platform_arn(rt), dep, f"officer-{i}", "gcm", f"token-{tag}-{i}")["endpoint_arn"])
+    return Scenario(rt, endpoint, dep, wl, cameras[0], subjects, arns)
+
+
 @pytest.fixture
 def scenario_factory(rt: Any, local_stack: dict[str, Any]):  # type: ignore[no-untyped-def]
-    def make(enroll: dict[str, list[Path]], devices: int = 1, threshold: float | None = None,
-             skip_unusable: bool = False, limit: int | None = None,
-             target_fpir: float | None = None, cameras: tuple[str, ...] = ("cam-1",),
-             ) -> Scenario:
-        tag = uuid.uuid4().hex[:8]
-        pipeline = rt.pipeline
-        wl = create_watchlist(rt.tables, f"test {tag}", pipeline.model_id,
-                              created_by="operator-1")
-        subjects = {}
-        for name, paths in enroll.items():
-            if limit is not None and len(subjects) >= limit:
-                break
-            images = [(str(p), p.read_bytes()) for p in paths]
-            try:
-                subjects[name] = enroll_subject(
-                    rt.tables, rt.client("s3"), rt.settings.evidence_bucket, pipeline, wl, name,
-                    images, source="test", reason="test").subject_id
-            except EnrollmentError:
-                if not skip_unusable:
-                    raise
-        authorise_watchlist(rt.tables, rt.client("s3"), rt.settings.evidence_bucket, wl,
-                            "operator-2")
-        dep = create_deployment(
-            rt.tables, f"test {tag}", wl, list(cameras),
-            rt.settings.match_threshold if threshold is None else threshold,
-            target_fpir=target_fpir, deployment_id=f"dep-{tag}")
-        arns = []
-        for i in range(devices):
-            arns.append(register_device(
-                rt.tables, rt.client("sns"),
-                _platform_arn(rt), dep, f"officer-{i}", "gcm", f"token-{tag}-{i}")["endpoint_arn"])
-        return Scenario(rt, str(local_stack["endpoint"]), dep, wl, cameras[0], subjects, arns)
+    def make(enroll: dict[str, list[Path]], **kw: Any) -> Scenario:
+        return build_scenario(rt, str(local_stack["endpoint"]), enroll, **kw)
 
     return make
 

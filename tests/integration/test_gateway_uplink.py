@@ -23,9 +23,7 @@ import requests
 
 from chalicelib.auth import issue_local_token
 from chalicelib.gateway import GatewayOptions, PresignedUploader, run_gateway
-from chalicelib.gateway.grants import ApiGrants, TokenFile
-from chalicelib.gateway.heartbeat import Heartbeat
-from chalicelib.gateway.stats import GatewayStats
+from tests.gateway_walk import draw_walk, live_options, officer_get, walk_through_uplink
 from tests.integration.conftest import demo_person
 from tests.uplink_proxy import UplinkProxy
 
@@ -43,60 +41,15 @@ UPLINK = [(8.0, "down"), (13.0, "blackhole"), (18.0, "reset"), (23.0, "503"), (2
 EXPECTED = {"Cory Gardner", "Amy Klobuchar", "Anna Eshoo", "Adrian Smith"}
 
 
-def _clip(folder: Path) -> None:
-    folder.mkdir()
-    faces = {name: cv2.resize(cv2.imread(str(demo_person(name, 2))), (160, 200))
-             for name in PASSERS}
-    for i in range(int(SECONDS * FPS)):
-        t = i / FPS
-        canvas = np.full((360, 640, 3), 110, np.uint8)
-        for name, at in PASSERS.items():
-            step = round((t - at) * FPS)
-            if 0 <= step < 3:  # three frames, walking left to right
-                x = 100 + 120 * step
-                canvas[80:280, x:x + 160] = faces[name]
-        cv2.imwrite(str(folder / f"{i:05d}.jpg"), canvas)
-
-
-def _schedule(proxy: UplinkProxy, began: float, done: threading.Event) -> None:
-    for at, mode in UPLINK:
-        if done.wait(max(0.0, began + at - time.monotonic())):
-            return
-        proxy.set(mode)
-
-
 def test_a_20s_outage_loses_nobody_who_passed_within_the_retry_limit(
         scenario_factory: Any, local_stack: dict[str, Any], http_api: str, tmp_path: Path,
 ) -> None:
     sc = scenario_factory({n.replace("_", " "): [demo_person(n, 1)] for n in PASSERS})
     secret = local_stack["settings"].local_auth_secret
-    token = tmp_path / "camera.token"
-    token.write_text(issue_local_token(secret, f"camera-{sc.camera_id}", ["camera"],
-                                       camera=f"{sc.deployment_id}/{sc.camera_id}"))
-    _clip(tmp_path / "clip")
-    opts = GatewayOptions(fps=FPS, realtime=True, start=datetime.now(UTC), max_age_s=MAX_AGE_S,
-                          upload_timeout_s=2.0, retry_max_s=1.0, heartbeat_s=1.0)
-    stats = GatewayStats()
-    done = threading.Event()
-    with UplinkProxy(delay_s=0.5) as proxy:
-        http = requests.Session()
-        http.trust_env = False
-        http.proxies = {"http": proxy.url}  # this gateway's own uplink
-        grants = ApiGrants(http_api, sc.deployment_id, sc.camera_id, TokenFile(token), http,
-                           time.monotonic, on_renewal=lambda: stats.add(grant_renewals=1),
-                           timeout_s=2.0)
-        beat = Heartbeat(http_api, sc.deployment_id, sc.camera_id, TokenFile(token), http,
-                         stats, opts.heartbeat_s, timeout_s=2.0)
-        schedule = threading.Thread(target=_schedule, args=(proxy, time.monotonic(), done))
-        schedule.start()
-        try:
-            report = run_gateway(str(tmp_path / "clip"), PresignedUploader(grants, http, 2.0),
-                                 sc.deployment_id, sc.camera_id, opts, stats=stats,
-                                 heartbeat=beat)
-        finally:
-            done.set()
-            schedule.join()
-        seen = dict(proxy.seen)
+    draw_walk(tmp_path / "clip", PASSERS, SECONDS, FPS)
+    report, seen = walk_through_uplink(tmp_path / "clip", http_api, secret, sc.deployment_id,
+                                       sc.camera_id, UPLINK, live_options(FPS, MAX_AGE_S),
+                                       tmp_path)
     local_stack["pump"].drain(timeout=300)
 
     s = report.summary
@@ -118,10 +71,7 @@ def test_a_20s_outage_loses_nobody_who_passed_within_the_retry_limit(
     assert sorted(pushed.values()) == [1] * len(EXPECTED), pushed
 
     # The API saw the camera's day: what it captured, and what never reached the worker.
-    officer = issue_local_token(secret, "operator-1", ["operator"])
-    cams = requests.get(f"{http_api}/deployments/{sc.deployment_id}/cameras",
-                        headers={"Authorization": f"Bearer {officer}"}, timeout=10).json()
-    (cam,) = cams
+    (cam,) = officer_get(http_api, secret, f"/deployments/{sc.deployment_id}/cameras")
     assert cam["camera_id"] == sc.camera_id
     assert cam["state"] == "dark"  # the gateway stopped: nobody is watching now
     assert cam["frames_captured"] == s["frames_read"]
@@ -129,8 +79,7 @@ def test_a_20s_outage_loses_nobody_who_passed_within_the_retry_limit(
     assert cam["frames_lost_share"] == round(s["frames_shed_total"] / s["frames_read"], 4)
     assert cam["watching_s"] >= SECONDS - 1
     # ...and the deployment's transparency record gives the same denominator.
-    record = requests.get(f"{http_api}/deployments/{sc.deployment_id}",
-                          headers={"Authorization": f"Bearer {officer}"}, timeout=10).json()
+    record = officer_get(http_api, secret, f"/deployments/{sc.deployment_id}")
     assert record["camera_watch"] == [{k: cam[k] for k in (
         "camera_id", "watching_s", "frames_captured", "frames_reached_worker",
         "frames_lost_share")}]
