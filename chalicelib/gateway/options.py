@@ -24,7 +24,8 @@ class GatewayOptions:
     # ago does not.
     max_age_s: float = 120.0
     # Sealed batches waiting for the uplink, in memory only (frames of passers-by never touch
-    # the van's disk). 48 MiB is ~2 minutes of one camera at the defaults (docs/bandwidth.md).
+    # the van's disk). 48 MiB holds 46-145 s of one camera at 1280 px q90, 5 fps, by how busy
+    # the scene is (docs/bandwidth.md): about the retry limit below.
     queue_bytes: int = 48 * 1024 * 1024
     uploaders: int = 2  # uploads in flight at once: a 4G round trip is long, frames are small
     upload_timeout_s: float = 20.0  # connect and read, per try
