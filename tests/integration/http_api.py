@@ -24,6 +24,9 @@ class _OneAtATime(ChaliceRequestHandler):
         with self._lock:
             super().handle_one_request()
 
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        """Quiet: a heartbeat a second would drown everything else."""
+
 
 @contextmanager
 def serve_api(app: Any) -> Iterator[str]:
