@@ -24,6 +24,9 @@ from chalicelib.gateway.errors import NotRunning, Rejected, Retryable
 
 RENEW_AT = 0.8  # of a grant's lifetime
 NOT_RUNNING_RETRY_S = 10.0  # how long a "not running" answer is believed before asking again
+# A grant fetched this recently and refused is not fetched again: a fresh grant refused means
+# something else (a clock or a proxy), and every grant issued is an audit row.
+MIN_RENEW_S = 5.0
 
 
 class GrantSource(Protocol):
@@ -70,7 +73,7 @@ class ApiGrants:
         self.on_renewal, self.timeout_s = on_renewal, timeout_s
         self._lock = threading.Lock()
         self._grant: dict[str, Any] | None = None
-        self._renew_at = self._expires_at = 0.0
+        self._renew_at = self._expires_at = self._fetched_at = 0.0
         self._not_running_until = 0.0
 
     def current(self) -> dict[str, Any]:
@@ -86,7 +89,8 @@ class ApiGrants:
 
     def renew(self, refused: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
-            if self._grant is refused:  # another uploader may have renewed it already
+            # Not if another uploader renewed it already, nor if it is only seconds old.
+            if self._grant is refused and self.monotonic() - self._fetched_at >= MIN_RENEW_S:
                 self._fetch()
             return self._grant  # type: ignore[return-value]
 
@@ -109,6 +113,7 @@ class ApiGrants:
         lifetime = float(grant.get("expires_s", 3600))
         renewed = self._grant is not None
         self._grant = grant
+        self._fetched_at = now
         self._expires_at = now + lifetime
         self._renew_at = now + lifetime * RENEW_AT
         if renewed:

@@ -198,6 +198,23 @@ def test_a_grant_is_not_served_past_its_expiry_when_the_api_is_down(tmp_path: Pa
         g.current()
 
 
+def test_a_refused_grant_is_renewed_but_not_more_often_than_every_5s(tmp_path: Path) -> None:
+    (tmp_path / "t").write_text("tok-1")
+    t = [0.0]
+    api = FakeApi([_grant(1), _grant(2), _grant(3)])
+    g = ApiGrants("http://api", "d", "c", TokenFile(tmp_path / "t"), api,  # type: ignore[arg-type]
+                  lambda: t[0])
+    first = g.current()
+    t[0] = 5.0
+    second = g.renew(first)
+    assert second["n"] == 2
+    assert g.renew(first)["n"] == 2  # another uploader's refusal of the old one: no refetch
+    t[0] = 7.0
+    assert g.renew(second)["n"] == 2  # refused again 2 s after it was issued: not yet
+    t[0] = 10.0
+    assert g.renew(second)["n"] == 3
+
+
 def test_a_deployment_not_running_sheds_and_asks_again_later(tmp_path: Path) -> None:
     (tmp_path / "t").write_text("tok-1")
     t = [0.0]
