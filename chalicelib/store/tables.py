@@ -24,6 +24,7 @@ from pynamodb.attributes import (
     NumberAttribute,
     TTLAttribute,
     UnicodeAttribute,
+    UnicodeSetAttribute,
     UTCDateTimeAttribute,
     VersionAttribute,
 )
@@ -80,6 +81,8 @@ class WatchlistBase(_Base):
     snapshot_key = UnicodeAttribute(null=True)
     snapshot_version = NumberAttribute(null=True)
     snapshot_sha256 = UnicodeAttribute(null=True)
+    # Ids of subjects taken off the list (no biometric data): a retried removal finishes.
+    removed_subjects = UnicodeSetAttribute(null=True)
 
 
 class SubjectBase(_Base):
