@@ -102,6 +102,7 @@ def _load() -> tuple[Any, int]:
     app = load_app()
     runtime().pipeline  # noqa: B018 - loaded before the fork: every function process has them
     import chalice.local  # noqa: F401 - and what the API's cases go through
+
     import chalicelib.api  # noqa: F401
     return app, int(os.environ.get("LFR_FAULT_TIMEOUT_MS", "2000"))
 
