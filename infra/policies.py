@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from chalicelib import queue_timing
 from chalicelib.names import dlq_name
 from infra import spec as spec_mod
 
@@ -289,12 +290,19 @@ def render_all(functions: list[str]) -> dict[Path, str]:
     """Every policy file and the config.json they are wired into, as they should be on disk."""
     out: dict[Path, str] = {}
     config = json.loads(CONFIG.read_text())
+    # The functions' timeouts, from the one place the queues' visibility is derived from.
+    config["lambda_timeout"] = queue_timing.DEFAULT_TIMEOUT_S
     for stage in spec_mod.STAGES:
         entry = config["stages"].setdefault(stage, {})
+        entry.pop("lambda_timeout", None)
         lambdas = entry.setdefault("lambda_functions", {})
         for fn in functions:
             out[policy_file(stage, fn)] = _dump(static_policy(fn, stage))
             lambdas.setdefault(fn, {})["iam_policy_file"] = policy_file(stage, fn).name
+            if fn in queue_timing.FUNCTION_TIMEOUT_S:
+                lambdas[fn]["lambda_timeout"] = queue_timing.FUNCTION_TIMEOUT_S[fn]
+            else:
+                lambdas[fn].pop("lambda_timeout", None)
     out[CONFIG] = _dump(config)
     return out
 

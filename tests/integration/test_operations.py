@@ -183,3 +183,28 @@ def test_redrive_needs_ids_or_all() -> None:
         cli.build_parser().parse_args(["dlq", "redrive", "--queue", "frames"])
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["dlq", "redrive", "--id", "x", "--all"])
+
+
+def test_a_last_try_that_died_is_dead_lettered_with_a_reason(rt, local_stack, capsys) -> None:
+    """Every try of a message ended without the function answering (a timeout or a crash: the
+    poller lets the message go, as here, where each try is a receive that never deletes it).
+    It still reaches the DLQ with a reason, not SQS's bare redrive."""
+    s, sqs = rt.settings, rt.client("sqs")
+    url = rt.queue_url(s.frames_queue)
+    key = layout.batch_key("dep-died", "cam-1", 7)
+    body = json.dumps({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+                                    "s3": {"bucket": {"name": s.frames_bucket},
+                                           "object": {"key": key, "eTag": "x"}}}]})
+    local_stack["pump"].drain(timeout=60)  # the queue holds this message only
+    sqs.send_message(QueueUrl=url, MessageBody=body)
+    for _ in range(s.max_receive_count):  # each try: received, then the function dies
+        assert sqs.receive_message(QueueUrl=url, VisibilityTimeout=0,
+                                   WaitTimeSeconds=1).get("Messages")
+    local_stack["pump"].drain(timeout=60)
+
+    rc, listing = _lfr(capsys, "dlq", "list", "--queue", "frames")
+    [m] = _mine(listing, key)
+    assert m["error"] == "NoAnswer", m
+    assert "timed out" in m["reason"] and "crashed" in m["reason"]
+    assert f"try {s.max_receive_count}" in m["reason"]
+    rt.client("sqs").purge_queue(QueueUrl=rt.queue_url(dlq_name(s.frames_queue)))
