@@ -46,6 +46,7 @@ def create_watchlist(
         model_id=model_id,
         deployment_id=deployment_id,
         created_by=created_by,
+        sweep="unbound",  # the retention sweep's until a deployment binds it
     )
     wl.save(condition=tables.Watchlist.watchlist_id.does_not_exist())
     audit.record(tables, audit.watchlist_scope(wl.watchlist_id), created_by, "watchlist.created",
@@ -192,7 +193,7 @@ def destroy_watchlist(tables: Tables, s3: Any, evidence_bucket: str, watchlist_i
     n = _delete_subjects(tables, s3, evidence_bucket, watchlist_id)
     W = tables.Watchlist
     wl.update(actions=[W.status.set("destroyed"), W.destroyed_at.set(utcnow()),
-                       W.version.add(1), *snapshots.clear_actions(W)])
+                       W.version.add(1), W.sweep.remove(), *snapshots.clear_actions(W)])
     audit.record(tables, wl.deployment_id or audit.watchlist_scope(watchlist_id), actor,
                  "watchlist.destroyed", watchlist_id, subjects=n)
     return n
@@ -212,7 +213,7 @@ def destroy_unbound_watchlist(tables: Tables, s3: Any, evidence_bucket: str, wat
     wl = get_watchlist(tables, watchlist_id)
     try:
         wl.update(actions=[W.status.set("destroyed"), W.destroyed_at.set(utcnow()),
-                           W.version.add(1), *snapshots.clear_actions(W)],
+                           W.version.add(1), W.sweep.remove(), *snapshots.clear_actions(W)],
                   condition=W.deployment_id.does_not_exist() & W.status.is_in(*UNBOUND))
     except UpdateError as exc:
         if _conditional_failed(exc):
