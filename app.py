@@ -84,13 +84,15 @@ def alerts_notifier(event):  # type: ignore[no-untyped-def]
 
 @app.schedule(Rate(SWEEP_INTERVAL_MIN, unit=Rate.MINUTES), name="retention_sweep")
 def retention_sweep(event):  # type: ignore[no-untyped-def]
-    from chalicelib.ops.retention import sweep
+    from chalicelib.ops.retention import report, sweep
     from chalicelib.store.tables import utcnow
 
     rt = runtime()
-    return sweep(rt.tables, rt.client("s3"), rt.settings.evidence_bucket, utcnow(),
+    done = sweep(rt.tables, rt.client("s3"), rt.settings.evidence_bucket, utcnow(),
                  timedelta(hours=rt.settings.watchlist_grace_hours),
                  unbound_after=timedelta(hours=rt.settings.watchlist_unbound_hours))
+    report(done)
+    return done
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES), name="camera_watch")

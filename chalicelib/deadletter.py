@@ -4,8 +4,11 @@ A message SQS moves to a dead-letter queue by its redrive policy carries nothing
 the reason it failed would be in a log line of its last try only. So on a message's last
 delivery (receive count = Settings.max_receive_count) a handler that fails on it sends it to the
 DLQ itself, with the reason as message attributes, and reports the record done, so SQS deletes
-it from the source queue. Where that send fails, or the function dies before it (a timeout, a
-crash), SQS's own redrive still moves the message, without a reason: nothing is lost.
+it from the source queue. SQS's redrive policy allows one delivery more (queue_timing.py): a
+message whose last try died (a timeout, a crash) or could not be dead-lettered comes back once
+more, and is dead-lettered at once with that reason (NoAnswer), without being tried again. Only
+where that send fails too does SQS's own redrive move the message, without a reason: nothing is
+lost.
 
 What is recorded: the exception's type and message (ids, keys, counts: nothing biometric flows
 into exceptions here; truncated in any case), the receive count, the time and the source queue.
@@ -17,6 +20,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from chalicelib import queue_timing
 from chalicelib.names import dlq_name
 
 PREFIX = "lfr."
@@ -29,6 +33,10 @@ ORIGINAL_ID = "lfr.message-id"
 MAX_REASON_CHARS = 1000
 # SQS allows 10 message attributes; 6 are ours, so a message keeps at most 4 of its own.
 MAX_OWN_ATTRIBUTES = 4
+
+
+class NoAnswer(Exception):
+    """The message's last try ended without the handler's verdict."""
 
 
 def is_last_delivery(record: Any, max_receive_count: int) -> bool:
@@ -101,3 +109,30 @@ def park_last_delivery(rt: Any, record: Any, exc: BaseException, logger: Any) ->
                  dead_letter_id=parked, error=type(exc).__name__,
                  reason=str(exc)[:MAX_REASON_CHARS])
     return True
+
+
+def park_if_past_last_try(rt: Any, record: Any, function: str, logger: Any) -> bool:
+    """A delivery after the last try: that try timed out, crashed, or could not dead-letter the
+    message. Dead-letters it now with that reason, untried (True: report it done)."""
+    tries = rt.settings.max_receive_count
+    receives = int(record.attributes.approximate_receive_count or 0)
+    if receives <= tries:
+        return False
+    why = NoAnswer(
+        f"try {tries} of {tries} ended without a verdict from {function}: it timed out (limit "
+        f"{queue_timing.function_timeout_s(function)} s) or crashed, or could not dead-letter "
+        f"the message itself; see its logs at that time (delivery {receives}, not tried)")
+    return park_last_delivery(rt, record, why, logger)
+
+
+def retry_soon(rt: Any, record: Any, logger: Any,
+               after_s: int = queue_timing.RETRY_AFTER_S) -> None:
+    """A record that failed (not on its last try) comes back after `after_s`, not after the
+    queue's visibility timeout (six times the function's timeout). Best effort: else it comes
+    back after the visibility timeout."""
+    try:
+        rt.client("sqs").change_message_visibility(
+            QueueUrl=rt.queue_url(queue_name_of(record.event_source_arn)),
+            ReceiptHandle=record.receipt_handle, VisibilityTimeout=after_s)
+    except Exception:
+        logger.warning("could not shorten the retry's wait", message_id=record.message_id)

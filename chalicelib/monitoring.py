@@ -7,6 +7,8 @@ local/resources.py creates them through the CloudWatch API, infra/deploy.py chec
   exception out of the handler, a timeout, a crash; powertools raises when every record of an
   invocation failed). A record that fails beside others that succeed is reported in
   batchItemFailures, which is not a Lambda error: it shows as a dead letter after its retries.
+- The retention sweep failing as a whole, or failing to delete any item (its RetentionFailures
+  metric, ops/retention.py: the run goes on past the item, which is left for the next run).
 Every alarm notifies the operators' SNS topic (Settings.ops_topic) when it fires and clears.
 Metrics carry queue and function names only.
 """
@@ -17,10 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.names import dlq_name
-from chalicelib.settings import Settings
+from chalicelib.settings import SWEEP_INTERVAL_MIN, Settings
 
 # The functions whose errors are alarmed, by their Chalice names (app.py).
-WATCHED_FUNCTIONS = ("frames_worker", "alerts_notifier")
+WATCHED_FUNCTIONS = ("frames_worker", "alerts_notifier", "retention_sweep")
+# ops/retention.py's metric: namespace, name, powertools' service dimension.
+RETENTION = ("LiveFacialRecognition", "RetentionFailures", "lfr-retention")
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,12 @@ def alarms(s: Settings) -> list[Alarm]:
             f"{fn} failed as a whole (exception, timeout or crash): its records are retried, "
             "then dead-lettered; see its logs",
             "AWS/Lambda", "Errors", ("FunctionName", name), "Sum", 60, function=fn))
+    namespace, metric, service = RETENTION
+    out.append(Alarm(
+        "RetentionFailuresAlarm", f"lfr-{s.stage}-retention-failures",
+        "the retention sweep could not delete items it is due to delete (crops, watchlists, "
+        "sightings, track states); it retries them every run: see its log for which and why",
+        namespace, metric, ("service", service), "Sum", SWEEP_INTERVAL_MIN * 60))
     return out
 
 

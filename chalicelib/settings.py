@@ -91,7 +91,8 @@ class Settings:
     # way. At most the policy's 24 h less one sweep interval (app.py runs it every 15 min).
     watchlist_unbound_hours: int = 12
     # A push being sent is another notifier's for this long: longer than one SNS publish at the
-    # client's timeouts, shorter than the alerts queue's visibility timeout (30 s), so a retry
+    # client's timeouts, shorter than the alerts queue's visibility timeout (120 s) and than
+    # the wait before a failed alert is retried (alerts/handler.py), so a retry
     # after a crash mid-publish finds the claim lapsed and sends it (alerts/notify.py).
     push_lease_s: float = 25.0
     # The local event pump only (local/pump.py): a failed record is received again after this

@@ -39,6 +39,7 @@ from typing import Any
 
 import boto3
 
+from chalicelib import queue_timing
 from infra import policies, users
 from infra import spec as spec_mod
 
@@ -256,9 +257,10 @@ def check(session: boto3.session.Session, stage: str, layer_arn: str,
         attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
         redrive = json.loads(attrs.get("RedrivePolicy", "{}"))
         expect(redrive.get("deadLetterTargetArn", "").endswith(":" + q.dlq)
-               and int(attrs["VisibilityTimeout"]) >= _timeout(config, stage, queue_of, q.name),
+               and int(attrs["VisibilityTimeout"]) >= queue_timing.VISIBILITY_PER_TIMEOUT
+               * _timeout(config, stage, queue_of, q.name),
                f"queue {q.name}: DLQ {q.dlq}, visibility {attrs['VisibilityTimeout']} s "
-               ">= the function's timeout")
+               ">= 6x the function's timeout")
     check_alarms(session, sp, expect)
     if deployed is not None:
         check_rest_api(session, stage, app, deployed, pool_arn, expect)

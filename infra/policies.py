@@ -20,7 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from chalicelib import queue_timing
 from chalicelib.names import dlq_name
+from chalicelib.store.tables import SWEEP_INDEX
 from infra import spec as spec_mod
 
 REPO = Path(__file__).resolve().parents[1]
@@ -197,7 +199,8 @@ def camera_watch(a: Arns) -> list[dict[str, Any]]:
     # Reads running deployments' camera health, pushes a dark camera to the officers' phones
     # once per dark spell, records that it did (ops/camera_health.py).
     return [
-        _stmt("RunningDeployments", ["dynamodb:Scan"], [a.t("deployments")]),
+        _stmt("OpenDeployments", ["dynamodb:Query"],
+              [f"{a.t('deployments')}/index/{SWEEP_INDEX}"]),
         _stmt("CameraHealth", ["dynamodb:Query", "dynamodb:UpdateItem"], [a.t("cameras")]),
         _stmt("FindDevices", ["dynamodb:Query"], [a.t("devices")]),
         _stmt("PushToOfficers", ["sns:Publish"], a.platform_endpoints()),
@@ -302,12 +305,19 @@ def render_all(functions: list[str]) -> dict[Path, str]:
     """Every policy file and the config.json they are wired into, as they should be on disk."""
     out: dict[Path, str] = {}
     config = json.loads(CONFIG.read_text())
+    # The functions' timeouts, from the one place the queues' visibility is derived from.
+    config["lambda_timeout"] = queue_timing.DEFAULT_TIMEOUT_S
     for stage in spec_mod.STAGES:
         entry = config["stages"].setdefault(stage, {})
+        entry.pop("lambda_timeout", None)
         lambdas = entry.setdefault("lambda_functions", {})
         for fn in functions:
             out[policy_file(stage, fn)] = _dump(static_policy(fn, stage))
             lambdas.setdefault(fn, {})["iam_policy_file"] = policy_file(stage, fn).name
+            if fn in queue_timing.FUNCTION_TIMEOUT_S:
+                lambdas[fn]["lambda_timeout"] = queue_timing.FUNCTION_TIMEOUT_S[fn]
+            else:
+                lambdas[fn].pop("lambda_timeout", None)
     out[CONFIG] = _dump(config)
     return out
 

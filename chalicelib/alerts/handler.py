@@ -5,6 +5,7 @@ the message is dead-lettered with its reason."""
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -17,7 +18,8 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from chalicelib.alerts.links import alert_link
 from chalicelib.alerts.notify import notify_alert
-from chalicelib.deadletter import park_last_delivery
+from chalicelib.deadletter import park_if_past_last_try, park_last_delivery, retry_soon
+from chalicelib.queue_timing import RETRY_AFTER_S
 from chalicelib.runtime import Runtime
 
 logger = Logger(service="lfr-notifier")
@@ -29,6 +31,8 @@ class AlertsHandler:
         self.rt = rt
 
     def _record(self, record: SQSRecord, lambda_context: Any = None) -> dict[str, Any]:
+        if park_if_past_last_try(self.rt, record, "alerts_notifier", logger):
+            return {"dead_lettered": record.message_id}  # its last try died: saying so
         try:
             return self._handle(record, lambda_context)
         except Exception as exc:
@@ -37,6 +41,9 @@ class AlertsHandler:
             # On the last try dead-lettered with its reason (chalicelib/deadletter.py).
             if park_last_delivery(self.rt, record, exc, logger):
                 return {"dead_lettered": record.message_id}
+            # Not before a push claim of a notifier that died has lapsed (alerts/notify.py).
+            retry_soon(self.rt, record, logger,
+                       max(RETRY_AFTER_S, math.ceil(self.rt.settings.push_lease_s) + 5))
             raise
 
     def _handle(self, record: SQSRecord, lambda_context: Any) -> dict[str, Any]:

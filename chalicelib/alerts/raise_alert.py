@@ -96,6 +96,7 @@ def raise_alert(
         lookalike_of=lookalike_of,
         deliveries={},  # the notifier's delivery records (alerts/notify.py)
         expires_at=expires,
+        sweep="crop",  # found by the retention sweep once expired (ops/retention.py)
     )
     # The row and its audit entry land together or not at all: a retry after a failure in
     # between would otherwise find the row and never write the entry.

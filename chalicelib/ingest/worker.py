@@ -30,7 +30,7 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent_function,
 )
 
-from chalicelib.deadletter import park_last_delivery
+from chalicelib.deadletter import park_if_past_last_try, park_last_delivery, retry_soon
 from chalicelib.ingest.batch_format import BatchFormatError, BatchLimits, open_batch
 from chalicelib.ingest.decide import camera_context, decide_and_alert, metrics
 from chalicelib.runtime import Runtime
@@ -140,12 +140,15 @@ class FramesHandler:
         return process_object(self.rt, obj["bucket"], obj["key"])
 
     def _record(self, record: SQSRecord) -> list[dict[str, Any]]:
+        if park_if_past_last_try(self.rt, record, "frames_worker", logger):
+            return []  # its last try died: dead-lettered, saying so
         try:
             return self._handle(record)
         except Exception as exc:
             # Retried; on the last try dead-lettered with its reason (chalicelib/deadletter.py).
             if park_last_delivery(self.rt, record, exc, logger):
                 return []
+            retry_soon(self.rt, record, logger)
             raise
 
     def _handle(self, record: SQSRecord) -> list[dict[str, Any]]:

@@ -8,17 +8,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from chalicelib import clients, monitoring
+from chalicelib import clients, monitoring, queue_timing
 from chalicelib.names import dlq_name
 from chalicelib.ops.deployments import PLATFORMS
 from chalicelib.settings import Settings
 from chalicelib.store import layout
 from chalicelib.store.tables import idempotency_table_name, tables
 
-# Lambda retries a failing record this often before SQS moves it to the dead-letter queue.
-MAX_RECEIVE_COUNT = Settings.max_receive_count
-FRAMES_VISIBILITY_S = 120  # > the worker's timeout, as AWS requires for an event source mapping
-ALERTS_VISIBILITY_S = 30
+# Derived in one place (queue_timing.py): six times the consumer's timeout; SQS redrives a
+# message one delivery after the handler's last try.
+MAX_RECEIVE_COUNT = queue_timing.redrive_receive_count(Settings.max_receive_count)
+FRAMES_VISIBILITY_S = queue_timing.visibility_timeout_s("frames")
+ALERTS_VISIBILITY_S = queue_timing.visibility_timeout_s("alerts")
 
 
 def _queue_with_dlq(sqs: Any, name: str, visibility: int) -> str:

@@ -155,9 +155,9 @@ def push_dark_cameras(tables: Tables, sns: Any, now: datetime, heartbeat_s: floa
     """Pushes once per dark spell to the officers' phones of each running deployment whose
     camera has been dark at least `dark_push_s`; audited. Returns the number of pushes."""
     pushes = 0
-    D = tables.Deployment  # scanned for running deployments only
-    for dep in D.scan(D.status == "active"):
-        if not in_window(dep, now):
+    # Deployments not yet closed, through the sweep's sparse index: never the history.
+    for dep in tables.Deployment.due.query("open"):
+        if dep.status != "active" or not in_window(dep, now):
             continue
         rows = _rows(tables, dep.deployment_id)
         for cam in dep.cameras or []:

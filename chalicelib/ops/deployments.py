@@ -159,6 +159,7 @@ def create_deployment_checked(
             place=place, threshold=threshold, target_fpir=target_fpir,
             starts_at=starts_at, ends_at=ends_at, authorising_officer=authorising_officer,
             reason=reason, created_by=created_by, watchlist_size=size,
+            sweep="open",  # the retention sweep's until ended and its watchlist destroyed
         ).save(condition=tables.Deployment.deployment_id.does_not_exist())
     except PutError as exc:
         if getattr(exc, "cause_response_code", None) != "ConditionalCheckFailedException":
@@ -167,7 +168,8 @@ def create_deployment_checked(
     W = tables.Watchlist
     try:
         # Only the list as it was read: not one destroyed (retention sweep) or bound meanwhile.
-        wl.update(actions=[W.deployment_id.set(deployment_id), W.status.set("active")],
+        wl.update(actions=[W.deployment_id.set(deployment_id), W.status.set("active"),
+                           W.sweep.remove()],
                   condition=W.deployment_id.does_not_exist() & (W.status == wl.status))
     except UpdateError as exc:
         if getattr(exc, "cause_response_code", None) != "ConditionalCheckFailedException":

@@ -1,68 +1,150 @@
 """Retention sweeps, run on a schedule. moto never purges TTL items and AWS purges them late,
-so nothing here relies on TTL: each rule is enforced by an explicit delete."""
+so nothing here relies on TTL: each rule is enforced by an explicit delete.
+
+Each item is done on its own: one that fails (a denied delete, a throttle) is counted under
+`failures`, logged with its id, and left for the next run, and everything after it is still
+done. Items are found through the sparse `sweep-due` index of each table (store/tables.py):
+open deployments, unbound lists, alerts whose crop is kept, sightings and track states, each
+queried for what is due, so a run reads what is open or due, never months of history.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from pynamodb.exceptions import DeleteError, TransactWriteError
+from pynamodb.transactions import TransactWrite
+
+from chalicelib import monitoring
 from chalicelib.alerts.lookalikes import forget
 from chalicelib.ops import audit
 from chalicelib.ops.deployments import end_deployment
-from chalicelib.ops.watchlists import UNBOUND, destroy_unbound_watchlist, destroy_watchlist
+from chalicelib.ops.watchlists import destroy_unbound_watchlist, destroy_watchlist
 from chalicelib.settings import Settings
-from chalicelib.store.tables import Tables
+from chalicelib.store.tables import Tables, connection_of
 
 ACTOR = "retention-sweep"
 UNBOUND_AFTER = timedelta(hours=Settings.watchlist_unbound_hours)
+# The metric the operators are alarmed on: items a run could not do.
+METRIC_NAMESPACE, FAILURES_METRIC, METRIC_SERVICE = monitoring.RETENTION
+log = logging.getLogger("lfr.retention")
+
+
+class _Run:
+    def __init__(self) -> None:
+        self.done = {"deployments_ended": 0, "watchlists_destroyed": 0, "subjects_destroyed": 0,
+                     "unbound_watchlists_destroyed": 0, "crops_deleted": 0,
+                     "sightings_deleted": 0, "track_states_deleted": 0,
+                     "lookalikes_forgotten": 0, "failures": 0}
+
+    def attempt(self, what: str, item: str, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except Exception as exc:  # one item's failure stops nothing else
+            self.done["failures"] += 1
+            # Ids and the error's type only: never what the item holds.
+            log.warning("retention item failed, left for the next run: %s %s (%s)",
+                        what, item, type(exc).__name__)
+            return None
+
+    def each(self, what: str, items: Iterable[Any], key: Callable[[Any], str],
+             fn: Callable[[Any], Any]) -> None:
+        """`fn` on every item, each on its own; a failed listing counts as one failure."""
+        self.attempt(f"listing {what}", "-", lambda: [
+            self.attempt(what, key(item), lambda item=item: fn(item)) for item in items])
 
 
 def sweep(tables: Tables, s3: Any, evidence_bucket: str, now: datetime,
           watchlist_grace: timedelta,
           unbound_after: timedelta = UNBOUND_AFTER) -> dict[str, int]:
-    done = {"deployments_ended": 0, "watchlists_destroyed": 0, "subjects_destroyed": 0,
-            "unbound_watchlists_destroyed": 0, "crops_deleted": 0, "sightings_deleted": 0,
-            "track_states_deleted": 0, "lookalikes_forgotten": 0}
-    for dep in tables.Deployment.scan():
+    run = _Run()
+    done = run.done
+    D, W, A = tables.Deployment, tables.Watchlist, tables.Alert
+
+    def deployment(dep: Any) -> None:
         # Look-alikes ruled out are remembered until their alert's crop expires or the
         # deployment ends (end_deployment drops them; this catches a race with it).
-        done["lookalikes_forgotten"] += forget(tables, dep, now, ACTOR)
+        n = run.attempt("lookalikes", dep.deployment_id, lambda: forget(tables, dep, now, ACTOR))
+        done["lookalikes_forgotten"] += n or 0
         end = dep.ended_at or dep.ends_at
         if end is None or end > now:
-            continue
+            return
         if dep.status != "ended":
             end_deployment(tables, dep.deployment_id, ACTOR)
             done["deployments_ended"] += 1
-        if end + watchlist_grace <= now and dep.watchlist_id:
-            wl = tables.Watchlist.get(dep.watchlist_id)
-            if wl.status != "destroyed":
-                done["subjects_destroyed"] += destroy_watchlist(
-                    tables, s3, evidence_bucket, dep.watchlist_id, ACTOR)
-                done["watchlists_destroyed"] += 1
-    W = tables.Watchlist
-    # Lists no deployment took: built for a deployment that never happened, kept no longer.
-    stale = W.scan(W.deployment_id.does_not_exist() & W.status.is_in(*UNBOUND)
-                   & (W.created_at <= now - unbound_after))
-    for wl in stale:
+        if end + watchlist_grace > now:
+            return
+        if dep.watchlist_id and W.get(dep.watchlist_id).status != "destroyed":
+            done["subjects_destroyed"] += destroy_watchlist(
+                tables, s3, evidence_bucket, dep.watchlist_id, ACTOR)
+            done["watchlists_destroyed"] += 1
+        dep.update(actions=[D.sweep.remove()])  # closed: nothing left to do with it
+
+    run.each("deployment", D.due.query("open"), lambda d: d.deployment_id, deployment)
+
+    def unbound(wl: Any) -> None:
         n = destroy_unbound_watchlist(tables, s3, evidence_bucket, wl.watchlist_id, ACTOR)
-        if n is not None:  # None: a deployment bound it since the scan
+        if n is not None:  # None: a deployment bound it since the query
             done["subjects_destroyed"] += n
             done["unbound_watchlists_destroyed"] += 1
-    A = tables.Alert
-    for alert in A.scan(A.expires_at <= now):
-        if alert.crop_deleted_at is not None:
-            continue
+
+    # Lists no deployment took: built for a deployment that never happened, kept no longer.
+    run.each("unbound watchlist", W.due.query("unbound", W.created_at <= now - unbound_after),
+             lambda w: w.watchlist_id, unbound)
+
+    def crop(alert: Any) -> None:
         s3.delete_object(Bucket=evidence_bucket, Key=alert.crop_key)
-        alert.update(actions=[A.crop_deleted_at.set(now)])
-        audit.record(tables, alert.deployment_id, ACTOR, "crop.deleted", alert.alert_id)
+        # Marked and audited together: a failure between them would lose the entry.
+        with TransactWrite(connection=connection_of(A)) as tw:
+            tw.update(alert, actions=[A.crop_deleted_at.set(now), A.sweep.remove()])
+            tw.save(audit.entry(tables, alert.deployment_id, ACTOR, "crop.deleted",
+                                alert.alert_id),
+                    condition=tables.Audit.entry.does_not_exist())
         done["crops_deleted"] += 1
-    S = tables.Sighting
-    for sighting in S.scan(S.expires_at <= now):
-        sighting.delete()
+
+    run.each("crop", A.due.query("crop", A.expires_at <= now), lambda a: a.alert_id, crop)
+
+    S, CT = tables.Sighting, tables.CameraTracks
+
+    def sighting(item: Any) -> None:
+        try:
+            item.delete()  # on condition that it is as read: not renewed meanwhile
+        except DeleteError as exc:
+            if not _conditional(exc):
+                raise
+            return
         done["sightings_deleted"] += 1
-    CT = tables.CameraTracks
-    for state in CT.scan(CT.expires_at <= now):
+
+    run.each("sighting", S.due.query("due", S.expires_at <= now),
+             lambda s: f"{s.camera_key}/{s.subject_id}", sighting)
+
+    def track_state(item: Any) -> None:
         # Geometry of passers-by, kept a minute at most (the worker already ignores it).
-        state.delete()
+        try:
+            CT(item.camera_key).delete(condition=CT.expires_at <= now)  # not a fresh one
+        except DeleteError as exc:
+            if not _conditional(exc):
+                raise
+            return
         done["track_states_deleted"] += 1
+
+    run.each("track state", CT.due.query("due", CT.expires_at <= now),
+             lambda t: t.camera_key, track_state)
     return done
+
+
+def _conditional(exc: DeleteError | TransactWriteError) -> bool:
+    return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
+
+
+def report(done: dict[str, int]) -> None:
+    """The run's failures as a metric (embedded metric format: a log line CloudWatch reads),
+    zero included, so the alarm sees every run."""
+    # single_metric: one record of its own, not the process's shared metric set.
+    with single_metric(name=FAILURES_METRIC, unit=MetricUnit.Count, value=done["failures"],
+                       namespace=METRIC_NAMESPACE) as metric:
+        metric.add_dimension(name="service", value=METRIC_SERVICE)

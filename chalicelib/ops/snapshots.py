@@ -88,11 +88,11 @@ def load(s3: Any, evidence_bucket: str, watchlist: Any) -> Snapshot:
                                  watchlist.snapshot_sha256))
 
 
-def delete_prefix(s3: Any, bucket: str, prefix: str) -> int:
-    """Delete every object under `prefix`; how many."""
+def delete_prefix(s3: Any, bucket: str, prefix: str, keep: str | None = None) -> int:
+    """Delete every object under `prefix` but `keep`; how many."""
     n = 0
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+        keys = [{"Key": o["Key"]} for o in page.get("Contents", []) if o["Key"] != keep]
         if keys:
             resp = s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
             if resp.get("Errors"):

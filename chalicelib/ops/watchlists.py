@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pynamodb.exceptions import PutError, UpdateError
+from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
+from pynamodb.transactions import TransactWrite
 
 from chalicelib.matching.subject_face import FaceHint
 from chalicelib.matching.template import (
@@ -27,7 +28,7 @@ from chalicelib.matching.template import (
 from chalicelib.ops import audit, snapshots
 from chalicelib.ops.errors import NotFound
 from chalicelib.store import layout
-from chalicelib.store.tables import Tables, utcnow
+from chalicelib.store.tables import Tables, connection_of, utcnow
 from chalicelib.vision.pipeline import FacePipeline
 
 
@@ -45,6 +46,7 @@ def create_watchlist(
         model_id=model_id,
         deployment_id=deployment_id,
         created_by=created_by,
+        sweep="unbound",  # the retention sweep's until a deployment binds it
     )
     wl.save(condition=tables.Watchlist.watchlist_id.does_not_exist())
     audit.record(tables, audit.watchlist_scope(wl.watchlist_id), created_by, "watchlist.created",
@@ -83,8 +85,10 @@ def authorise_watchlist(tables: Tables, s3: Any, evidence_bucket: str, watchlist
             condition=(W.status == "draft") & (W.version == version),
         )
     except UpdateError as exc:
-        s3.delete_object(Bucket=evidence_bucket, Key=written.key)
+        # Only a refused update certainly did not land: after any other error the row may
+        # name this snapshot, and a retry (or the destruction of the list) deals with it.
         if _conditional_failed(exc):
+            s3.delete_object(Bucket=evidence_bucket, Key=written.key)
             raise LifecycleError(f"watchlist {watchlist_id} changed while it was being "
                                  "authorised: review it and authorise it again") from None
         raise
@@ -104,8 +108,8 @@ def _refresh_snapshot(tables: Tables, s3: Any, evidence_bucket: str, wl: Any) ->
     try:
         wl.update(actions=snapshots.record_actions(W, written), condition=W.version == version)
     except UpdateError as exc:
-        s3.delete_object(Bucket=evidence_bucket, Key=written.key)
-        if _conditional_failed(exc):
+        if _conditional_failed(exc):  # certainly not recorded (see authorise_watchlist)
+            s3.delete_object(Bucket=evidence_bucket, Key=written.key)
             return False
         raise
     return True
@@ -113,23 +117,53 @@ def _refresh_snapshot(tables: Tables, s3: Any, evidence_bucket: str, wl: Any) ->
 
 def remove_subject(tables: Tables, s3: Any, evidence_bucket: str, watchlist_id: str,
                    subject_id: str, actor: str) -> None:
-    """Take one person off a list at any stage (e.g. no longer wanted); warm workers reload."""
+    """Take one person off a list at any stage (e.g. no longer wanted), safely at every point
+    of failure. One transaction deletes the row, bumps the list's version (the snapshot is
+    stale from then on, and warm workers reload) and writes the audit entry: the person stops
+    being searched for at the moment the removal is recorded, never before or after. The rest
+    (their reference image, the list re-packed, the old snapshot deleted) is cleanup that a
+    retried DELETE finishes: it answers as the first would have, not 404."""
     wl = get_watchlist(tables, watchlist_id)
     try:
-        subject = tables.Subject.get(watchlist_id, subject_id)
+        subject = tables.Subject.get(watchlist_id, subject_id, consistent_read=True)
     except tables.Subject.DoesNotExist:
-        raise NotFound(f"subject {subject_id} not on watchlist {watchlist_id}") from None
-    if subject.reference_key:
-        s3.delete_object(Bucket=evidence_bucket, Key=subject.reference_key)
-    subject.delete()
-    previous = wl.snapshot_key
-    wl.update(actions=[tables.Watchlist.version.add(1)])  # stale now: workers stop using it
-    if wl.status in ("authorised", "active"):
+        subject = None
+    if subject is not None:
+        scope = wl.deployment_id or audit.watchlist_scope(watchlist_id)
+        entry = audit.entry(tables, scope, actor, "subject.removed", subject_id)
+        W = tables.Watchlist
+        try:
+            with TransactWrite(connection=connection_of(W)) as tw:
+                tw.delete(subject, condition=tables.Subject.subject_id.exists())
+                tw.update(W(watchlist_id), actions=[W.version.add(1),
+                                                    W.removed_subjects.add({subject_id})],
+                          condition=W.watchlist_id.exists())
+                tw.save(entry, condition=tables.Audit.entry.does_not_exist())
+        except TransactWriteError as exc:
+            reasons = exc.cancellation_reasons or []
+            if not any(r is not None and r.code == "ConditionalCheckFailed" for r in reasons):
+                raise  # else removed meanwhile by another call: finish it below
+    try:  # as the transaction left it
+        wl = tables.Watchlist.get(watchlist_id, consistent_read=True)
+    except tables.Watchlist.DoesNotExist:
+        raise NotFound(f"watchlist {watchlist_id} not found") from None
+    if subject_id not in (wl.removed_subjects or set()):
+        raise NotFound(f"subject {subject_id} not on watchlist {watchlist_id}")
+    _finish_removal(tables, s3, evidence_bucket, wl, subject_id)
+
+
+def _finish_removal(tables: Tables, s3: Any, evidence_bucket: str, wl: Any,
+                    subject_id: str) -> None:
+    """Everything a removal leaves to do once recorded; each step safe to run again."""
+    s3.delete_object(Bucket=evidence_bucket, Key=layout.reference_key(wl.watchlist_id,
+                                                                     subject_id))
+    if wl.status not in ("authorised", "active"):
+        return  # a draft has no snapshot
+    if wl.snapshot_version is None or int(wl.snapshot_version) != int(wl.version or 0):
         _refresh_snapshot(tables, s3, evidence_bucket, wl)
-    if previous and previous != wl.snapshot_key:  # the old templates: kept nowhere
-        s3.delete_object(Bucket=evidence_bucket, Key=previous)
-    audit.record(tables, wl.deployment_id or audit.watchlist_scope(watchlist_id), actor,
-                 "subject.removed", subject_id)
+    # Superseded snapshots hold the removed templates: only the one the row names is kept.
+    snapshots.delete_prefix(s3, evidence_bucket, layout.snapshot_prefix(wl.watchlist_id),
+                            keep=wl.snapshot_key)
 
 
 def _conditional_failed(exc: UpdateError) -> bool:
@@ -159,7 +193,7 @@ def destroy_watchlist(tables: Tables, s3: Any, evidence_bucket: str, watchlist_i
     n = _delete_subjects(tables, s3, evidence_bucket, watchlist_id)
     W = tables.Watchlist
     wl.update(actions=[W.status.set("destroyed"), W.destroyed_at.set(utcnow()),
-                       W.version.add(1), *snapshots.clear_actions(W)])
+                       W.version.add(1), W.sweep.remove(), *snapshots.clear_actions(W)])
     audit.record(tables, wl.deployment_id or audit.watchlist_scope(watchlist_id), actor,
                  "watchlist.destroyed", watchlist_id, subjects=n)
     return n
@@ -179,7 +213,7 @@ def destroy_unbound_watchlist(tables: Tables, s3: Any, evidence_bucket: str, wat
     wl = get_watchlist(tables, watchlist_id)
     try:
         wl.update(actions=[W.status.set("destroyed"), W.destroyed_at.set(utcnow()),
-                           W.version.add(1), *snapshots.clear_actions(W)],
+                           W.version.add(1), W.sweep.remove(), *snapshots.clear_actions(W)],
                   condition=W.deployment_id.does_not_exist() & W.status.is_in(*UNBOUND))
     except UpdateError as exc:
         if _conditional_failed(exc):

@@ -24,11 +24,12 @@ from pynamodb.attributes import (
     NumberAttribute,
     TTLAttribute,
     UnicodeAttribute,
+    UnicodeSetAttribute,
     UTCDateTimeAttribute,
     VersionAttribute,
 )
 from pynamodb.connection import Connection
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
 from chalicelib.clients import botocore_session, endpoint_url
@@ -62,6 +63,23 @@ class _Base(Model):
         abstract = True
 
 
+# The retention sweep finds what it has to do through sparse indexes: an item carries `sweep`
+# only while the sweep may have something to do with it (a deployment not yet closed, a list
+# not yet bound, an alert whose crop is kept, any sighting or track state), so each run reads
+# what is open or due, never the history (ops/retention.py). One partition per index: a few
+# writes a second at most, far under its limits.
+SWEEP_INDEX = "sweep-due"
+
+
+def _sweep_index(name: str, range_attr: Any, keys_only: bool = False) -> Any:
+    meta = type("Meta", (), {"index_name": SWEEP_INDEX, "read_capacity_units": 1,
+                             "write_capacity_units": 1,
+                             "projection": KeysOnlyProjection() if keys_only
+                             else AllProjection()})
+    return type(name, (GlobalSecondaryIndex,), {
+        "Meta": meta, "sweep": UnicodeAttribute(hash_key=True), range_attr[0]: range_attr[1]})
+
+
 class WatchlistBase(_Base):
     """A watchlist: built for one deployment; version bumps whenever its subjects change."""
 
@@ -80,6 +98,10 @@ class WatchlistBase(_Base):
     snapshot_key = UnicodeAttribute(null=True)
     snapshot_version = NumberAttribute(null=True)
     snapshot_sha256 = UnicodeAttribute(null=True)
+    # Ids of subjects taken off the list (no biometric data): a retried removal finishes.
+    removed_subjects = UnicodeSetAttribute(null=True)
+    sweep = UnicodeAttribute(null=True)  # "unbound" until a deployment binds it or it is destroyed
+    due = _sweep_index("WatchlistsDue", ("created_at", UTCDateTimeAttribute(range_key=True)))()
 
 
 class SubjectBase(_Base):
@@ -131,6 +153,8 @@ class DeploymentBase(_Base):
     # Alerts an officer adjudicated false, while they and the deployment last: alert id ->
     # {subject_id, score, until}. What those alerts keep, no more (alerts/lookalikes.py).
     lookalikes = MapAttribute(null=True)
+    sweep = UnicodeAttribute(null=True)  # "open" until ended, its watchlist destroyed
+    due = _sweep_index("DeploymentsDue", ("created_at", UTCDateTimeAttribute(range_key=True)))()
 
 
 class DeviceBase(_Base):
@@ -200,6 +224,8 @@ class AlertBase(_Base):
     deliveries = MapAttribute(null=True)
     expires_at = UTCDateTimeAttribute()
     by_deployment = AlertsByDeployment()
+    sweep = UnicodeAttribute(null=True)  # "crop" while the crop is kept
+    due = _sweep_index("AlertsDue", ("expires_at", UTCDateTimeAttribute(range_key=True)))()
 
 
 class SightingBase(_Base):
@@ -212,6 +238,8 @@ class SightingBase(_Base):
     passings = UnicodeAttribute(default="[]")  # [{alert_id, first, last}], capture times
     version = VersionAttribute()
     expires_at = TTLAttribute()
+    sweep = UnicodeAttribute(default="due")  # every item: deleted once expired
+    due = _sweep_index("SightingsDue", ("expires_at", TTLAttribute(range_key=True)))()
 
 
 class CameraTracksBase(_Base):
@@ -224,6 +252,8 @@ class CameraTracksBase(_Base):
     state = UnicodeAttribute()  # CameraTracks.to_json(): geometry, times, quality, flags
     written_at = UTCDateTimeAttribute()
     expires_at = TTLAttribute()
+    sweep = UnicodeAttribute(default="due")  # every item: deleted once expired
+    due = _sweep_index("TracksDue", ("expires_at", TTLAttribute(range_key=True)), True)()
 
 
 class CameraBase(_Base):

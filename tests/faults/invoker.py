@@ -101,6 +101,9 @@ def _load() -> tuple[Any, int]:
     _install()
     app = load_app()
     runtime().pipeline  # noqa: B018 - loaded before the fork: every function process has them
+    import chalice.local  # noqa: F401 - and what the API's cases go through
+
+    import chalicelib.api  # noqa: F401
     return app, int(os.environ.get("LFR_FAULT_TIMEOUT_MS", "2000"))
 
 
@@ -110,10 +113,12 @@ def serve(app: Any, timeout_ms: int, rfile: Any, wfile: Any, mark: str) -> None:
     for line in rfile:
         req = json.loads(line)
         ARMED.arm(req.get("fault"))
-        handler = app.handler_map[req["function"]]
         try:
-            out: dict[str, Any] = {"response": handler(req["event"], LambdaContext(
-                req["function"], timeout_ms=timeout_ms))}
+            if req["function"] == "api":  # {method, path, headers}: through API Gateway's part
+                out: dict[str, Any] = {"response": _http(app, req["event"])}
+            else:
+                out = {"response": app.handler_map[req["function"]](req["event"], LambdaContext(
+                    req["function"], timeout_ms=timeout_ms))}
         except Crash:
             out = {"crashed": True}
         except Exception as exc:  # the handler as a whole failed: Lambda retries the batch
@@ -121,6 +126,19 @@ def serve(app: Any, timeout_ms: int, rfile: Any, wfile: Any, mark: str) -> None:
         out["fired"] = ARMED.fired
         wfile.write(mark + json.dumps(out, default=str) + "\n")
         wfile.flush()
+
+
+def _http(app: Any, request: dict[str, Any]) -> dict[str, Any]:
+    """One REST request through chalice's local gateway (routing, the Lambda proxy event)."""
+    from chalice.config import Config
+    from chalice.local import LocalGateway
+
+    resp = LocalGateway(app, Config()).handle_request(
+        method=request["method"], path=request["path"], headers=request.get("headers", {}),
+        body=request.get("body", "").encode())
+    body = resp["body"]
+    return {"status": resp["statusCode"],
+            "body": body.decode() if isinstance(body, bytes) else body}
 
 
 def _function_process(app: Any, timeout_ms: int, conn: socket.socket, mark: str) -> None:

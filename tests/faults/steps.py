@@ -26,7 +26,7 @@ def _values(p: Params) -> str:
 @dataclass(frozen=True)
 class Step:
     name: str
-    function: str  # frames_worker | alerts_notifier
+    function: str  # frames_worker | alerts_notifier | api (a subject's removal)
     service: str  # s3, dynamodb, sqs, sns; "vision" for the two in-process steps
     operation: str
     matches: Callable[[Params], bool]
@@ -72,14 +72,34 @@ STEPS = [
     Step("mark notified", "alerts_notifier", "dynamodb", "UpdateItem",
          lambda p: _table("-alerts")(p) and "notified_at" in _values(p), True),
 ]
-BY_NAME = {s.name: s for s in STEPS}
+# `DELETE /watchlists/{id}/subjects/{sid}` on an authorised list: every AWS call it makes.
+REMOVAL_STEPS = [
+    Step("read watchlist", "api", "dynamodb", "GetItem",
+         lambda p: _table("-watchlists")(p) and not p.get("ConsistentRead"), False),
+    Step("read subject", "api", "dynamodb", "GetItem", _table("-subjects"), False),
+    Step("remove row, bump version, audit", "api", "dynamodb", "TransactWriteItems",
+         lambda p: "-subjects" in repr(p.get("TransactItems", [])), True),
+    Step("re-read watchlist", "api", "dynamodb", "GetItem",
+         lambda p: _table("-watchlists")(p) and bool(p.get("ConsistentRead")), False),
+    Step("delete reference image", "api", "s3", "DeleteObject",
+         lambda p: str(p.get("Key", "")).startswith("references/"), True),
+    Step("read subjects to repack", "api", "dynamodb", "Query", _table("-subjects"), False),
+    Step("s3 put snapshot", "api", "s3", "PutObject",
+         lambda p: str(p.get("Key", "")).startswith("snapshots/"), True),
+    Step("record snapshot", "api", "dynamodb", "UpdateItem",
+         lambda p: _table("-watchlists")(p) and "snapshot" in _values(p), True),
+    Step("list snapshots", "api", "s3", "ListObjectsV2",
+         lambda p: str(p.get("Prefix", "")).startswith("snapshots/"), False),
+    Step("delete old snapshot", "api", "s3", "DeleteObjects", lambda p: True, True),
+]
+BY_NAME = {s.name: s for s in STEPS + REMOVAL_STEPS}
 KINDS = ("fail", "crash", "kill")
 
 
-def cases() -> list[tuple[str, str, str]]:
+def cases(steps: list[Step] = STEPS) -> list[tuple[str, str, str]]:
     """(step, when, kind) for every step, before it and (writes) after it, and every kind."""
     out = []
-    for s in STEPS:
+    for s in steps:
         for when in ("before", "after") if s.writes else ("before",):
             out += [(s.name, when, kind) for kind in KINDS]
     return out

@@ -148,3 +148,43 @@ def test_worker_refuses_what_a_camera_may_not_send(scenario_factory, local_stack
     done = [x for x in log_records(caplog, "batch processed") if x["key"] == key2]
     assert done[0]["frames_skipped"] == {"outside_window": 1} and done[0]["faces_seen"] == 0
     assert sc.alerts() == []
+
+
+def test_a_camera_grant_s_policy_document_holds_its_limits(api, scenario_factory, rt) -> None:
+    """What S3 enforces on AWS is the grant's signed policy document: checked here, in CI
+    (moto server does not evaluate POST policies): the bucket, the camera's own prefix and
+    nothing wider, the batch size limit, an expiry no later than the grant says, and a
+    signature that covers exactly this document."""
+    import base64
+    import hashlib
+    import hmac
+    import json
+    from datetime import UTC, datetime, timedelta
+
+    sc = scenario_factory({"Cory Gardner": [demo_person("Cory_Gardner", 1)]})
+    own = api.token("cam", ["camera"], camera=f"{sc.deployment_id}/cam-1")
+    asked = datetime.now(UTC)
+    grant = api.ok("POST", f"/deployments/{sc.deployment_id}/cameras/cam-1/grant", own)
+    fields, prefix = grant["fields"], layout.camera_prefix(sc.deployment_id, "cam-1")
+    assert grant["prefix"] == prefix and prefix.endswith("/cam-1/")
+    policy = json.loads(base64.b64decode(fields["policy"]))
+    conditions = policy["conditions"]
+    s = rt.settings
+    assert {"bucket": s.frames_bucket} in conditions
+    assert ["starts-with", "$key", prefix] in conditions
+    assert ["content-length-range", 1, s.max_batch_bytes] in conditions
+    # Nothing else widens it: no other key or bucket condition, no second size range
+    # (botocore adds the key's starts-with for `${filename}` again: the same one).
+    assert {tuple(c) for c in conditions if isinstance(c, list)} == {
+        ("starts-with", "$key", prefix), ("content-length-range", 1, s.max_batch_bytes)}
+    expires = datetime.fromisoformat(policy["expiration"].replace("Z", "+00:00"))
+    assert expires <= asked + timedelta(seconds=grant["expires_s"] + 5)
+    assert grant["expires_s"] <= 3600
+    # The signature (SigV4 POST) is over this document, with the API role's key.
+    akid, date, region, service, _ = fields["x-amz-credential"].split("/")
+    secret = rt.client("s3")._request_signer._credentials.get_frozen_credentials().secret_key
+    key = ("AWS4" + secret).encode()
+    for part in (date, region, service, "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    assert hmac.new(key, fields["policy"].encode(), hashlib.sha256).hexdigest() == \
+        fields["x-amz-signature"]

@@ -89,6 +89,10 @@ def test_alarms_on_both_dead_letter_queues_and_on_worker_errors_notify_operators
                                           "FunctionName", "lfr-prod-frames_worker"),
         "lfr-prod-alerts_notifier-errors": ("AWS/Lambda", "Errors",
                                             "FunctionName", "lfr-prod-alerts_notifier"),
+        "lfr-prod-retention_sweep-errors": ("AWS/Lambda", "Errors",
+                                            "FunctionName", "lfr-prod-retention_sweep"),
+        "lfr-prod-retention-failures": ("LiveFacialRecognition", "RetentionFailures",
+                                        "service", "lfr-retention"),
     }
     assert set(alarms) == set(expected)
     queues = {r["Properties"]["QueueName"] for r in t["Resources"].values()

@@ -22,18 +22,25 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
+from chalicelib.auth import issue_local_token
 from chalicelib.local.inspect import all_keys
 from chalicelib.local.pump import queue_backlog, sqs_event
 from chalicelib.local.resources import dlq_name
+from chalicelib.matching.snapshot import Expected, unpack
 from chalicelib.ops import audit
-from tests.faults.steps import cases, in_window
+from chalicelib.ops.watchlist_index import IndexCache, load_index
+from chalicelib.ops.watchlists import authorise_watchlist, create_watchlist
+from chalicelib.store import layout
+from tests.faults.steps import REMOVAL_STEPS, cases, in_window
 from tests.integration.conftest import demo_person, jpeg
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,6 +49,7 @@ MARK = "@@lfr-invoker@@ "
 # that the 96 cases wait little, and the push lease with it (a lease outlives no retry).
 TIMEOUT_MS = 250
 RESULTS: list[dict[str, Any]] = []
+REMOVALS: list[dict[str, Any]] = []
 # One xdist worker runs this whole module (tests/conftest.py WHOLE_MODULES), so that the summary
 # counts every case; the other workers share the rest of the suite meanwhile. A random order
 # (pytest-random-order) leaves this module's cases in place, since the summary comes last.
@@ -232,10 +240,95 @@ def test_fault(scenario_factory, invoker, topic_tap, step: str, when: str, kind:
     assert not dead
 
 
+def _authorised_list(rt: Any) -> tuple[str, str, str]:
+    """An authorised list of two subjects (random templates: no model needed), with their
+    reference images and its snapshot: (watchlist, the subject to remove, the other)."""
+    s3, bucket, T = rt.client("s3"), rt.settings.evidence_bucket, rt.tables
+    wl = create_watchlist(T, "removal", "model-x", created_by="operator-1")
+    rng = np.random.default_rng(len(REMOVALS))
+    ids = sorted(f"s-{uuid.uuid4().hex[:8]}" for _ in range(2))
+    for sid in ids:
+        key = layout.reference_key(wl, sid)
+        s3.put_object(Bucket=bucket, Key=key, Body=b"reference image")
+        T.Subject(watchlist_id=wl, subject_id=sid, display_name=sid, model_id="model-x",
+                  embedding=rng.standard_normal(128).astype(np.float32),
+                  reference_key=key).save()
+    authorise_watchlist(T, s3, bucket, wl, "operator-2")
+    return wl, ids[0], ids[1]
+
+
+def _held_ids(rt: Any, cache: IndexCache, wl: str) -> list[str]:
+    """What a warm worker that holds `cache` searches for its next batch."""
+    return cache.get(rt.tables, rt.client("s3"), rt.settings.evidence_bucket, wl).index.subject_ids
+
+
+def _keys(s3: Any, bucket: str, prefix: str) -> list[str]:
+    return [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
+
+
+def _row_there(rt: Any, wl: str, sid: str) -> bool:
+    try:
+        rt.tables.Subject.get(wl, sid, consistent_read=True)
+    except rt.tables.Subject.DoesNotExist:
+        return False
+    return True
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("step", "when", "kind"), cases(REMOVAL_STEPS),
+                         ids=[f"{s}-{w}-{k}".replace(" ", "_")
+                              for s, w, k in cases(REMOVAL_STEPS)])
+def test_removal_fault(rt, local_stack, invoker, step: str, when: str, kind: str) -> None:
+    """A subject's removal struck at every step: whatever the failure, the person is searched
+    for by a warm or a cold worker exactly while their row is on the list, and the operator's
+    retry of the DELETE finishes the removal (200), leaving no template, image or snapshot."""
+    s3, bucket, T = rt.client("s3"), rt.settings.evidence_bucket, rt.tables
+    wl, gone, kept = _authorised_list(rt)
+    warm = IndexCache()
+    assert _held_ids(rt, warm, wl) == [gone, kept]
+    token = issue_local_token(local_stack["settings"].local_auth_secret, "operator-1",
+                              ["operator"])
+    request = {"method": "DELETE", "path": f"/watchlists/{wl}/subjects/{gone}",
+               "headers": {"Authorization": f"Bearer {token}"}}
+    out = invoker.invoke("api", request, {"step": step, "when": when, "kind": kind})
+    assert out["fired"], f"the fault never struck: {step} is not on the path as described"
+
+    there = _row_there(rt, wl, gone)
+    warm_ids = _held_ids(rt, warm, wl)
+    cold_ids = load_index(T, s3, bucket, T.Watchlist.get(wl, consistent_read=True)
+                          ).index.subject_ids
+    statuses = []
+    for _ in range(3):  # the operator retries until told it is done
+        answer = invoker.invoke("api", request, None).get("response", {})
+        statuses.append(answer.get("status"))
+        if answer.get("status") != 500:
+            break
+    REMOVALS.append({"case": f"{step} / {when} / {kind}",
+                     "matchable_when_removed": not there and gone in warm_ids + cold_ids,
+                     "retry": statuses[-1]})
+    assert (gone in warm_ids, gone in cold_ids) == (there, there), (there, warm_ids, cold_ids)
+    assert statuses[-1] == 200, statuses
+
+    row = T.Watchlist.get(wl, consistent_read=True)
+    assert not _row_there(rt, wl, gone)
+    assert _held_ids(rt, warm, wl) == [kept]
+    refs = _keys(s3, bucket, layout.reference_prefix(wl))
+    assert refs == [layout.reference_key(wl, kept)], "the reference image was left"
+    snaps = _keys(s3, bucket, layout.snapshot_prefix(wl))
+    assert snaps == [row.snapshot_key], "a superseded snapshot (their template) was left"
+    assert row.snapshot_version == row.version
+    body = s3.get_object(Bucket=bucket, Key=row.snapshot_key)["Body"].read()
+    assert unpack(body, Expected(wl, int(row.version), "model-x", row.snapshot_sha256)
+                  ).subject_ids == [kept]
+    removed = [e for e in audit.entries(T, audit.watchlist_scope(wl))
+               if e["action"] == "subject.removed"]
+    assert [e["target"] for e in removed] == [gone]
+
+
 @pytest.mark.slow
 def test_fault_summary(report) -> None:  # type: ignore[no-untyped-def]
     """The counts the issue asks for, printed at the end of the run."""
-    if not RESULTS:
+    if not RESULTS and not REMOVALS:
         pytest.skip("no fault case ran")
     total = len(RESULTS)
     lost_alerts = sum(1 for r in RESULTS if r["alerts"] < 1)
@@ -247,3 +340,9 @@ def test_fault_summary(report) -> None:  # type: ignore[no-untyped-def]
            f"pushes lost {lost}, duplicated {dup} (all in the publish->record window; "
            f"{window} cases strike there)")
     assert lost_alerts == dup_alerts == lost == 0
+    if REMOVALS:
+        matchable = sum(1 for r in REMOVALS if r["matchable_when_removed"])
+        refused = sum(1 for r in REMOVALS if r["retry"] != 200)
+        report(f"removal fault cases {len(REMOVALS)}: removed yet still searched for "
+               f"{matchable}; retries not answered 200 {refused}")
+        assert matchable == refused == 0

@@ -31,14 +31,19 @@ def test_the_local_stack_alarms_on_dead_letters_and_function_errors(rt, local_st
         f"lfr-{s.stage}-frames_worker-errors": ("FunctionName", f"lfr-{s.stage}-frames_worker"),
         f"lfr-{s.stage}-alerts_notifier-errors":
             ("FunctionName", f"lfr-{s.stage}-alerts_notifier"),
+        f"lfr-{s.stage}-retention_sweep-errors":
+            ("FunctionName", f"lfr-{s.stage}-retention_sweep"),
+        # Items the sweep could not delete (ops/retention.py report: its EMF metric).
+        f"lfr-{s.stage}-retention-failures": ("service", "lfr-retention"),
     }
     assert set(got) == set(want)
     for name, (dim, value) in want.items():
         a = got[name]
         assert a["Dimensions"] == [{"Name": dim, "Value": value}]
-        assert a["Namespace"] == ("AWS/SQS" if dim == "QueueName" else "AWS/Lambda")
-        assert a["MetricName"] == ("ApproximateNumberOfMessagesVisible" if dim == "QueueName"
-                                   else "Errors")
+        assert (a["Namespace"], a["MetricName"]) == {
+            "QueueName": ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
+            "FunctionName": ("AWS/Lambda", "Errors"),
+            "service": ("LiveFacialRecognition", "RetentionFailures")}[dim]
         assert (a["Threshold"], a["ComparisonOperator"]) == (0.0, "GreaterThanThreshold")
         assert a["AlarmActions"] == a["OKActions"] == ops
     # The DLQs the alarms watch are the ones the queues dead-letter to.
@@ -183,3 +188,28 @@ def test_redrive_needs_ids_or_all() -> None:
         cli.build_parser().parse_args(["dlq", "redrive", "--queue", "frames"])
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["dlq", "redrive", "--id", "x", "--all"])
+
+
+def test_a_last_try_that_died_is_dead_lettered_with_a_reason(rt, local_stack, capsys) -> None:
+    """Every try of a message ended without the function answering (a timeout or a crash: the
+    poller lets the message go, as here, where each try is a receive that never deletes it).
+    It still reaches the DLQ with a reason, not SQS's bare redrive."""
+    s, sqs = rt.settings, rt.client("sqs")
+    url = rt.queue_url(s.frames_queue)
+    key = layout.batch_key("dep-died", "cam-1", 7)
+    body = json.dumps({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+                                    "s3": {"bucket": {"name": s.frames_bucket},
+                                           "object": {"key": key, "eTag": "x"}}}]})
+    local_stack["pump"].drain(timeout=60)  # the queue holds this message only
+    sqs.send_message(QueueUrl=url, MessageBody=body)
+    for _ in range(s.max_receive_count):  # each try: received, then the function dies
+        assert sqs.receive_message(QueueUrl=url, VisibilityTimeout=0,
+                                   WaitTimeSeconds=1).get("Messages")
+    local_stack["pump"].drain(timeout=60)
+
+    rc, listing = _lfr(capsys, "dlq", "list", "--queue", "frames")
+    [m] = _mine(listing, key)
+    assert m["error"] == "NoAnswer", m
+    assert "timed out" in m["reason"] and "crashed" in m["reason"]
+    assert f"try {s.max_receive_count}" in m["reason"]
+    rt.client("sqs").purge_queue(QueueUrl=rt.queue_url(dlq_name(s.frames_queue)))

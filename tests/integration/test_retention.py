@@ -157,3 +157,110 @@ def test_an_enrollment_racing_the_sweep_leaves_no_subject(rt, monkeypatch) -> No
         enroll_subject(rt.tables, rt.client("s3"), rt.settings.evidence_bucket, rt.pipeline, wid,
                        "late", [(image.name, image.read_bytes())], source="s", reason="r")
     assert _subject_rows(rt, wid) == [] and _references(rt, wid) == []
+
+
+# Retention that goes on past a failure, and reads only what is due (issue 22, item 4).
+
+def _due_alerts(rt: Any, n: int) -> tuple[str, list[Any]]:
+    """`n` alerts of a fresh deployment whose crops expire now (0 days' retention)."""
+    import numpy as np
+
+    from chalicelib.alerts.raise_alert import AlertContext, raise_alert
+    from chalicelib.ingest.process import Match
+
+    wid = create_watchlist(rt.tables, "due", "model-x", created_by="operator-1")
+    rt.tables.Subject(watchlist_id=wid, subject_id="s-0", display_name="n0", model_id="model-x",
+                      embedding=np.ones(128, np.float32)).save()
+    authorise_watchlist(rt.tables, rt.client("s3"), rt.settings.evidence_bucket, wid,
+                        "operator-2")
+    dep = create_deployment(rt.tables, "due", wid, ["cam-1"], 0.5,
+                            deployment_id=f"dep-{uuid.uuid4().hex[:8]}")
+    ctx = AlertContext(dep, "cam-1", 0, "b", wid, "model-x", 0.5, None, 0)
+    crop = np.zeros((8, 8, 3), np.uint8)
+    for i in range(n):
+        raise_alert(rt.tables, rt.client("s3"), rt.client("sqs"), rt.settings.evidence_bucket,
+                    rt.queue_url(rt.settings.alerts_queue), ctx,
+                    Match(f"s-{i}", 0.9, 0, datetime.now(UTC), (0, 0, 8, 8), crop), f"n{i}")
+    sqs, url = rt.client("sqs"), rt.queue_url(rt.settings.alerts_queue)
+    while msgs := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
+        for m in msgs:  # no notifier here: their pushes are not what is tested
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    return dep, list(rt.tables.Alert.by_deployment.query(dep))
+
+
+def test_a_denied_deletion_stops_nothing_after_it_and_is_counted(rt) -> None:
+    s3, bucket = rt.client("s3"), rt.settings.evidence_bucket
+    dep, alerts = _due_alerts(rt, 3)
+    denied = alerts[0].crop_key
+    CT = rt.tables.CameraTracks
+    gone = datetime.now(UTC) - timedelta(minutes=5)
+    CT(f"{dep}#cam-1", version=1, state="{}", written_at=gone, expires_at=gone).save()
+
+    def deny(params: dict[str, Any], **_: Any) -> None:
+        if params.get("Key") == denied:
+            from botocore.exceptions import ClientError
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "injected"}},
+                              "DeleteObject")
+
+    s3.meta.events.register_first("before-parameter-build.s3.DeleteObject", deny)
+    try:
+        done = sweep(rt.tables, s3, bucket, datetime.now(UTC) + timedelta(seconds=1), GRACE)
+    finally:
+        s3.meta.events.unregister("before-parameter-build.s3.DeleteObject", deny)
+    assert done["failures"] == 1
+    assert done["crops_deleted"] >= 2
+    left = [k for k in all_keys(s3, bucket) if k.startswith(f"{layout.CROPS_PREFIX}{dep}/")]
+    assert left == [denied]
+    assert [a.crop_deleted_at is None for a in rt.tables.Alert.by_deployment.query(dep)] == [
+        a.alert_id == alerts[0].alert_id for a in alerts]
+    with pytest.raises(CT.DoesNotExist):  # swept after the failure too
+        CT.get(f"{dep}#cam-1")
+    # The next run does the one left.
+    again = sweep(rt.tables, s3, bucket, datetime.now(UTC) + timedelta(seconds=1), GRACE)
+    assert again["failures"] == 0 and again["crops_deleted"] >= 1
+    assert not [k for k in all_keys(s3, bucket) if k.startswith(f"{layout.CROPS_PREFIX}{dep}/")]
+
+
+def test_the_scheduled_sweep_reports_its_failures_as_a_metric(rt, local_stack, capsys,
+                                                             monkeypatch) -> None:
+    """What the retention-failures alarm watches (monitoring.py): one EMF record per run."""
+    import json
+
+    from chalicelib import monitoring
+
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")  # the local stack's default
+    with Client(local_stack["app"]) as client:
+        event = client.events.generate_cw_event(source="aws.events", detail_type="Scheduled Event",
+                                                detail={}, resources=[])
+        result = client.lambda_.invoke("retention_sweep", event)
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+               if '"_aws"' in line]
+    [alarm] = [a for a in monitoring.alarms(rt.settings) if a.metric == "RetentionFailures"]
+    [emf] = [r for r in records if alarm.metric in r]
+    values = emf[alarm.metric] if isinstance(emf[alarm.metric], list) else [emf[alarm.metric]]
+    assert sum(values) == result.payload["failures"] == 0
+    metric = emf["_aws"]["CloudWatchMetrics"][0]
+    assert metric["Namespace"] == alarm.namespace
+    assert metric["Dimensions"] == [[alarm.dimension[0]]]  # exactly the alarm's dimension
+    assert emf[alarm.dimension[0]] == alarm.dimension[1]
+
+
+def test_the_sweep_reads_by_key_and_index_never_scans(rt, monkeypatch) -> None:
+    """Its cost follows what is open or due, not months of history: no Scan of any table."""
+    from botocore.client import BaseClient
+
+    _due_alerts(rt, 1)
+    calls: list[tuple[str, str]] = []
+    original = BaseClient._make_api_call
+
+    def record(self: Any, operation: str, params: dict[str, Any]) -> Any:
+        calls.append((operation, str(params.get("TableName", ""))))
+        return original(self, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", record)
+    done = sweep(rt.tables, rt.client("s3"), rt.settings.evidence_bucket,
+                 datetime.now(UTC) + timedelta(seconds=1), GRACE)
+    assert done["crops_deleted"] >= 1
+    assert [c for c in calls if c[0] == "Scan"] == []
+    assert {t for op, t in calls if op == "Query"} >= {
+        f"{rt.settings.table_prefix}-{t}" for t in ("alerts", "deployments", "watchlists")}

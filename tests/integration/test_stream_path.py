@@ -101,7 +101,8 @@ def _check_track_state(item: dict[str, Any], alerted: set[str]) -> None:
     """What a camera passes to its next batch: geometry, times, quality and flags only; a
     subject's id only on the track that matched them; gone a minute after the last write."""
     assert not _has_binary(item)
-    assert set(item) == {"camera_key", "version", "state", "written_at", "expires_at"}
+    # `sweep`: the constant the retention sweep finds due items by (store/tables.py).
+    assert set(item) == {"camera_key", "version", "state", "written_at", "expires_at", "sweep"}
     state = json.loads(item["state"]["S"])
     assert set(state) <= STATE_KEYS
     assert all(len(k) == 16 for k in state["applied"])  # hashes of object key and ETag

@@ -17,6 +17,7 @@ from chalicelib.matching.snapshot import Expected, Snapshot, pack, unpack
 from chalicelib.ops import snapshots, watchlists
 from chalicelib.ops.audit import watchlist_scope
 from chalicelib.ops.deployments import create_deployment, end_deployment
+from chalicelib.ops.errors import NotFound
 from chalicelib.ops.retention import sweep
 from chalicelib.ops.watchlists import (
     LifecycleError,
@@ -131,6 +132,14 @@ def test_taking_someone_off_an_active_list_repacks_it(scenario_factory, local_st
     assert _stored(rt, wl).subject_ids == [sc.subjects[CORY]]
     # The old snapshot (with her template) is kept nowhere.
     assert _objects(rt, layout.snapshot_prefix(sc.watchlist_id)) == [wl.snapshot_key]
+    # Asked again (a retry after a lost answer): done, not 404, nothing changed; an id never
+    # on the list is still a 404.
+    remove_subject(rt.tables, rt.client("s3"), rt.settings.evidence_bucket, sc.watchlist_id,
+                   sc.subjects[BARBARA], "operator-1")
+    assert rt.tables.Watchlist.get(sc.watchlist_id).version == wl.version
+    with pytest.raises(NotFound):
+        remove_subject(rt.tables, rt.client("s3"), rt.settings.evidence_bucket, sc.watchlist_id,
+                       "s-never-listed", "operator-1")
 
     later = _walk_past(sc, pump, 1, BARBARA)
     assert len(later) == 1  # only the first alert: she is no longer searched for

@@ -62,3 +62,24 @@ def test_park_sends_the_body_to_the_sources_dlq() -> None:
     assert kw["QueueUrl"] == "url/lfr-dev-frames-dlq" and kw["MessageBody"] == "{}"
     assert kw["MessageAttributes"][deadletter.ORIGINAL_ID]["StringValue"] == "m-1"
     assert kw["MessageAttributes"][deadletter.REASON]["StringValue"] == "boom"
+
+
+def test_a_failed_record_comes_back_soon_not_after_the_long_visibility_timeout() -> None:
+    """The queues' visibility is six times the functions' timeout (queue_timing.py); a record
+    its handler reported failed is made visible again after RETRY_AFTER_S instead."""
+    from types import SimpleNamespace
+
+    from chalicelib import queue_timing
+
+    calls: list[dict] = []
+
+    class Sqs:
+        def change_message_visibility(self, **kw: object) -> None:
+            calls.append(kw)
+
+    rt = SimpleNamespace(client=lambda name: Sqs(), queue_url=lambda name: f"url/{name}")
+    record = SQSRecord({**_record(1).raw_event, "receiptHandle": "rh-1"})
+    deadletter.retry_soon(rt, record, logger=None)
+    assert calls == [{"QueueUrl": "url/lfr-dev-frames", "ReceiptHandle": "rh-1",
+                      "VisibilityTimeout": queue_timing.RETRY_AFTER_S}]
+    assert queue_timing.visibility_timeout_s("frames") > queue_timing.RETRY_AFTER_S

@@ -47,6 +47,46 @@ def _run(code: str, home: Path) -> list[str]:
     return sorted(str(p.relative_to(home)) for p in home.rglob("*"))
 
 
+# The switch as onnxruntime itself reads it: the environment at the moment it is first imported
+# (it reads ORT_DISABLE_TELEMETRY once, when it initialises). A meta-path hook sees that moment,
+# whichever module imports it first, through each of the app's entry points.
+SWITCH_AT_IMPORT = """
+import os, sys
+
+seen = []
+
+
+class AtImport:
+    def find_spec(self, name, path=None, target=None):
+        if name == "onnxruntime" and not seen:
+            seen.append(os.environ.get("ORT_DISABLE_TELEMETRY"))
+        return None
+
+
+sys.meta_path.insert(0, AtImport())
+import importlib
+importlib.import_module(sys.argv[1])
+if sys.argv[1] == "chalicelib.local.pump":  # the app, then the worker's pipeline
+    from chalicelib.local.pump import load_app
+    from chalicelib.runtime import runtime
+    load_app()
+    runtime().pipeline
+print("ran", seen)
+"""
+
+
+@pytest.mark.parametrize("entry", ["chalicelib.local.pump", "chalicelib.vision.factory",
+                                   "chalicelib.batch.run"])
+def test_onnxruntime_is_imported_with_its_telemetry_switched_off(entry: str) -> None:
+    """Fails without the switch in vision/onnx_runtime.py, on any machine: it checks what
+    onnxruntime reads, not whether this build happened to write anything."""
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    out = subprocess.run([sys.executable, "-c", SWITCH_AT_IMPORT, entry], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "ran ['1']", out.stdout[-500:]
+
+
 def test_the_worker_sessions_write_nothing_under_home(tmp_path) -> None:
     assert _run(BUILD_AND_RUN, tmp_path / "home") == []
 
