@@ -105,6 +105,9 @@ def _monotonic() -> float:
 
 
 def add_commands(sub: Any) -> None:
+    from chalicelib.gateway.options import GatewayOptions
+
+    d = GatewayOptions()  # one place for the defaults
     gw = sub.add_parser("gateway", help="one camera's gateway: capture, batch and upload")
     gw.add_argument("source", help="a video file, an image folder, a camera index or a URL")
     gw.add_argument("--deployment", required=True)
@@ -118,9 +121,9 @@ def add_commands(sub: Any) -> None:
                     "token (re-read when it changes)")
     gw.add_argument("--cognito-endpoint", help="default: cognito-idp.<AWS_REGION>.amazonaws.com")
     gw.add_argument("--grant", help="JSON file with a fixed upload grant (tests, one-off)")
-    gw.add_argument("--fps", type=float, default=5.0,
+    gw.add_argument("--fps", type=float, default=d.fps,
                     help="frames sampled per second of footage; a folder's frame rate")
-    gw.add_argument("--batch-frames", type=int, default=8)
+    gw.add_argument("--batch-frames", type=int, default=d.batch_frames)
     gw.add_argument("--first-sequence", type=int, default=None,
                     help="count batch sequences from N (default: capture time in ms, which a "
                     "restart never reuses)")
@@ -129,12 +132,13 @@ def add_commands(sub: Any) -> None:
     gw.add_argument("--start", type=_aware_time,
                     help="capture time of a file's or folder's first frame (ISO 8601 with a "
                     "time zone; default: when the gateway starts)")
-    gw.add_argument("--max-side", type=int, default=1280, help="frames are downscaled to this")
-    gw.add_argument("--jpeg-quality", type=int, default=90)
-    gw.add_argument("--max-age-s", type=float, default=120.0,
+    gw.add_argument("--max-side", type=int, default=d.max_side,
+                    help="frames are downscaled to this (docs/bandwidth.md)")
+    gw.add_argument("--jpeg-quality", type=int, default=d.jpeg_quality)
+    gw.add_argument("--max-age-s", type=float, default=d.max_age_s,
                     help="a batch is retried until its first frame is this old, then dropped")
-    gw.add_argument("--queue-mb", type=float, default=48.0,
+    gw.add_argument("--queue-mb", type=float, default=d.queue_bytes / 2**20,
                     help="memory for batches waiting for the uplink")
-    gw.add_argument("--flush-s", type=float, default=10.0,
+    gw.add_argument("--flush-s", type=float, default=d.flush_s,
                     help="on SIGTERM, how long the queue may take to drain")
     gw.set_defaults(func=cmd_gateway)
