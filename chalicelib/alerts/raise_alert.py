@@ -19,7 +19,7 @@ import cv2
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
 
-from chalicelib.ingest.process import Match
+from chalicelib.matching.decision import Match
 from chalicelib.ops import audit
 from chalicelib.store import layout
 from chalicelib.store.tables import Tables, connection_of, utcnow
