@@ -211,7 +211,7 @@ def end_deployment(tables: Tables, deployment_id: str, actor: str) -> None:
         return
     now = utcnow()
     D = tables.Deployment
-    # Its memory of look-alikes ruled out (alerts/lookalikes.py) ends with it, in the same write.
+    # Its memory of look-alikes ruled out (ops/lookalikes.py) ends with it, in the same write.
     ruled_out = len(dep.lookalikes.as_dict()) if dep.lookalikes is not None else 0
     dep.update(actions=[D.status.set("ended"), D.ended_at.set(min(now, dep.ends_at or now)),
                         D.lookalikes.remove()])
