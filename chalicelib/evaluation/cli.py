@@ -166,9 +166,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _eval_groups(args: argparse.Namespace, scores: object, report: dict) -> None:
-    from chalicelib.evaluation.differentials import record_from_report
     from chalicelib.evaluation.groups import differentials_report, format_report, load_groups
     from chalicelib.evaluation.openset import write_json
+    from chalicelib.matching.differentials import record_from_report
 
     cal = report["calibrated"]
     thresholds = [(f"calibrated: target FPIR {cal['target_fpir']}, gallery "

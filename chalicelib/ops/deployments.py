@@ -92,7 +92,7 @@ class CreatedDeployment:
 def load_differentials(path: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
     """The force's differentials record at `path` (the setting; empty: none), or a warning that
     it could not be read: a broken record must not stop a deployment, nor pass unnoticed."""
-    from chalicelib.evaluation.differentials import load_record
+    from chalicelib.matching.differentials import load_record
 
     if not path:
         return None, []
@@ -130,7 +130,7 @@ def create_deployment_checked(
     false positive identification rate unless an explicit threshold is given. With the force's
     differentials record (settings.differentials_path), warns and audits when the threshold lies
     where it found one."""
-    from chalicelib.evaluation.differentials import threshold_warnings
+    from chalicelib.matching.differentials import threshold_warnings
 
     deployment_id = deployment_id or f"dep-{uuid.uuid4().hex[:12]}"
     bad = [c for c in [deployment_id, *cameras] if not layout.valid_id(c)]
