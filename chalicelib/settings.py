@@ -128,7 +128,7 @@ class Settings:
     min_face_px: int = 32
     mirror_landmarks: bool = True
     embed_flip: bool = True
-    # Subtract the background centre of the embedding space (chalicelib.matching.centre);
+    # Subtract the background centre of the embedding space (chalicelib.vision.centre);
     # an empty path means the centre shipped with the recognizer.
     embed_centre: bool = True
     embed_centre_path: str = ""

@@ -305,7 +305,7 @@ def _measure_centre(
 
     import numpy as np
 
-    from chalicelib.matching.centre import centre_document, centre_from_document, measure_centre
+    from chalicelib.vision.centre import centre_document, centre_from_document, measure_centre
     from chalicelib.vision.embed import l2_normalize, model_id_for
     from chalicelib.vision.factory import recognizer_spec, space_with
 
