@@ -40,13 +40,15 @@ rtsp:
 	  else echo "note: no GStreamer RTSP server for /usr/bin/python3 and not root: the RTSP camera tests will skip"; fi; \
 	fi
 
-# Every test, on every core (xdist: a moto server per worker), the 15 slowest listed, and the
-# run's wall and CPU time at the end. TEST_WORKERS=1 for one process; PYTEST_ARGS for more,
+# Lint and the import contracts (.importlinter: layers, no cycles), then every test, on every
+# core (xdist: a moto server per worker), the 15 slowest listed, and the run's wall and CPU time
+# at the end. TEST_WORKERS=1 for one process; PYTEST_ARGS for more,
 # e.g. PYTEST_ARGS="--random-order" for a random order (pytest-random-order).
 TEST_WORKERS ?= auto
 PYTEST_ARGS ?=
 test: venv browser rtsp
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-logo --no-cache
 	$(BIN)/python -m tests.timed -- $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15 \
 		$(PYTEST_ARGS)
 
@@ -55,6 +57,7 @@ test-fast: venv
 
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-logo --no-cache
 
 # Optional, not in .ci/run: the integration suites on moto server and on LocalStack in host mode
 # (DynamoDB and Cognito on moto), then a table of suites x backends (docs/deploy.md). Installs

@@ -15,6 +15,7 @@ from chalicelib.settings import SWEEP_INTERVAL_MIN
 
 if TYPE_CHECKING:
     from chalicelib.api import Api
+    from chalicelib.auth import Principal
 # Every function imports this module; the API (request models, token checks) is imported by
 # the routes on first use, not by the worker's or the notifier's cold start (issue 12).
 
@@ -50,16 +51,18 @@ def _alerts_handler():  # type: ignore[no-untyped-def]
     return AlertsHandler(runtime())
 
 
-def _call(method: str, *args, body: bool = False):  # type: ignore[no-untyped-def]
-    """Authenticate the request, then hand it to the API method (with its JSON body, read only
-    once the caller is known: a stranger's body is never parsed)."""
+def _caller() -> tuple[Api, Principal]:
+    """The API and the request's authenticated caller: every route asks first, so a stranger's
+    request ends here, before its body is read."""
+    api = _api()
+    return api, api.principal(app.current_request)
+
+
+def _body():  # type: ignore[no-untyped-def]
+    """The request's JSON body: read only once the caller is known (after _caller())."""
     from chalicelib.api import json_body
 
-    api = _api()
-    principal = api.principal(app.current_request)
-    if body:
-        args = (*args, json_body(app.current_request.raw_body))
-    return getattr(api, method)(principal, *args)
+    return json_body(app.current_request.raw_body)
 
 
 def _authed(fn):  # type: ignore[no-untyped-def]
@@ -127,25 +130,29 @@ def console():  # type: ignore[no-untyped-def]
 @app.route("/watchlists", methods=["POST"], authorizer=AUTH)
 @_authed
 def create_watchlist():  # type: ignore[no-untyped-def]
-    return _call("create_watchlist", body=True)
+    api, p = _caller()
+    return api.create_watchlist(p, _body())
 
 
 @app.route("/watchlists/{watchlist_id}", authorizer=AUTH)
 @_authed
 def get_watchlist(watchlist_id):  # type: ignore[no-untyped-def]
-    return _call("watchlist", watchlist_id)
+    api, p = _caller()
+    return api.watchlist(p, watchlist_id)
 
 
 @app.route("/watchlists/{watchlist_id}/subjects", methods=["POST"], authorizer=AUTH)
 @_authed
 def add_subject(watchlist_id):  # type: ignore[no-untyped-def]
-    return _call("add_subject", watchlist_id, body=True)
+    api, p = _caller()
+    return api.add_subject(p, watchlist_id, _body())
 
 
 @app.route("/watchlists/{watchlist_id}/subjects/batch", methods=["POST"], authorizer=AUTH)
 @_authed
 def add_subjects(watchlist_id):  # type: ignore[no-untyped-def]
-    return _call("add_subjects", watchlist_id, _remaining_s(), body=True)
+    api, p = _caller()
+    return api.add_subjects(p, watchlist_id, _remaining_s(), _body())
 
 
 def _remaining_s():  # type: ignore[no-untyped-def]
@@ -162,81 +169,94 @@ def _remaining_s():  # type: ignore[no-untyped-def]
            authorizer=AUTH)
 @_authed
 def remove_subject(watchlist_id, subject_id):  # type: ignore[no-untyped-def]
-    return _call("remove_subject", watchlist_id, subject_id)
+    api, p = _caller()
+    return api.remove_subject(p, watchlist_id, subject_id)
 
 
 @app.route("/watchlists/{watchlist_id}/authorise", methods=["POST"], authorizer=AUTH)
 @_authed
 def authorise_watchlist(watchlist_id):  # type: ignore[no-untyped-def]
-    return _call("authorise", watchlist_id)
+    api, p = _caller()
+    return api.authorise(p, watchlist_id)
 
 
 @app.route("/watchlists/{watchlist_id}/audit", authorizer=AUTH)
 @_authed
 def watchlist_audit(watchlist_id):  # type: ignore[no-untyped-def]
-    return _call("audit_trail", f"watchlist#{watchlist_id}")
+    api, p = _caller()
+    return api.audit_trail(p, f"watchlist#{watchlist_id}")
 
 
 @app.route("/deployments", methods=["POST"], authorizer=AUTH)
 @_authed
 def create_deployment():  # type: ignore[no-untyped-def]
-    return _call("create_deployment", body=True)
+    api, p = _caller()
+    return api.create_deployment(p, _body())
 
 
 @app.route("/deployments/{deployment_id}", authorizer=AUTH)
 @_authed
 def get_deployment(deployment_id):  # type: ignore[no-untyped-def]
-    return _call("deployment", deployment_id)
+    api, p = _caller()
+    return api.deployment(p, deployment_id)
 
 
 @app.route("/deployments/{deployment_id}/end", methods=["POST"], authorizer=AUTH)
 @_authed
 def end_deployment(deployment_id):  # type: ignore[no-untyped-def]
-    return _call("end_deployment", deployment_id)
+    api, p = _caller()
+    return api.end_deployment(p, deployment_id)
 
 
 @app.route("/deployments/{deployment_id}/cameras/{camera_id}/grant", methods=["POST"],
            authorizer=AUTH)
 @_authed
 def camera_grant(deployment_id, camera_id):  # type: ignore[no-untyped-def]
-    return _call("camera_grant", deployment_id, camera_id)
+    api, p = _caller()
+    return api.camera_grant(p, deployment_id, camera_id)
 
 
 @app.route("/deployments/{deployment_id}/cameras/{camera_id}/heartbeat", methods=["POST"],
            authorizer=AUTH)
 @_authed
 def camera_heartbeat(deployment_id, camera_id):  # type: ignore[no-untyped-def]
-    return _call("camera_heartbeat", deployment_id, camera_id, body=True)
+    api, p = _caller()
+    return api.camera_heartbeat(p, deployment_id, camera_id, _body())
 
 
 @app.route("/deployments/{deployment_id}/cameras", authorizer=AUTH)
 @_authed
 def deployment_cameras(deployment_id):  # type: ignore[no-untyped-def]
-    return _call("cameras", deployment_id)
+    api, p = _caller()
+    return api.cameras(p, deployment_id)
 
 
 @app.route("/deployments/{deployment_id}/devices", methods=["POST"], authorizer=AUTH)
 @_authed
 def register_device_route(deployment_id):  # type: ignore[no-untyped-def]
-    return _call("register_device", deployment_id, body=True)
+    api, p = _caller()
+    return api.register_device(p, deployment_id, _body())
 
 
 @app.route("/deployments/{deployment_id}/alerts", authorizer=AUTH)
 @_authed
 def deployment_alerts(deployment_id):  # type: ignore[no-untyped-def]
-    return _call("alerts", deployment_id)
+    api, p = _caller()
+    return api.alerts(p, deployment_id)
 
 
 @app.route("/deployments/{deployment_id}/audit", authorizer=AUTH)
 @_authed
 def deployment_audit(deployment_id):  # type: ignore[no-untyped-def]
-    return _call("audit_trail", deployment_id)
+    api, p = _caller()
+    return api.audit_trail(p, deployment_id)
 
 
 @app.route("/deployments/{deployment_id}/record", authorizer=AUTH)
 @_authed
 def deployment_record(deployment_id):  # type: ignore[no-untyped-def]
-    return _call("record", deployment_id)
+    api, p = _caller()
+    return api.record(p, deployment_id)
 
 
 @app.route("/deployments/{deployment_id}/record.html", authorizer=AUTH)
@@ -244,23 +264,27 @@ def deployment_record(deployment_id):  # type: ignore[no-untyped-def]
 def deployment_record_html(deployment_id):  # type: ignore[no-untyped-def]
     from chalicelib.ops.records import record_html
 
-    page = record_html(_call("record", deployment_id))
+    api, p = _caller()
+    page = record_html(api.record(p, deployment_id))
     return Response(page, headers={"Content-Type": "text/html; charset=utf-8"})
 
 
 @app.route("/alerts/{alert_id}", authorizer=AUTH)
 @_authed
 def get_alert(alert_id):  # type: ignore[no-untyped-def]
-    return _call("alert", alert_id, app.current_request.query_params)
+    api, p = _caller()
+    return api.alert(p, alert_id, app.current_request.query_params)
 
 
 @app.route("/alerts/{alert_id}/adjudication", methods=["POST"], authorizer=AUTH)
 @_authed
 def adjudicate(alert_id):  # type: ignore[no-untyped-def]
-    return _call("adjudicate", alert_id, body=True)
+    api, p = _caller()
+    return api.adjudicate(p, alert_id, _body())
 
 
 @app.route("/alerts/{alert_id}/outcome", methods=["POST"], authorizer=AUTH)
 @_authed
 def record_outcome(alert_id):  # type: ignore[no-untyped-def]
-    return _call("outcome", alert_id, body=True)
+    api, p = _caller()
+    return api.outcome(p, alert_id, _body())

@@ -12,20 +12,9 @@ import sys
 import time
 from pathlib import Path
 
+from chalicelib.local.state import STATE
+from chalicelib.local.state import local_settings as _settings
 from chalicelib.matching.calibration import DEFAULT_TARGET_FPIR
-
-STATE = Path(".lfr") / "local.json"
-
-
-def _settings():  # type: ignore[no-untyped-def]
-    """Settings from the environment, or from the local stack that `lfr local up` started."""
-    from chalicelib.local import moto_server
-    from chalicelib.settings import Settings
-
-    if not os.environ.get("AWS_ENDPOINT_URL") and STATE.exists():
-        state = json.loads(STATE.read_text())
-        os.environ.update({**moto_server.LOCAL_ENV, **state["env"]})
-    return Settings.from_env()
 
 
 def cmd_local_up(args: argparse.Namespace) -> int:

@@ -10,10 +10,10 @@ import functools
 from typing import Any
 
 from chalicelib import clients, names
-from chalicelib.ingest.batch_reads import BatchReader
 from chalicelib.matching.blas import limit_blas_threads
 from chalicelib.ops.watchlist_index import IndexCache
 from chalicelib.settings import Settings
+from chalicelib.store.batch_reads import BatchReader
 from chalicelib.store.tables import Tables, tables
 
 

@@ -55,7 +55,7 @@ class Settings:
     realert_after_s: int = 60
     # A match of a subject whose alert an officer ruled false in this deployment, scoring no
     # more than that alert plus this (cosine), is the same look-alike: flagged, not pushed
-    # (alerts/lookalikes.py). Genuine scores stand well above above-threshold impostors
+    # (ops/lookalikes.py). Genuine scores stand well above above-threshold impostors
     # (docs/privacy.md); wider would start to hold back the real subject.
     lookalike_margin: float = 0.05
     track_fusion: bool = True
@@ -128,7 +128,7 @@ class Settings:
     min_face_px: int = 32
     mirror_landmarks: bool = True
     embed_flip: bool = True
-    # Subtract the background centre of the embedding space (chalicelib.matching.centre);
+    # Subtract the background centre of the embedding space (chalicelib.vision.centre);
     # an empty path means the centre shipped with the recognizer.
     embed_centre: bool = True
     embed_centre_path: str = ""

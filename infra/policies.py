@@ -133,7 +133,7 @@ def frames_worker(a: Arns) -> list[dict[str, Any]]:
               [a.objects(s.evidence_bucket, "snapshots/")]),
         _stmt("CountOnDeployment", ["dynamodb:GetItem", "dynamodb:UpdateItem"],
               [a.t("deployments")]),
-        # ingest/batch_reads.py: deployment, watchlist version and camera tracks in one read.
+        # store/batch_reads.py: deployment, watchlist version and camera tracks in one read.
         _stmt("BatchReads", ["dynamodb:BatchGetItem"],
               [a.t("deployments"), a.t("watchlists"),
                *([a.t("tracks")] if a.has("tracks") else [])]),

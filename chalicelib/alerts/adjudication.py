@@ -11,8 +11,7 @@ from typing import Any, Literal
 
 from pynamodb.exceptions import UpdateError
 
-from chalicelib.alerts import lookalikes
-from chalicelib.ops import audit
+from chalicelib.ops import audit, lookalikes
 from chalicelib.ops.deployments import get_deployment
 from chalicelib.ops.errors import NotFound
 from chalicelib.ops.watchlists import LifecycleError

@@ -19,7 +19,7 @@ import cv2
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
 
-from chalicelib.ingest.process import Match
+from chalicelib.matching.decision import Match
 from chalicelib.ops import audit
 from chalicelib.store import layout
 from chalicelib.store.tables import Tables, connection_of, utcnow
@@ -56,7 +56,7 @@ def raise_alert(
     lookalike_of: str | None = None,
 ) -> tuple[str, bool]:
     """Returns (alert id, created now?). Safe to call again for the same match.
-    `lookalike_of`: the false alert this match resembles (alerts/lookalikes.py): the alert is
+    `lookalike_of`: the false alert this match resembles (ops/lookalikes.py): the alert is
     kept and flagged, but not queued for a push."""
     alert_id = alert_id_for(ctx.deployment_id, ctx.camera_id, ctx.sequence, match.subject_id,
                             ctx.batch_id)

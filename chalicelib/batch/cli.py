@@ -49,9 +49,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 
 def _settings() -> Any:
-    from chalicelib.cli import _settings as cli_settings  # honours `lfr local up` state
+    from chalicelib.local.state import local_settings  # honours `lfr local up` state
 
-    return cli_settings()
+    return local_settings()
 
 
 def add_commands(subparsers: Any) -> None:

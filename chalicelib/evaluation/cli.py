@@ -166,9 +166,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _eval_groups(args: argparse.Namespace, scores: object, report: dict) -> None:
-    from chalicelib.evaluation.differentials import record_from_report
     from chalicelib.evaluation.groups import differentials_report, format_report, load_groups
     from chalicelib.evaluation.openset import write_json
+    from chalicelib.matching.differentials import record_from_report
 
     cal = report["calibrated"]
     thresholds = [(f"calibrated: target FPIR {cal['target_fpir']}, gallery "
@@ -305,7 +305,7 @@ def _measure_centre(
 
     import numpy as np
 
-    from chalicelib.matching.centre import centre_document, centre_from_document, measure_centre
+    from chalicelib.vision.centre import centre_document, centre_from_document, measure_centre
     from chalicelib.vision.embed import l2_normalize, model_id_for
     from chalicelib.vision.factory import recognizer_spec, space_with
 

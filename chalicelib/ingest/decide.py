@@ -12,16 +12,15 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from chalicelib.alerts.lookalikes import resembles, ruled_out
 from chalicelib.alerts.raise_alert import AlertContext, alert_id_for, raise_alert
 from chalicelib.alerts.sightings import camera_key, claim_sighting, extend_sighting
 from chalicelib.ingest.batch_format import BatchFormatError, Frame
-from chalicelib.ingest.batch_reads import tracks_from
 from chalicelib.ingest.continuity import CameraTracks
 from chalicelib.ingest.process import BatchOutcome, FusionPolicy, process_frames
-from chalicelib.ingest.track_store import DynamoTrackStore, TrackStore
+from chalicelib.ingest.track_store import DynamoTrackStore, TrackStore, tracks_from
 from chalicelib.matching.index import ExactIndex
 from chalicelib.ops.deployments import in_window
+from chalicelib.ops.lookalikes import resembles, ruled_out
 from chalicelib.ops.watchlist_index import Held
 from chalicelib.runtime import Runtime
 

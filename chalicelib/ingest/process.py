@@ -23,7 +23,7 @@ import numpy as np
 
 from chalicelib.ingest.batch_format import Frame
 from chalicelib.ingest.continuity import CameraTracks, CarriedTrack
-from chalicelib.matching.decision import decide
+from chalicelib.matching.decision import Match, decide
 from chalicelib.matching.index import ExactIndex
 from chalicelib.vision.decode import FrameDecodeError, decode_jpeg
 from chalicelib.vision.detect import crop_around
@@ -59,20 +59,6 @@ class FusionPolicy:
     # A region search costs about its area; past this share of the frame, detect it all.
     max_region_share: float = 0.5
     tracker: TrackerPolicy = TrackerPolicy()
-
-
-@dataclass(frozen=True)
-class Match:
-    """The best track of one watchlist subject in one batch: what becomes an alert."""
-
-    subject_id: str
-    score: float
-    frame_index: int
-    captured_at: datetime
-    box: tuple[float, float, float, float]
-    crop: np.ndarray  # the best face with some context, BGR, for the officer's adjudication
-    track_faces: int = 1  # faces of the person in this batch
-    track_id: str = ""
 
 
 @dataclass

@@ -16,11 +16,20 @@ from pynamodb.exceptions import TransactWriteError
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
-from chalicelib.ingest.batch_reads import tracks_from
 from chalicelib.ingest.continuity import TRACK_TTL_S, CameraTracks, merge
 from chalicelib.store.tables import Tables, connection_of
 
 _ATTEMPTS = 8
+
+
+def tracks_from(item: Any | None, now: float) -> tuple[CameraTracks, int]:
+    """The camera's state in a CameraTracks row (empty when none or expired), and its version."""
+    if item is None:
+        return CameraTracks(), 0
+    version = int(item.version or 0)
+    if item.expires_at is not None and item.expires_at.timestamp() < now:
+        return CameraTracks(), version  # TTL deletes late: an expired state is never used
+    return CameraTracks.from_json(item.state).pruned(now), version
 
 
 class TrackStore(Protocol):

@@ -7,7 +7,26 @@ deployment and on every alert together with the score and the target.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+
 from chalicelib.matching.index import Candidate
+
+
+@dataclass(frozen=True)
+class Match:
+    """The best track of one watchlist subject in one batch: what becomes an alert."""
+
+    subject_id: str
+    score: float
+    frame_index: int
+    captured_at: datetime
+    box: tuple[float, float, float, float]
+    crop: np.ndarray  # the best face with some context, BGR, for the officer's adjudication
+    track_faces: int = 1  # faces of the person in this batch
+    track_id: str = ""
 
 
 def decide(candidates: list[Candidate], threshold: float) -> Candidate | None:

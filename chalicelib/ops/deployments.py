@@ -92,7 +92,7 @@ class CreatedDeployment:
 def load_differentials(path: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
     """The force's differentials record at `path` (the setting; empty: none), or a warning that
     it could not be read: a broken record must not stop a deployment, nor pass unnoticed."""
-    from chalicelib.evaluation.differentials import load_record
+    from chalicelib.matching.differentials import load_record
 
     if not path:
         return None, []
@@ -130,7 +130,7 @@ def create_deployment_checked(
     false positive identification rate unless an explicit threshold is given. With the force's
     differentials record (settings.differentials_path), warns and audits when the threshold lies
     where it found one."""
-    from chalicelib.evaluation.differentials import threshold_warnings
+    from chalicelib.matching.differentials import threshold_warnings
 
     deployment_id = deployment_id or f"dep-{uuid.uuid4().hex[:12]}"
     bad = [c for c in [deployment_id, *cameras] if not layout.valid_id(c)]
@@ -211,7 +211,7 @@ def end_deployment(tables: Tables, deployment_id: str, actor: str) -> None:
         return
     now = utcnow()
     D = tables.Deployment
-    # Its memory of look-alikes ruled out (alerts/lookalikes.py) ends with it, in the same write.
+    # Its memory of look-alikes ruled out (ops/lookalikes.py) ends with it, in the same write.
     ruled_out = len(dep.lookalikes.as_dict()) if dep.lookalikes is not None else 0
     dep.update(actions=[D.status.set("ended"), D.ended_at.set(min(now, dep.ends_at or now)),
                         D.lookalikes.remove()])

@@ -23,6 +23,7 @@ from typing import Any
 from chalicelib import deadletter
 from chalicelib.names import dlq_name
 from chalicelib.settings import Settings
+from chalicelib.store.s3_events import NotificationError, s3_objects
 
 # Long enough to read a page and act on it; what is not acted on is made visible at once.
 HOLD_S = 30
@@ -94,8 +95,6 @@ def _describe(m: dict[str, Any], which: str, source: str, s3: Any) -> DeadLetter
 def _frame_keys(body: str, s3: Any) -> list[dict[str, str]]:
     """The batch objects a notification names, and whether each is still there: a batch
     rejected as malformed is deleted on its last try (its frames show passers-by)."""
-    from chalicelib.ingest.worker import NotificationError, s3_objects
-
     try:
         objects = s3_objects(body)
     except NotificationError:

@@ -20,9 +20,9 @@ from pynamodb.exceptions import DeleteError, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
 from chalicelib import monitoring
-from chalicelib.alerts.lookalikes import forget
 from chalicelib.ops import audit
 from chalicelib.ops.deployments import end_deployment
+from chalicelib.ops.lookalikes import forget
 from chalicelib.ops.watchlists import destroy_unbound_watchlist, destroy_watchlist
 from chalicelib.settings import Settings
 from chalicelib.store.tables import Tables, connection_of

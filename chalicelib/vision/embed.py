@@ -26,7 +26,7 @@ def model_id_for(spec: ModelSpec) -> str:
 
 def space_id(file_id: str, centre: np.ndarray | None = None, config: str = "") -> str:
     """The embedding space's id: the recognizer file, the centre subtracted from its output
-    (chalicelib.matching.centre) and the configuration of the steps before it (detection
+    (chalicelib.vision.centre) and the configuration of the steps before it (detection
     scale, landmarks, flip-sum). Templates and impostor statistics belong to one space: a
     watchlist or a calibration from another one is refused, never silently compared."""
     out = file_id

@@ -32,7 +32,7 @@ def embedding_centre(s: Settings) -> np.ndarray | None:
     """The background centre subtracted from every embedding (None when switched off)."""
     if not s.embed_centre:
         return None
-    from chalicelib.matching.centre import load_centre
+    from chalicelib.vision.centre import load_centre
 
     return load_centre(model_id_for(recognizer_spec(s)), s.embed_centre_path or None)
 

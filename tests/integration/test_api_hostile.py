@@ -9,8 +9,9 @@ from typing import Any
 
 from tests.integration.conftest import demo_person
 
-POSTS_WITH_BODY = ["/watchlists", "/watchlists/wl-x/subjects", "/deployments",
-                   "/deployments/dep-x/devices", "/alerts/al-x/adjudication",
+POSTS_WITH_BODY = ["/watchlists", "/watchlists/wl-x/subjects", "/watchlists/wl-x/subjects/batch",
+                   "/deployments", "/deployments/dep-x/devices",
+                   "/deployments/dep-x/cameras/cam-x/heartbeat", "/alerts/al-x/adjudication",
                    "/alerts/al-x/outcome"]
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.evaluation.differentials import KIND, VERSION
+from chalicelib.matching.differentials import KIND, VERSION
 from tests.integration.test_api_hostile import _authorised_watchlist, _deployment
 
 

@@ -8,9 +8,9 @@ import csv
 import json
 from pathlib import Path
 
-from chalicelib.evaluation.differentials import load_record
 from chalicelib.evaluation.groups import pseudo_groups
 from chalicelib.evaluation.openset import list_identities, select_identities
+from chalicelib.matching.differentials import load_record
 from tests.conftest import shared_data
 from tests.integration.test_eval_slice import run_lfr
 

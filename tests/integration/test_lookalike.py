@@ -9,8 +9,8 @@ import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from chalicelib.alerts.lookalikes import remember, ruled_out
 from chalicelib.ops.deployments import create_deployment, end_deployment
+from chalicelib.ops.lookalikes import remember, ruled_out
 from chalicelib.ops.records import transparency_record
 from chalicelib.ops.retention import sweep
 from chalicelib.ops.watchlists import create_watchlist

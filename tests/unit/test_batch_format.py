@@ -159,14 +159,14 @@ def test_an_absurd_sequence_rejects_the_batch() -> None:
     ('{"Records": [{"eventName": "ObjectCreated:Put", "s3": {"bucket": 1}}]}', "record 0"),
 ])
 def test_a_message_that_is_not_an_s3_notification_says_why(body: str, reason: str) -> None:
-    from chalicelib.ingest.worker import NotificationError, s3_objects
+    from chalicelib.store.s3_events import NotificationError, s3_objects
 
     with pytest.raises(NotificationError, match=reason):
         s3_objects(body)
 
 
 def test_other_s3_events_are_ignored() -> None:
-    from chalicelib.ingest.worker import s3_objects
+    from chalicelib.store.s3_events import s3_objects
 
     assert s3_objects('{"Event": "s3:TestEvent"}') == []
     assert s3_objects('{"Records": [{"eventName": "ObjectRemoved:Delete"}]}') == []

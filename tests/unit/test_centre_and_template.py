@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from chalicelib.evaluation.openset import ImageFaces
-from chalicelib.matching.centre import (
+from chalicelib.matching.template import EnrollmentError, build_template
+from chalicelib.vision.centre import (
     centre_document,
     centre_from_document,
     load_centre,
     measure_centre,
 )
-from chalicelib.matching.template import EnrollmentError, build_template
 from chalicelib.vision.embed import SFaceRecognizer, model_id_for, space_id
 from chalicelib.vision.models import default_recognizer_spec
 from chalicelib.vision.pipeline import FaceObservation, FrameAnalysis

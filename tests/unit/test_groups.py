@@ -11,12 +11,6 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from chalicelib.evaluation.differentials import (
-    load_record,
-    parse_record,
-    record_from_report,
-    threshold_warnings,
-)
 from chalicelib.evaluation.groups import (
     UNLABELLED,
     clopper_pearson,
@@ -28,6 +22,12 @@ from chalicelib.evaluation.groups import (
     parse_groups,
 )
 from chalicelib.evaluation.openset import ProbeScores
+from chalicelib.matching.differentials import (
+    load_record,
+    parse_record,
+    record_from_report,
+    threshold_warnings,
+)
 
 HIGH, LOW, T = 0.9, 0.1, 0.5
 

@@ -1,9 +1,9 @@
-"""The look-alike rule (alerts/lookalikes.py), pure: which later matches are taken for the
+"""The look-alike rule (ops/lookalikes.py), pure: which later matches are taken for the
 look-alike an officer ruled out, and which alert as new."""
 
 from __future__ import annotations
 
-from chalicelib.alerts.lookalikes import RuledOut, resembles, ruled_out
+from chalicelib.ops.lookalikes import RuledOut, resembles, ruled_out
 
 NOW = 1_800_000_000.0
 RULED = [RuledOut("al-1", "s-1", 0.40, NOW + 3600)]

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from chalicelib.matching.calibration import STATS_DIR
+# Beside the calibration statistics of the same model (matching/calibration.py's STATS_DIR).
+STATS_DIR = Path(__file__).resolve().parents[1] / "matching" / "stats"
 
 FORMAT = "lfr-embedding-centre/1"
 

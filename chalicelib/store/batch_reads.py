@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.ingest.continuity import CameraTracks
 from chalicelib.store.tables import Tables
 
 _ATTEMPTS = 5
@@ -73,12 +72,3 @@ class BatchReader:
         tracks = CT.from_raw_data(got[names["t"]][0]) if got[names["t"]] else None
         return BatchReads(dep, version, tracks, tracks_read=True)
 
-
-def tracks_from(item: Any | None, now: float) -> tuple[CameraTracks, int]:
-    """The camera's state in a CameraTracks row (empty when none or expired), and its version."""
-    if item is None:
-        return CameraTracks(), 0
-    version = int(item.version or 0)
-    if item.expires_at is not None and item.expires_at.timestamp() < now:
-        return CameraTracks(), version  # TTL deletes late: an expired state is never used
-    return CameraTracks.from_json(item.state).pruned(now), version
