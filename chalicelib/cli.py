@@ -11,6 +11,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from chalicelib.local.state import STATE
 from chalicelib.local.state import local_settings as _settings
@@ -231,6 +232,16 @@ def cmd_watchlist_authorise(args: argparse.Namespace) -> int:
     return 0
 
 
+def _local_grant(s: Any, deployment_id: str, camera_id: str) -> dict[str, Any]:
+    """An upload grant made with the local stack's own credentials (`lfr gateway` without
+    --api or --grant)."""
+    from chalicelib.clients import client
+    from chalicelib.ops.cameras import camera_upload_grant
+
+    return camera_upload_grant(client("s3", s), s.frames_bucket, deployment_id, camera_id,
+                               s.max_batch_bytes)
+
+
 def cmd_dlq_list(args: argparse.Namespace) -> int:
     from chalicelib.clients import client
     from chalicelib.names import dlq_name
@@ -370,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     from chalicelib.evaluation.cli import add_commands as add_eval
     from chalicelib.gateway.command import add_commands as add_gateway
 
-    add_gateway(sub)
+    add_gateway(sub, local_grant=_local_grant)
     add_eval(sub)
     add_batch(sub)
 

@@ -20,9 +20,12 @@ import json
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+LocalGrant = Callable[[Any, str, str], dict[str, Any]]
 
 
 def _aware_time(text: str) -> datetime:
@@ -75,13 +78,11 @@ def cmd_gateway(args: argparse.Namespace) -> int:
                               opts.heartbeat_s)
     elif args.grant:
         grants = FileGrant(json.loads(Path(args.grant).read_text()))
+    elif args.local_grant is not None:  # the local stack's own credentials (cli.py)
+        grants = FileGrant(args.local_grant(s, args.deployment, args.camera))
     else:
-        from chalicelib.clients import client
-        from chalicelib.ops.cameras import camera_upload_grant
-
-        grants = FileGrant(camera_upload_grant(client("s3", s), s.frames_bucket,
-                                               args.deployment, args.camera,
-                                               s.max_batch_bytes))
+        print("give --api (with the camera's credential) or --grant FILE", file=sys.stderr)
+        return 2
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -104,7 +105,10 @@ def _monotonic() -> float:
     return time.monotonic()
 
 
-def add_commands(sub: Any) -> None:
+def add_commands(sub: Any, local_grant: LocalGrant | None = None) -> None:
+    """`local_grant(settings, deployment, camera)`: a grant issued with the local stack's own
+    credentials, for `lfr gateway` with neither --api nor --grant; the caller supplies it, so
+    the gateway itself never imports the cloud side."""
     from chalicelib.gateway.options import GatewayOptions
 
     d = GatewayOptions()  # one place for the defaults
@@ -141,4 +145,4 @@ def add_commands(sub: Any) -> None:
                     help="memory for batches waiting for the uplink")
     gw.add_argument("--flush-s", type=float, default=d.flush_s,
                     help="on SIGTERM, how long the queue may take to drain")
-    gw.set_defaults(func=cmd_gateway)
+    gw.set_defaults(func=cmd_gateway, local_grant=local_grant)
