@@ -5,7 +5,7 @@ Everything about a person lives in Subject (watchlist members only) and Alert (m
 no table has a row for a face that did not match. CameraTracks holds, for a minute, the geometry
 of the tracks a camera's next batch continues (ingest/continuity.py: no embedding, no pixels).
 A Deployment's `lookalikes` repeats, for its false alerts, fields of their Alert rows
-(alerts/lookalikes.py, docs/privacy.md).
+(ops/lookalikes.py, docs/privacy.md).
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ class DeploymentBase(_Base):
     # counters above, in the same write. Each camera adds to its own key only.
     camera_frames = MapAttribute(default=dict)
     # Alerts an officer adjudicated false, while they and the deployment last: alert id ->
-    # {subject_id, score, until}. What those alerts keep, no more (alerts/lookalikes.py).
+    # {subject_id, score, until}. What those alerts keep, no more (ops/lookalikes.py).
     lookalikes = MapAttribute(null=True)
     sweep = UnicodeAttribute(null=True)  # "open" until ended, its watchlist destroyed
     due = _sweep_index("DeploymentsDue", ("created_at", UTCDateTimeAttribute(range_key=True)))()
@@ -217,7 +217,7 @@ class AlertBase(_Base):
     outcome_at = UTCDateTimeAttribute(null=True)
     crop_deleted_at = UTCDateTimeAttribute(null=True)
     # The false alert this match resembles (same subject, score not clearly higher): flagged
-    # to officers as the look-alike they ruled out, not pushed (alerts/lookalikes.py).
+    # to officers as the look-alike they ruled out, not pushed (ops/lookalikes.py).
     lookalike_of = UnicodeAttribute(null=True)
     notified_at = UTCDateTimeAttribute(null=True)
     # target (device id, or "topic") -> {state: sending|sent|disabled, at, message_id}
