@@ -88,9 +88,10 @@ def _audit_and_sightings(a: Arns) -> list[dict[str, Any]]:
                                        "dynamodb:UpdateItem", "dynamodb:Query"],
                          [a.t("sightings"), a.t("sightings") + "/index/*"]))
     if a.has("tracks"):
-        # A camera's track state, written in one transaction with the deployment's counters.
+        # A camera's track state, written in one transaction with the deployment's counters
+        # and the batch's applied id (its own table).
         out.append(_stmt("CameraTracks", ["dynamodb:GetItem", "dynamodb:PutItem"],
-                         [a.t("tracks")]))
+                         [a.t("tracks"), *([a.t("applied")] if a.has("applied") else [])]))
     return out
 
 
@@ -136,7 +137,8 @@ def frames_worker(a: Arns) -> list[dict[str, Any]]:
         # ingest/batch_reads.py: deployment, watchlist version and camera tracks in one read.
         _stmt("BatchReads", ["dynamodb:BatchGetItem"],
               [a.t("deployments"), a.t("watchlists"),
-               *([a.t("tracks")] if a.has("tracks") else [])]),
+               *([a.t("tracks")] if a.has("tracks") else []),
+               *([a.t("applied")] if a.has("applied") else [])]),
         _stmt("WriteAlerts", ["dynamodb:GetItem", "dynamodb:PutItem"], [a.t("alerts")]),
         _stmt("Idempotency", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
                               "dynamodb:DeleteItem"], [a.t("idempotency")]),
