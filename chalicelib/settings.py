@@ -90,6 +90,11 @@ class Settings:
     # A watchlist no deployment has bound this long after it was created is destroyed the same
     # way. At most the policy's 24 h less one sweep interval (app.py runs it every 15 min).
     watchlist_unbound_hours: int = 12
+    # A frame batch dead-lettered for any reason but a format error (whose frames the worker
+    # deletes on its last try) keeps its frames this long after upload, for a redrive once the
+    # cause is fixed; the retention sweep deletes them then. Under the frames bucket's 1-day
+    # lifecycle rule, which stays as the backstop.
+    dead_letter_frames_hours: int = 6
     # A push being sent is another notifier's for this long: longer than one SNS publish at the
     # client's timeouts, shorter than the alerts queue's visibility timeout (120 s) and than
     # the wait before a failed alert is retried (alerts/handler.py), so a retry
@@ -144,6 +149,11 @@ class Settings:
                 f"LFR_WATCHLIST_UNBOUND_HOURS={self.watchlist_unbound_hours}: an unbound watchlist "
                 f"must be destroyed within the policy's {POLICY_LIMIT_H} h, and the retention "
                 f"sweep runs every {SWEEP_INTERVAL_MIN} min: 1 to {limit_h} h")
+        if not 1 <= self.dead_letter_frames_hours <= limit_h:
+            raise ValueError(
+                f"LFR_DEAD_LETTER_FRAMES_HOURS={self.dead_letter_frames_hours}: a dead-lettered "
+                f"batch's frames are deleted by the sweep (every {SWEEP_INTERVAL_MIN} min) before "
+                f"the frames bucket's 1-day rule: 1 to {limit_h} h")
         if not self.prefix:
             object.__setattr__(self, "prefix", f"lfr-{self.stage}")
         for name, suffix in _DERIVED_NAMES.items():

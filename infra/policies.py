@@ -99,9 +99,10 @@ def _stmt(sid: str, actions: list[str], resources: list[str]) -> dict[str, Any]:
     return {"Sid": sid, "Effect": "Allow", "Action": sorted(actions), "Resource": resources}
 
 
-def _list(bucket: str, prefixes: list[str]) -> dict[str, Any]:
+def _list(bucket: str, prefixes: list[str],
+          sid: str = "ListWatchlistObjects") -> dict[str, Any]:
     # Destroying a watchlist sweeps its prefixes (ops/snapshots.py delete_prefix).
-    stmt = _stmt("ListWatchlistObjects", ["s3:ListBucket"], [f"arn:aws:s3:::{bucket}"])
+    stmt = _stmt(sid, ["s3:ListBucket"], [f"arn:aws:s3:::{bucket}"])
     stmt["Condition"] = {"StringLike": {"s3:prefix": [f"{p}*" for p in prefixes]}}
     return stmt
 
@@ -194,6 +195,9 @@ def retention_sweep(a: Arns) -> list[dict[str, Any]]:
                a.objects(s.evidence_bucket, "references/"),
                a.objects(s.evidence_bucket, "snapshots/")]),
         _list(s.evidence_bucket, ["references/", "snapshots/"]),
+        # A dead-lettered batch's frames, once past their hold (ops/retention.py).
+        _stmt("ExpireHeldFrames", ["s3:DeleteObject"], [a.objects(s.frames_bucket, "frames/")]),
+        _list(s.frames_bucket, ["frames/"], "ListHeldFrames"),
     ]
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from chalicelib.ingest.worker import s3_objects
 from chalicelib.store import layout
 from tests.integration.kept import NotKept, assert_only_what_may_be_kept
 
@@ -37,14 +38,15 @@ def _frames_left_behind(rt: Any) -> Callable[[], None]:
     """A batch whose notification is gone (processed, the delete failed): no queue names it."""
     undo = _put(rt, rt.settings.frames_bucket, layout.batch_key("dep-x", "cam-1", 7))
     sqs, url = rt.client("sqs"), rt.queue_url(rt.settings.frames_queue)
+    key = layout.batch_key("dep-x", "cam-1", 7)
     for _ in range(10):  # S3 notifies the queue of the upload: take that message off it
         got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
                                   WaitTimeSeconds=1).get("Messages", [])
         for m in got:
             sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
-        if got:
-            break
-    return undo
+        if any(key in [o["key"] for o in s3_objects(m["Body"])] for m in got):
+            return undo
+    raise AssertionError("S3 never notified the frames queue")
 
 
 def _crop_of_no_alert(rt: Any) -> Callable[[], None]:
