@@ -46,6 +46,9 @@ class Settings:
     deployment_topic: str = ""
     ops_topic: str = ""  # CloudWatch alarms for operators (chalicelib/monitoring.py)
     push_platform_app: str = ""
+    # The Secrets Manager secret that signs alert links where LFR_LINK_SECRET is not set (every
+    # deployed stage: infra/cfn.py generates it; chalicelib/link_secret.py reads it).
+    link_secret_name: str = ""
     # Fixed cosine threshold for scores on centred embeddings, used only where no calibrated
     # one is given (a deployment always records its own). 0.44 keeps the per-comparison false
     # match rate of the uncentred 0.5 it replaces (~2 in a million, shipped impostor model).
@@ -194,6 +197,7 @@ _DERIVED_NAMES = {
     "deployment_topic": "deployments",
     "ops_topic": "ops",
     "push_platform_app": "officers",
+    "link_secret_name": "link-secret",
 }
 
 

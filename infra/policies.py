@@ -148,9 +148,18 @@ def frames_worker(a: Arns) -> list[dict[str, Any]]:
     ]
 
 
+def _link_secret(a: Arns) -> dict[str, Any]:
+    # The key that signs alert links (chalicelib/link_secret.py); Secrets Manager adds six
+    # random characters to a secret's ARN.
+    return _stmt("ReadLinkSecret", ["secretsmanager:GetSecretValue"],
+                 [f"arn:aws:secretsmanager:{{region}}:{{account}}:secret:"
+                  f"{a.s.link_secret_name}-*"])
+
+
 def alerts_notifier(a: Arns) -> list[dict[str, Any]]:
     s = a.s
     return [
+        _link_secret(a),
         _consume(s.alerts_queue, a),
         _dead_letter(s.alerts_queue, a),
         _stmt("ClaimAlerts", ["dynamodb:GetItem", "dynamodb:UpdateItem"], [a.t("alerts")]),
@@ -165,6 +174,7 @@ def api_handler(a: Arns) -> list[dict[str, Any]]:
     # (watchlists, enrollment, deployments, camera grants, devices, alerts, adjudication, audit).
     s = a.s
     return [
+        _link_secret(a),
         _stmt("AppTables", CRUD, a.app_tables()),
         _stmt("AuditAppendAndRead", ["dynamodb:PutItem", "dynamodb:Query"], [a.t("audit")]),
         _stmt("ReferenceImages", ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"],
