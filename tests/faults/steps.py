@@ -63,6 +63,7 @@ STEPS = [
     Step("get alert", "alerts_notifier", "dynamodb", "GetItem", _table("-alerts"), False),
     Step("claim phone", "alerts_notifier", "dynamodb", "UpdateItem",
          lambda p: _table("-alerts")(p) and "'sending'" in _values(p), True),
+    Step("find phones", "alerts_notifier", "dynamodb", "Query", _table("-devices"), False),
     Step("sns publish phone", "alerts_notifier", "sns", "Publish",
          lambda p: "TargetArn" in p, True),
     Step("record phone pushed", "alerts_notifier", "dynamodb", "UpdateItem",
@@ -71,6 +72,15 @@ STEPS = [
          lambda p: "TopicArn" in p, True),
     Step("mark notified", "alerts_notifier", "dynamodb", "UpdateItem",
          lambda p: _table("-alerts")(p) and "notified_at" in _values(p), True),
+]
+# The camera's next batch in a warm container (tests/integration/test_faults.py
+# test_fault_warm): the deployment, watchlist version, tracks and applied id in one read, the
+# sighting of a matched passing still in view extended, the tracks written over a version.
+WARM_STEPS = [
+    Step("batch reads", "frames_worker", "dynamodb", "BatchGetItem", lambda p: True, False),
+    Step("extend sighting", "frames_worker", "dynamodb", "PutItem", _table("-sightings"), True),
+    Step("track state over a version", "frames_worker", "dynamodb", "TransactWriteItems",
+         lambda p: "-tracks" in repr(p.get("TransactItems", [])), True),
 ]
 # `DELETE /watchlists/{id}/subjects/{sid}` on an authorised list: every AWS call it makes.
 REMOVAL_STEPS = [
@@ -92,7 +102,7 @@ REMOVAL_STEPS = [
          lambda p: str(p.get("Prefix", "")).startswith("snapshots/"), False),
     Step("delete old snapshot", "api", "s3", "DeleteObjects", lambda p: True, True),
 ]
-BY_NAME = {s.name: s for s in STEPS + REMOVAL_STEPS}
+BY_NAME = {s.name: s for s in STEPS + WARM_STEPS + REMOVAL_STEPS}
 KINDS = ("fail", "crash", "kill")
 
 
