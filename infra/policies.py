@@ -172,25 +172,34 @@ def alerts_notifier(a: Arns) -> list[dict[str, Any]]:
 def api_handler(a: Arns) -> list[dict[str, Any]]:
     # Every route shares one function (Chalice's api_handler): the operator and officer API
     # (watchlists, enrollment, deployments, camera grants, devices, alerts, adjudication, audit).
+    # Only what the routes call (tests/integration/test_least_privilege.py records them): no
+    # Scan, no batch writes, no deletion of alerts, sightings, tracks or crops (evidence).
     s = a.s
+    g, p_, u, q = "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"
     return [
         _link_secret(a),
-        _stmt("AppTables", CRUD, a.app_tables()),
-        _stmt("AuditAppendAndRead", ["dynamodb:PutItem", "dynamodb:Query"], [a.t("audit")]),
+        _stmt("Watchlists", [g, p_, u], [a.t("watchlists")]),
+        # A subject's removal deletes its row (ops/watchlists.remove_subject).
+        _stmt("Subjects", [g, p_, q, "dynamodb:DeleteItem"], [a.t("subjects")]),
+        # Deleted only when its watchlist was bound elsewhere meanwhile (create_deployment).
+        _stmt("Deployments", [g, p_, u, "dynamodb:DeleteItem"], [a.t("deployments")]),
+        _stmt("Devices", [p_], [a.t("devices")]),
+        _stmt("Alerts", [g, u], [a.t("alerts")]),
+        _stmt("AlertsByDeployment", [q], [a.t("alerts") + "/index/by-deployment"]),
+        _stmt("Cameras", [g, q, u], [a.t("cameras")]),
+        _stmt("AuditAppendAndRead", [p_, q], [a.t("audit")]),
         _stmt("ReferenceImages", ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"],
               [a.objects(s.evidence_bucket, "references/")]),
         # Written at authorisation and when an authorised list changes; swept at destruction.
         _stmt("WatchlistSnapshots", ["s3:PutObject", "s3:DeleteObject"],
               [a.objects(s.evidence_bucket, "snapshots/")]),
-        _list(s.evidence_bucket, ["references/", "snapshots/"]),
-        _stmt("AlertCrops", ["s3:GetObject", "s3:DeleteObject"],
-              [a.objects(s.evidence_bucket, "crops/")]),
+        _list(s.evidence_bucket, ["snapshots/"]),
+        # Presigned for the officer's view: read only.
+        _stmt("AlertCrops", ["s3:GetObject"], [a.objects(s.evidence_bucket, "crops/")]),
         # Camera upload grants are presigned POSTs: signed by this role, scoped to frames/.
         _stmt("CameraGrants", ["s3:PutObject"], [a.objects(s.frames_bucket, "frames/")]),
         _stmt("CreatePushEndpoints", ["sns:CreatePlatformEndpoint"], a.platform_apps()),
         _stmt("UpdatePushEndpoints", ["sns:SetEndpointAttributes"], a.platform_endpoints()),
-        _stmt("DeploymentTopic", ["sns:Publish"], [a.topic()]),
-        _stmt("QueueAlerts", ["sqs:SendMessage", "sqs:GetQueueUrl"], [a.queue(s.alerts_queue)]),
     ]
 
 
