@@ -65,19 +65,6 @@ class Arns:
     def has(self, short: str) -> bool:
         return any(t.name == f"{self.s.table_prefix}-{short}" for t in self.sp.tables)
 
-    def app_tables(self) -> list[str]:
-        """Every table of the app but the idempotency store and the audit trail (append-only:
-        no function may update or delete it), and their indexes."""
-        audit = f"{self.s.table_prefix}-audit"
-        names = [t.name for t in self.sp.tables
-                 if t.logical != "IdempotencyTable" and t.name != audit]
-        return [self.table(n) for n in names] + [self.table(n) + "/index/*" for n in names]
-
-
-CRUD = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
-        "dynamodb:Query", "dynamodb:Scan", "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem",
-        "dynamodb:ConditionCheckItem"]
-
 
 def _audit_and_sightings(a: Arns) -> list[dict[str, Any]]:
     out = []
@@ -205,9 +192,19 @@ def api_handler(a: Arns) -> list[dict[str, Any]]:
 
 def retention_sweep(a: Arns) -> list[dict[str, Any]]:
     # Destroys watchlists after their deployment, expired crops, alerts' pixels and sightings.
+    # Only what it calls (tests/integration/test_least_privilege.py records them): due items
+    # through the sparse sweep-due indexes, never a Scan.
     s = a.s
+    g, u, q, d = "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query", "dynamodb:DeleteItem"
+    due = [a.t(t) + f"/index/{SWEEP_INDEX}"
+           for t in ("watchlists", "deployments", "alerts", "sightings", "tracks")]
     return [
-        _stmt("AppTables", CRUD, a.app_tables()),
+        _stmt("SweepDue", [q], due),
+        _stmt("Watchlists", [g, u], [a.t("watchlists")]),
+        _stmt("DestroySubjects", [q, d], [a.t("subjects")]),
+        _stmt("Deployments", [g, u], [a.t("deployments")]),
+        _stmt("MarkCropsDeleted", [u], [a.t("alerts")]),
+        _stmt("ExpireSightingsAndTracks", [d], [a.t("sightings"), a.t("tracks")]),
         _stmt("AppendAudit", ["dynamodb:PutItem"], [a.t("audit")]),
         _stmt("ExpireEvidence", ["s3:DeleteObject"],
               [a.objects(s.evidence_bucket, "crops/"),

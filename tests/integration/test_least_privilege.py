@@ -119,3 +119,38 @@ def test_the_api_function_is_granted_only_what_its_routes_call(api, rt, local_st
     stmts = policies._fill(policies.statements("api_handler", spec.build(s)), s.region, "*")
     assert ungranted(stmts, used) == []
     assert unused_grants(stmts, used) == []
+
+
+def test_the_retention_sweep_is_granted_only_what_it_calls(scenario_factory, rt, local_stack,
+                                                          monkeypatch) -> None:
+    """Everything the sweep deletes, due at once: a deployment past its window with its list, an
+    alert whose crop expired and the look-alike it was ruled, its sighting and track state, a
+    list never bound, a dead-lettered batch's frames."""
+    from chalice.test import Client
+
+    from chalicelib.alerts.adjudication import adjudicate
+    from chalicelib.ops.watchlists import create_watchlist
+
+    s = rt.settings
+    sc = scenario_factory({"Cory Gardner": [demo_person("Cory_Gardner", 1)]})
+    sc.upload(0, [jpeg(demo_person("Cory_Gardner", 2))])
+    local_stack["pump"].drain(timeout=120)
+    [alert] = sc.alerts()
+    adjudicate(rt.tables, alert.alert_id, "false_alert", "officer-1")
+    create_watchlist(rt.tables, "never bound", sc.rt.model_id, created_by="operator-1")
+    rt.client("s3").put_object(Bucket=s.frames_bucket, Key=layout.batch_key("dep-x", "c", 1),
+                               Body=b"held frames")
+    later = datetime.now(UTC) + timedelta(days=s.crop_retention_days + 1)
+    monkeypatch.setattr("chalicelib.store.tables.utcnow", lambda: later)
+    with recording(s.region) as used, Client(local_stack["app"]) as client:
+        event = client.events.generate_cw_event(source="aws.events", detail_type="Scheduled Event",
+                                                detail={}, resources=[])
+        done = client.lambda_.invoke("retention_sweep", event).payload
+    assert done["failures"] == 0 and done["watchlists_destroyed"] >= 1
+    assert done["unbound_watchlists_destroyed"] >= 1 and done["crops_deleted"] >= 1
+    assert done["sightings_deleted"] >= 1 and done["track_states_deleted"] >= 1
+    assert done["dead_letter_frames_deleted"] >= 1 and done["lookalikes_forgotten"] >= 1
+
+    stmts = policies._fill(policies.statements("retention_sweep", spec.build(s)), s.region, "*")
+    assert ungranted(stmts, used) == []
+    assert unused_grants(stmts, used) == []
