@@ -82,6 +82,12 @@ WARM_STEPS = [
     Step("track state over a version", "frames_worker", "dynamodb", "TransactWriteItems",
          lambda p: "-tracks" in repr(p.get("TransactItems", [])), True),
 ]
+# A batch that fails every try (tests/integration/test_faults.py test_fault_dead_letter): the
+# worker sends it to the dead-letter queue itself, with its reason.
+DLQ_STEPS = [
+    Step("dlq send", "frames_worker", "sqs", "SendMessage",
+         lambda p: str(p.get("QueueUrl", "")).endswith("-dlq"), True),
+]
 # `DELETE /watchlists/{id}/subjects/{sid}` on an authorised list: every AWS call it makes.
 REMOVAL_STEPS = [
     Step("read watchlist", "api", "dynamodb", "GetItem",
@@ -102,7 +108,7 @@ REMOVAL_STEPS = [
          lambda p: str(p.get("Prefix", "")).startswith("snapshots/"), False),
     Step("delete old snapshot", "api", "s3", "DeleteObjects", lambda p: True, True),
 ]
-BY_NAME = {s.name: s for s in STEPS + WARM_STEPS + REMOVAL_STEPS}
+BY_NAME = {s.name: s for s in STEPS + WARM_STEPS + DLQ_STEPS + REMOVAL_STEPS}
 KINDS = ("fail", "crash", "kill")
 
 

@@ -40,7 +40,7 @@ from chalicelib.ops import audit
 from chalicelib.ops.watchlist_index import IndexCache, load_index
 from chalicelib.ops.watchlists import authorise_watchlist, create_watchlist
 from chalicelib.store import layout
-from tests.faults.steps import REMOVAL_STEPS, WARM_STEPS, cases, in_window
+from tests.faults.steps import DLQ_STEPS, REMOVAL_STEPS, WARM_STEPS, cases, in_window
 from tests.integration.conftest import demo_person, jpeg
 
 REPO = Path(__file__).resolve().parents[2]
@@ -283,6 +283,50 @@ def test_fault_warm(scenario_factory, invoker, topic_tap, step: str, when: str,
     [passing] = json.loads(sighting.passings)
     assert passing["last"] >= (t0 + timedelta(seconds=15)).timestamp()  # extended, once
     assert not left and not dead
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("step", "when", "kind"), cases(DLQ_STEPS),
+                         ids=[f"{s}-{w}-{k}".replace(" ", "_") for s, w, k in cases(DLQ_STEPS)])
+def test_fault_dead_letter(scenario_factory, invoker, step: str, when: str, kind: str) -> None:
+    """Issue 22 item 9: a batch that fails every try (a malformed manifest), its dead-lettering
+    struck. It still reaches the DLQ, with a reason, its frames deleted, nothing counted; a send
+    that landed but whose answer was lost is sent again on the next delivery (NoAnswer): two
+    dead letters of one batch, which a redrive processes once."""
+    import io
+    import zipfile
+
+    sc = scenario_factory({"Cory Gardner": [demo_person("Cory_Gardner", 1)]})
+    rt = sc.rt
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("manifest.json", json.dumps({
+            "format": "lfr-frame-batch/1", "deployment_id": sc.deployment_id,
+            "camera_id": sc.camera_id, "frames": [{"name": "000000.jpg"}]}))
+        zf.writestr("000000.jpg", jpeg(demo_person("Cory_Gardner", 2)))
+    key = layout.batch_key(sc.deployment_id, sc.camera_id, 0)
+    rt.client("s3").put_object(Bucket=rt.settings.frames_bucket, Key=key, Body=buf.getvalue())
+    fired, calls = _run_queues(rt, invoker, {"step": step, "when": when, "kind": kind})
+    assert fired, f"the fault never struck: {step} is not on the path as described"
+
+    sqs = rt.client("sqs")
+    url = rt.queue_url(dlq_name(rt.settings.frames_queue))
+    dead = []
+    for _ in range(10):  # every message, whatever else lies there
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
+                                  MessageAttributeNames=["All"]).get("Messages", [])
+        for m in got:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+        dead += [m for m in got if sc.deployment_id in m["Body"]]
+        if not got:
+            break
+    reasons = [m.get("MessageAttributes", {}).get("lfr.error", {}).get("StringValue")
+               for m in dead]
+    # A send that landed, its answer lost (failed, crashed or killed after it): sent again.
+    assert len(dead) == (2 if when == "after" else 1), reasons
+    assert all(reasons), reasons  # each says why, none moved bare by SQS
+    assert key not in all_keys(rt.client("s3"), rt.settings.frames_bucket)
+    assert sc.alerts() == [] and rt.tables.Deployment.get(sc.deployment_id).batches == 0
 
 
 def _authorised_list(rt: Any) -> tuple[str, str, str]:
