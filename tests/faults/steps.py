@@ -74,13 +74,12 @@ STEPS = [
          lambda p: _table("-alerts")(p) and "notified_at" in _values(p), True),
 ]
 # The camera's next batch in a warm container (tests/integration/test_faults.py
-# test_fault_warm): the deployment, watchlist version, tracks and applied id in one read, the
-# sighting of a matched passing still in view extended, the tracks written over a version.
+# test_fault_warm): the deployment, watchlist version, tracks and applied id in one read, and
+# the sighting of a matched passing still in view extended. (The tracks' transaction is struck
+# by the cold cases already; warm, 6 more cases cost 13 s and found nothing new.)
 WARM_STEPS = [
     Step("batch reads", "frames_worker", "dynamodb", "BatchGetItem", lambda p: True, False),
     Step("extend sighting", "frames_worker", "dynamodb", "PutItem", _table("-sightings"), True),
-    Step("track state over a version", "frames_worker", "dynamodb", "TransactWriteItems",
-         lambda p: "-tracks" in repr(p.get("TransactItems", [])), True),
 ]
 # A batch that fails every try (tests/integration/test_faults.py test_fault_dead_letter): the
 # worker sends it to the dead-letter queue itself, with its reason.
