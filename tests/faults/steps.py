@@ -39,7 +39,11 @@ STEPS = [
          _table("-idempotency"), True),
     Step("s3 get batch", "frames_worker", "s3", "GetObject",
          lambda p: str(p.get("Key", "")).startswith("frames/"), False),
-    # A cold container's watchlist: the snapshot (the rows decide when it cannot be read).
+    # A container's watchlist, loaded (or reloaded once its version moved: the same code,
+    # ops/watchlist_index.IndexCache.get): the row, consistently, then the snapshot (the rows
+    # decide when it cannot be read).
+    Step("read watchlist row", "frames_worker", "dynamodb", "GetItem",
+         lambda p: _table("-watchlists")(p) and bool(p.get("ConsistentRead")), False),
     Step("s3 get watchlist snapshot", "frames_worker", "s3", "GetObject",
          lambda p: str(p.get("Key", "")).startswith("snapshots/"), False),
     # A container's first batch of a deployment reads it alone (later ones with the tracks).
