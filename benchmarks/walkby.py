@@ -25,12 +25,23 @@ Prints figures and asserts nothing; says "skipped: needs ..." and exits 0 withou
         [--mated 150] [--fps 5] [--batch-frames 3] [--drain-every 5] [--seed 0]
         [--target-fpir 0.001] [--env LFR_ONNX_THREADS=2 ...] [--json walkby.json]
         [--plan walkby-before.json] [--data ../shared/data/faces/dev]
+        [--camera 1920x1080] [--max-side 1280 --jpeg-quality 90]
 
 Where the face lies in each walker's photo (for the face size and the ground-truth box) is
 measured once with the product's detector on the photo alone, before streaming.
 --json writes the figures and the plan (watchlist identities, every walker's photo and path);
 --plan replays that plan exactly (same watchlist, same frames), to compare two versions of the
 code on identical footage.
+
+--camera WxH synthesises a camera frame of that size (default 1280x720); the faces keep their
+sizes in camera pixels (~40-110 px) and pace (20-80 px per frame), so a larger camera is a wider
+view: walkers' heights scale with the frame, and the cap on their time on screen with its
+width. A plan remembers its camera. --max-side N --jpeg-quality Q send every camera frame
+through the gateway's own encode (chalicelib.gateway: INTER_AREA down to max_side, then JPEG)
+instead of the footage's own final JPEG step (q75-92); ground-truth boxes are then scaled to
+the uploaded frame for attribution, while face sizes are still reported in camera pixels. The
+camera frames are the same whatever the encoding, so one plan compares settings on identical
+footage.
 """
 
 from __future__ import annotations
@@ -56,7 +67,8 @@ import cv2
 import numpy as np
 
 DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces" / "dev"
-W, H = 1280, 720
+W, H = 1280, 720  # the camera frame (--camera); the uploaded frame may be smaller
+UPLOAD_SCALE = (1.0, 1.0)  # uploaded frame / camera frame, x and y (--max-side)
 # Where the face box lies in a walker's photo, as a fraction of the photo's side: measured once
 # per photo with the product's detector on the photo alone (before streaming, not timed), since
 # some faces/dev identities are framed tighter than LFW. Photos where it finds no face use the
@@ -126,22 +138,23 @@ def plan_walkers(
     """Paths, sizes, speeds and staggered arrivals (2-4 people on screen, at most 4)."""
     walkers: list[Walker] = []
     start = 0
+    ys = H / 720  # heights were laid out for a 720-line camera; 1.0 there (today's plans)
     for idx, (person, photo, subject) in enumerate(people):
         kind = rng.choices(["across", "diagonal", "approach"], [0.55, 0.25, 0.20])[0]
         if kind == "across":
             f0 = rng.uniform(50, 90)
             f1 = min(110.0, max(40.0, f0 * rng.uniform(0.85, 1.15)))
-            y0 = rng.uniform(180, 540)
-            y1 = y0 + rng.uniform(-60, 60)
+            y0 = rng.uniform(180, 540) * ys
+            y1 = y0 + rng.uniform(-60, 60) * ys
         elif kind == "diagonal":
             f0 = rng.uniform(45, 75)
             f1 = min(110.0, f0 * rng.uniform(1.2, 1.5))
-            y0, y1 = rng.uniform(150, 300), rng.uniform(430, 580)
+            y0, y1 = rng.uniform(150, 300) * ys, rng.uniform(430, 580) * ys
             if rng.random() < 0.5:  # receding: from near the camera to further away
                 f0, f1, y0, y1 = f1, f0, y1, y0
         else:  # approach: from afar at one side towards the camera, out at the bottom
             f0, f1 = rng.uniform(40, 55), rng.uniform(90, 110)
-            y0 = rng.uniform(200, 330)
+            y0 = rng.uniform(200, 330) * ys
         r = rel.get(photo, DEFAULT_REL)
         s0, s1 = f0 / (r[2] - r[0]), f1 / (r[2] - r[0])
         x0 = -0.1 * s0  # the face box just inside the edge on the first frame
@@ -154,7 +167,8 @@ def plan_walkers(
             x0, x1 = W - x0, W - x1
         length = math.hypot(x1 - x0, y1 - y0)
         speed = rng.uniform(20, 80)  # px per frame at 5 fps: a walking pace across ~8 m
-        frames = int(min(max(round(length / speed), 3 * fps), 5 * fps + 2))
+        # A wider view at the same face size and pace takes longer to cross.
+        frames = int(min(max(round(length / speed), 3 * fps), (5 * fps + 2) * W / 1280))
         # Staggered arrivals: about one every 1-2 s; never more than 4 on screen at once.
         if walkers:
             start += rng.randint(int(0.6 * fps), int(2.2 * fps))
@@ -188,8 +202,9 @@ def background(rng: np.random.Generator) -> np.ndarray:
 class Renderer:
     """Frames of the walk-by: background, per-frame sensor noise, the walkers pasted in."""
 
-    def __init__(self, walkers: list[Walker], seed: int) -> None:
+    def __init__(self, walkers: list[Walker], seed: int, gateway: Any = None) -> None:
         self.walkers = walkers
+        self.gateway = gateway  # GatewayOptions: the gateway's encode replaces the last JPEG
         self.rng = np.random.default_rng(seed)
         self.bg = background(self.rng)
         self.noise = [self.rng.normal(0, 2.5, (H, W, 3)).astype(np.float32) for _ in range(6)]
@@ -246,7 +261,10 @@ class Renderer:
             w.photo_boxes[i] = (x, y, x + side, y + side)
             w.max_face = max(w.max_face, face if inside(w.boxes[i]) > 0.9 else 0.0)
         out = np.clip(img, 0, 255).astype(np.uint8)
-        q = int(rng.integers(75, 93))
+        q = int(rng.integers(75, 93))  # drawn either way: the same footage whatever the encoding
+        if self.gateway is not None:
+            from chalicelib.gateway import encode
+            return encode(out, self.gateway)
         return cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, q])[1].tobytes()
 
 
@@ -260,6 +278,35 @@ def inside(b: Box) -> float:
 def clip(b: Box) -> Box:
     x1, y1 = min(max(b[0], 0.0), W), min(max(b[1], 0.0), H)
     return x1, y1, max(x1, min(b[2], W)), max(y1, min(b[3], H))
+
+
+def uploaded(b: Box) -> Box:
+    """A camera-frame box in the uploaded frame's pixels, clipped to it."""
+    sx, sy = UPLOAD_SCALE
+    c = clip(b)
+    return c[0] * sx, c[1] * sy, c[2] * sx, c[3] * sy
+
+
+def set_camera(size: tuple[int, int], max_side: int | None) -> tuple[int, int]:
+    """Sets the camera frame (W, H) and the upload scale; returns the uploaded frame's size
+    (as chalicelib.gateway.encode computes it)."""
+    global W, H, UPLOAD_SCALE
+    W, H = size
+    s = max_side / max(W, H) if max_side else 1.0
+    up = (round(W * s), round(H * s)) if s < 1 else (W, H)
+    UPLOAD_SCALE = (up[0] / W, up[1] / H)
+    return up
+
+
+def camera_size(text: str) -> tuple[int, int]:
+    w, _, h = text.lower().partition("x")
+    try:
+        size = int(w), int(h)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WxH, e.g. 1920x1080, not {text!r}") from None
+    if min(size) < 240:
+        raise argparse.ArgumentTypeError(f"camera {text} is too small")
+    return size
 
 
 def iou(a: Box, b: Box) -> float:
@@ -391,6 +438,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         skipped: list[str] = []
         tried = 0
         plan = json.loads(args.plan.read_text())["plan"] if args.plan else None
+        if args.camera is None:  # a plan's own camera, else today's 1280x720
+            args.camera = tuple(plan["camera"]) if plan and plan.get("camera") else (1280, 720)
+        elif plan and plan.get("camera") and tuple(plan["camera"]) != tuple(args.camera):
+            print(f"   note: the plan was made for a {plan['camera']} camera, rendered at "
+                  f"{args.camera}: its paths were laid out for the other frame")
+        upload = set_camera(args.camera, args.max_side)
+        gateway = None
+        if args.max_side is not None:
+            from chalicelib.gateway import GatewayOptions
+            gateway = GatewayOptions(max_side=args.max_side, jpeg_quality=args.jpeg_quality)
+        fig["options"]["camera"] = list(args.camera)
         for n in plan["watchlist"] if plan else names:
             if not plan and len(enrolled) >= args.watchlist:
                 break
@@ -445,7 +503,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         geometry_s = time.perf_counter() - t0
         fig["plan"] = {
             "note": "replay with --plan THIS_FILE: same watchlist identities, same footage",
-            "seed": args.seed, "fps": args.fps, "watchlist": list(enrolled.values()),
+            "seed": args.seed, "fps": args.fps, "camera": [W, H],
+            "watchlist": list(enrolled.values()),
             "walkers": [plan_entry(w) for w in walkers],
         }
         if plan and plan.get("fps") != args.fps:
@@ -458,7 +517,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         n_batches = math.ceil(n_frames / args.batch_frames)
 
         # Stream: render a few batches (not measured), upload them, drain the queues (measured).
-        renderer = Renderer(walkers, args.seed)
+        renderer = Renderer(walkers, args.seed, gateway)
         meter = Meter()
         t_footage = datetime.now(UTC) + timedelta(seconds=1)
         times = [t_footage + timedelta(seconds=i / args.fps) for i in range(n_frames)]
@@ -519,6 +578,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 counters[name] = v
 
         fig["footage"] = footage_figures(walkers, n_frames, args, render_s, bytes_sent)
+        fig["footage"]["uploaded_size"] = list(upload)
+        fig["footage"]["encoding"] = (f"gateway encode, max_side {args.max_side} q"
+                                      f"{args.jpeg_quality}" if gateway else "JPEG q75-92")
         fig["footage"]["face_geometry_s"] = round(geometry_s, 1)
         fig["footage"]["face_geometry_from"] = "plan" if plan else "detector"
         fig["footage"]["photos_face_not_found"] = sum(1 for r in rel.values() if r == DEFAULT_REL)
@@ -605,11 +667,11 @@ def score(walkers: list[Walker], alerts: list[Any], times: list[datetime],
         best, best_iou = None, 0.0
         for w in walkers:
             gt = w.boxes.get(frame)
-            if gt is not None and (v := iou(box, clip(gt))) > best_iou:
+            if gt is not None and (v := iou(box, uploaded(gt))) > best_iou:
                 best, best_iou = w, v
         cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
         in_photo = [w.person for w in walkers if (pb := w.photo_boxes.get(frame))
-                    and pb[0] <= cx <= pb[2] and pb[1] <= cy <= pb[3]]
+                    and (pu := uploaded(pb))[0] <= cx <= pu[2] and pu[1] <= cy <= pu[3]]
         row = {"subject": enrolled.get(a.subject_id, a.subject_id), "score": float(a.score),
                "frame": frame, "box": [round(v) for v in box], "iou": round(best_iou, 3),
                "walker": best.person if best and best_iou > ATTRIBUTE_IOU else None,
@@ -733,6 +795,10 @@ def report(fig: dict[str, Any]) -> None:
           f"{f['on_screen_max']}; {f['frames_empty']} empty frames; {f['crossing_pairs']} pairs "
           f"of faces overlap at some point; rendered in {f['render_s']} s (not measured), "
           f"{f['mb_sent']} MB sent")
+    if "encoding" in f:
+        print(f"   uploaded as {f['uploaded_size'][0]}x{f['uploaded_size'][1]}, {f['encoding']}; "
+              f"{1e6 * f['mb_sent'] / f['frames'] / 1e3:.1f} kB per frame with the batch "
+              f"container; face widths above are camera pixels")
     print(f"   face box per photo from the {f['face_geometry_from']} ({f['face_geometry_s']} s, "
           f"not measured); no face found in {f['photos_face_not_found']} photos (default "
           f"geometry)")
@@ -817,7 +883,17 @@ def main() -> int:
                    help="replay the watchlist and footage of an earlier --json file (then "
                         "--watchlist/--people/--mated/--seed do not apply)")
     p.add_argument("--data", type=Path, default=DEV, help=f"faces/dev folder (default {DEV})")
+    p.add_argument("--camera", type=camera_size, default=None, metavar="WxH",
+                   help="camera frame size (default: the plan's, else 1280x720); faces keep "
+                        "their sizes in camera pixels, so a larger one is a wider view")
+    p.add_argument("--max-side", type=int, default=None,
+                   help="send each frame through the gateway's encode at this max_side "
+                        "(default: the footage's own JPEG q75-92, no resize)")
+    p.add_argument("--jpeg-quality", type=int, default=None,
+                   help="the gateway encode's JPEG quality (with --max-side)")
     args = p.parse_args()
+    if (args.max_side is None) != (args.jpeg_quality is None):
+        p.error("--max-side and --jpeg-quality go together")
     preset = QUICK if args.quick else DEFAULTS
     for k, v in DEFAULTS.items():
         if getattr(args, k) is None:

@@ -71,8 +71,8 @@ def archive_sequence_base(key: str, etag: str) -> int:
 class BatchOptions:
     fps: float = 5.0  # frames sampled per second of video (the gateway's default)
     chunk_frames: int = 8  # frames decided together (the gateway's batch size)
-    max_side: int = 1280
-    jpeg_quality: int = 90
+    max_side: int = GatewayOptions.max_side  # encoded exactly as the gateway encodes
+    jpeg_quality: int = GatewayOptions.jpeg_quality
 
 
 @dataclass

@@ -147,7 +147,7 @@ def video_frames(cap: Capture, fps: float) -> Iterator[tuple[float, np.ndarray]]
 
 def live_frames(source: str, opts: GatewayOptions, clock: Clock, stats: GatewayStats,
                 stop: threading.Event, opener: Callable[..., Capture] | None = None,
-                ) -> Iterator[CapturedFrame]:
+                ) -> Iterator[CapturedFrame | None]:
     """Frames of a camera or stream, stamped when read, at most about `fps` per second. A
     stream that ends, fails or stalls is reopened with backoff (capped at reconnect_max_s)
     until `stop` is set: capture times are the clock's, so they stay true across the gap."""

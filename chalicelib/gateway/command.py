@@ -7,8 +7,10 @@ runs as the camera's own principal: it fetches its upload grant from the API and
 re-reads the token file when it changes, reports its state every LFR_GATEWAY_HEARTBEAT_S, and
 on SIGTERM (or Ctrl-C) flushes its queue within --flush-s and exits 0. Its last line on stdout
 is one JSON object: frames read, sent and shed (by reason), batches, retries, renewals,
-reconnects. `--grant FILE` uploads with a fixed grant (tests, one-off uploads); with neither,
-a grant is issued from the local stack's credentials.
+reconnects. On AWS, `--cognito-client-id ID --refresh-token-file F` instead of --token-file: the
+gateway refreshes the camera's Cognito ID token itself (gateway/cognito.py). `--grant FILE`
+uploads with a fixed grant (tests, one-off uploads); with neither, a grant is issued from the
+local stack's credentials.
 """
 
 from __future__ import annotations
@@ -55,10 +57,18 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     grants: Any
     heartbeat = None
     if args.api:
-        if not args.token_file:
-            print("--api needs --token-file (the camera's bearer token)", file=sys.stderr)
+        token: Any
+        if args.refresh_token_file and args.cognito_client_id:
+            from chalicelib.gateway.cognito import CognitoToken, cognito_endpoint
+
+            token = CognitoToken(args.cognito_endpoint or cognito_endpoint(s.region),
+                                 args.cognito_client_id, args.refresh_token_file, http)
+        elif args.token_file:
+            token = TokenFile(args.token_file)
+        else:
+            print("--api needs the camera's credential: --token-file, or "
+                  "--cognito-client-id with --refresh-token-file", file=sys.stderr)
             return 2
-        token = TokenFile(args.token_file)
         grants = ApiGrants(args.api, args.deployment, args.camera, token, http,
                            _monotonic, on_renewal=lambda: stats.add(grant_renewals=1))
         heartbeat = Heartbeat(args.api, args.deployment, args.camera, token, http, stats,
@@ -95,6 +105,9 @@ def _monotonic() -> float:
 
 
 def add_commands(sub: Any) -> None:
+    from chalicelib.gateway.options import GatewayOptions
+
+    d = GatewayOptions()  # one place for the defaults
     gw = sub.add_parser("gateway", help="one camera's gateway: capture, batch and upload")
     gw.add_argument("source", help="a video file, an image folder, a camera index or a URL")
     gw.add_argument("--deployment", required=True)
@@ -102,10 +115,15 @@ def add_commands(sub: Any) -> None:
     gw.add_argument("--api", help="the API's base URL: grants are fetched and renewed there")
     gw.add_argument("--token-file", help="file holding the camera's bearer token (re-read "
                     "when it changes); with --api")
+    gw.add_argument("--cognito-client-id", help="on AWS: the user pool app client; with "
+                    "--refresh-token-file, the gateway keeps the camera's ID token fresh itself")
+    gw.add_argument("--refresh-token-file", help="file holding the camera's Cognito refresh "
+                    "token (re-read when it changes)")
+    gw.add_argument("--cognito-endpoint", help="default: cognito-idp.<AWS_REGION>.amazonaws.com")
     gw.add_argument("--grant", help="JSON file with a fixed upload grant (tests, one-off)")
-    gw.add_argument("--fps", type=float, default=5.0,
+    gw.add_argument("--fps", type=float, default=d.fps,
                     help="frames sampled per second of footage; a folder's frame rate")
-    gw.add_argument("--batch-frames", type=int, default=8)
+    gw.add_argument("--batch-frames", type=int, default=d.batch_frames)
     gw.add_argument("--first-sequence", type=int, default=None,
                     help="count batch sequences from N (default: capture time in ms, which a "
                     "restart never reuses)")
@@ -114,12 +132,13 @@ def add_commands(sub: Any) -> None:
     gw.add_argument("--start", type=_aware_time,
                     help="capture time of a file's or folder's first frame (ISO 8601 with a "
                     "time zone; default: when the gateway starts)")
-    gw.add_argument("--max-side", type=int, default=1280, help="frames are downscaled to this")
-    gw.add_argument("--jpeg-quality", type=int, default=90)
-    gw.add_argument("--max-age-s", type=float, default=120.0,
+    gw.add_argument("--max-side", type=int, default=d.max_side,
+                    help="frames are downscaled to this (docs/bandwidth.md)")
+    gw.add_argument("--jpeg-quality", type=int, default=d.jpeg_quality)
+    gw.add_argument("--max-age-s", type=float, default=d.max_age_s,
                     help="a batch is retried until its first frame is this old, then dropped")
-    gw.add_argument("--queue-mb", type=float, default=48.0,
+    gw.add_argument("--queue-mb", type=float, default=d.queue_bytes / 2**20,
                     help="memory for batches waiting for the uplink")
-    gw.add_argument("--flush-s", type=float, default=10.0,
+    gw.add_argument("--flush-s", type=float, default=d.flush_s,
                     help="on SIGTERM, how long the queue may take to drain")
     gw.set_defaults(func=cmd_gateway)

@@ -13,8 +13,12 @@ class GatewayOptions:
     # ...or when its first frame is this old (live sources). Bounds the capture -> push latency
     # from below: the first frame of a batch waits this long before it is uploaded.
     max_batch_age_s: float = 0.4
-    max_side: int = 1280  # frames are downscaled to this before JPEG encoding
-    jpeg_quality: int = 90
+    # Frames are downscaled to max_side, then JPEG-encoded. 1920 at quality 70 (was 1280 at 90):
+    # on a 1080p camera it keeps faces of 32-48 px above the quality gate's min_face_px, for
+    # +5-22% of the uplink, and caught 136/150 on the walk-by against 135 (docs/bandwidth.md).
+    # Downscaling and q70 together lose catches (1280 q70: 125/150): lower the size, keep q90.
+    max_side: int = 1920
+    jpeg_quality: int = 70
     realtime: bool = False  # send recorded footage no faster than it was recorded
     # Capture time of a recorded source's first frame (aware); None: when the source is opened.
     start: datetime | None = None
@@ -24,8 +28,8 @@ class GatewayOptions:
     # ago does not.
     max_age_s: float = 120.0
     # Sealed batches waiting for the uplink, in memory only (frames of passers-by never touch
-    # the van's disk). 48 MiB holds 46-145 s of one camera at 1280 px q90, 5 fps, by how busy
-    # the scene is (docs/bandwidth.md): about the retry limit below.
+    # the van's disk). 48 MiB holds 42-138 s of one camera at the defaults, by how busy the
+    # scene is (docs/bandwidth.md): about the retry limit below.
     queue_bytes: int = 48 * 1024 * 1024
     uploaders: int = 2  # uploads in flight at once: a 4G round trip is long, frames are small
     upload_timeout_s: float = 20.0  # connect and read, per try

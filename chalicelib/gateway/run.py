@@ -14,6 +14,7 @@ whatever is left then is shed as "shutdown". Either way every frame read is acco
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -169,19 +170,10 @@ def run_gateway(
 
 
 def _join(workers: list[threading.Thread], within_s: float | None) -> None:
-    if within_s is None:
-        for w in workers:
-            w.join()
-        return
-    deadline = threading.Event()
-    timer = threading.Timer(within_s, deadline.set)
-    timer.start()
-    try:
-        for w in workers:
-            while w.is_alive() and not deadline.is_set():
-                w.join(0.05)
-    finally:
-        timer.cancel()
+    """Waits for the uploaders, all of them within `within_s` of now (None: for good)."""
+    deadline = None if within_s is None else time.monotonic() + within_s
+    for w in workers:
+        w.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
 
 def _capture(source: str, opts: GatewayOptions, clock: Clock, stats: GatewayStats,
