@@ -104,7 +104,7 @@ layer: venv deploy-venv
 	$(BIN)/python -m infra.bytecode build/package/$(STAGE)-function/deployment.zip \
 		--python $(DEPLOY_VENV)/bin/python
 	$(BIN)/python layers/build_layer.py --arch $(LAYER_ARCH) --python312 $(DEPLOY_VENV)/bin/python \
-		--function-zip build/package/$(STAGE)-function/deployment.zip
+		--function-zip build/package/$(STAGE)-function/deployment.zip --record docs/figures.json
 
 # build/package/$(STAGE)/: sam.json (chalice package merged with infra/cfn.py), deployment.zip,
 # layer.zip, infra.json; both templates checked with cfn-lint.

@@ -93,7 +93,9 @@ def retention_sweep(event):  # type: ignore[no-untyped-def]
     rt = runtime()
     done = sweep(rt.tables, rt.client("s3"), rt.settings.evidence_bucket, utcnow(),
                  timedelta(hours=rt.settings.watchlist_grace_hours),
-                 unbound_after=timedelta(hours=rt.settings.watchlist_unbound_hours))
+                 unbound_after=timedelta(hours=rt.settings.watchlist_unbound_hours),
+                 frames=(rt.settings.frames_bucket,
+                         timedelta(hours=rt.settings.dead_letter_frames_hours)))
     report(done)
     return done
 

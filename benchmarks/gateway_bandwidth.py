@@ -37,12 +37,13 @@ counts per batch read from chalicelib/ingest (docs/bandwidth.md lists where), th
 per frame from docs/performance.md, the function memory from .chalice/config.json, the camera
 track item's size simulated with the real CameraTracks.to_json, the deployment row's with the
 real fold_heartbeat for --cameras cameras, and eu-west-2 on-demand prices as published (not
-fetched: see PRICES). --applied-ttl-s models a shorter batch-id memory (the code is unchanged).
+fetched: see PRICES). Applied batch ids are items of their own (store/tables.AppliedBatch): one
+small put per batch, kept continuity.APPLIED_TTL_S, deleted by TTL (free), stored meanwhile.
 
     .venv/bin/python benchmarks/gateway_bandwidth.py [--sizes 640 960 1280 1920]
         [--qualities 70 80 90] [--scenes 9] [--stills 6] [--clip-frames 46]
         [--face-px 40 56 80 112] [--no-native] [--no-recall] [--embed] [--no-cost]
-        [--cost-batches 1 2 3 4 8] [--cameras 4] [--applied-ttl-s S] [--json FILE]
+        [--cost-batches 1 2 3 4 8] [--cameras 4] [--json FILE]
 
 Needs ../shared/data (internal test data); says "skipped: ..." and exits 0 without it.
 """
@@ -357,6 +358,9 @@ PRICES = {
     "sqs_request": 0.40 / 1e6,  # standard queue, per 64 KB chunk; aws.amazon.com/sqs/pricing/
     "ddb_wru": 0.7423 / 1e6,  # on-demand, Standard table class;
     "ddb_rru": 0.1485 / 1e6,  # https://aws.amazon.com/dynamodb/pricing/on-demand/
+    # Storage, Standard table class: the figure I know is N. Virginia's ($0.25 per GB-month);
+    # London's is a little higher. Applied batch ids are the only items that pile up.
+    "ddb_gb_month": 0.25,
     "sns_publish": 0.50 / 1e6,  # https://aws.amazon.com/sns/pricing/ (and per mobile push)
     # REST API, first tier: the figure I know is N. Virginia's; London's may be a little higher.
     "api_gateway_rest_request": 3.50 / 1e6,  # https://aws.amazon.com/api-gateway/pricing/
@@ -385,17 +389,10 @@ def lambda_memory_mb() -> tuple[int, str]:
         cfg.get("lambda_architecture", "x86_64")
 
 
-def tracks_item_bytes(fps: float, n: int, people: int = 3) -> tuple[int, int]:
-    """The camera's CameraTracks item in steady state: batch ids are remembered for
-    continuity.APPLIED_TTL_S (600 s in the code; --applied-ttl-s models another), one per
-    batch, plus `people` open tracks. (bytes, batch ids)."""
+def tracks_item_bytes(people: int = 3) -> int:
+    """The camera's CameraTracks item with `people` open tracks (batch ids are not in it)."""
     now = time.time()
     state = CameraTracks()
-    step = n / fps
-    for _ in range(int(700 / step)):  # past the 600 s horizon: steady state
-        now += step
-        state = state.pruned(now)
-        state.applied[uuid.uuid4().hex[:16]] = now
     state.tracks = [
         CarriedTrack(tid=uuid.uuid4().hex[:12], first_t=now - 3.1 - k, last_t=now - 0.2,
                      first_box=[101.3, 200.4, 161.9, 270.2], last_box=[801.3, 210.4, 861.9,
@@ -408,8 +405,18 @@ def tracks_item_bytes(fps: float, n: int, people: int = 3) -> tuple[int, int]:
     # DynamoDB item size: attribute names + values (strings as UTF-8, numbers ~ digits / 2 + 1).
     key = f"{uuid.UUID(int=1)}#cam-01"
     size = (len("camera_key") + len(key) + len("version") + 4 + len("state") + len(text)
-            + len("written_at") + 32 + len("expires_at") + 7)
-    return size, len(state.applied)
+            + len("written_at") + 32 + len("expires_at") + 7 + len("sweep") + 3)
+    return size
+
+
+def applied_item_bytes() -> int:
+    """One AppliedBatch item: the camera's key, the batch id (16 hex), its expiry."""
+    key = f"{uuid.UUID(int=1)}#cam-01"
+    return len("camera_key") + len(key) + len("batch_id") + 16 + len("expires_at") + 7
+
+
+# DynamoDB bills each item's storage with 100 bytes of overhead (its pricing page).
+DDB_ITEM_OVERHEAD_B = 100
 
 
 def deployment_item_bytes(cameras: int) -> int:
@@ -449,13 +456,18 @@ def camera_hour(n: int, fps: float, frame_bytes: float, frame_ms: float,
                 mem_mb: int, dep_b: int) -> BatchCost:
     p = PRICES
     batches = 3600 * fps / n
-    tracks_b, _ = tracks_item_bytes(fps, n)
+    tracks_b, applied_b = tracks_item_bytes(), applied_item_bytes()
     # BatchGetItem, consistent reads, each item rounded up to 4 KB: the deployment, the
-    # watchlist (only its version projected, the whole item billed), the camera's tracks.
-    rru = math.ceil(dep_b / 4096) + 1 + math.ceil(tracks_b / 4096)
+    # watchlist (only its version projected, the whole item billed), the camera's tracks, the
+    # batch's applied id (absent: a missing item is billed as one read).
+    rru = math.ceil(dep_b / 4096) + 1 + math.ceil(tracks_b / 4096) + 1
     wru = (1 + 1  # powertools idempotency: put (in progress), update (completed + result)
            + 2 * math.ceil(tracks_b / 1024)  # TransactWriteItems: tracks put, 2 WRU per KB
+           + 2 * math.ceil(applied_b / 1024)  # ... the batch's applied id, put
            + 2 * math.ceil(dep_b / 1024))  # ... and the deployment's counters (whole row)
+    # Applied ids held at any time: one per batch for APPLIED_TTL_S (TTL deletes are free).
+    applied_gb = batches * continuity.APPLIED_TTL_S / 3600 \
+        * (applied_b + DDB_ITEM_OVERHEAD_B) / 1e9
     duration_s = (n * frame_ms + FIXED_CPU_MS + IO_WAIT_MS) / 1000
     gb_s = duration_s * mem_mb / 1024
     month_s = 730 * 3600
@@ -470,6 +482,7 @@ def camera_hour(n: int, fps: float, frame_bytes: float, frame_ms: float,
         "sqs": batches * SQS_PER_BATCH * p["sqs_request"],
         "dynamodb reads": batches * rru * p["ddb_rru"],
         "dynamodb writes": batches * wru * p["ddb_wru"],
+        "dynamodb storage": applied_gb * p["ddb_gb_month"] / 730,
     }
     return BatchCost(n, batches, rru, wru, tracks_b / 1024, duration_s * 1000, usd)
 
@@ -499,7 +512,7 @@ def print_cost(frame_bytes: float, fps: float, sizes: Sequence[int],
     for scen, frame_ms in FRAME_MS.items():
         cols = ["frames/batch", "batches/h", "fill wait s", "lambda ms/b", "AWS req/h",
                 "tracks item kB", "RRU/b", "WRU/b", "lambda GB-s", "lambda req", "s3", "sqs",
-                "ddb read", "ddb write", "USD/cam-h"]
+                "ddb read", "ddb write", "ddb store", "USD/cam-h"]
         line = " | ".join(f"{c:>{max(8, len(c))}}" for c in cols)
         print(f"\nworker {frame_ms:.1f} CPU-ms per frame ({scen}, docs/performance.md)\n{line}\n"
               f"{'-' * len(line)}")
@@ -512,7 +525,8 @@ def print_cost(frame_bytes: float, fps: float, sizes: Sequence[int],
                     f"{u['lambda requests']:.4f}",
                     f"{u['s3 put'] + u['s3 get'] + u['s3 delete'] + u['s3 storage']:.4f}",
                     f"{u['sqs']:.4f}", f"{u['dynamodb reads']:.4f}",
-                    f"{u['dynamodb writes']:.4f}", f"{c.total:.4f}"]
+                    f"{u['dynamodb writes']:.4f}", f"{u['dynamodb storage']:.5f}",
+                    f"{c.total:.4f}"]
             print(" | ".join(f"{v:>{max(8, len(k))}}" for v, k in zip(vals, cols, strict=True)))
             out["rows"].append({"scenario": scen, "frame_ms": frame_ms, "frames": n,
                                 "duration_ms": c.duration_ms,
@@ -552,9 +566,6 @@ def main() -> int:
                     help="also run the worker's whole path (gate, align, embed) per cell and "
                          "compare each face's embedding with the source frame's")
     ap.add_argument("--cost-batches", type=int, nargs="+", default=[1, 2, 3, 4, 8])
-    ap.add_argument("--applied-ttl-s", type=float,
-                    help="model the camera track item with batch ids kept this long instead of "
-                         "continuity.APPLIED_TTL_S (a what-if for the cost table only)")
     ap.add_argument("--cameras", type=int, default=4,
                     help="cameras on the deployment (their health entries size its row)")
     ap.add_argument("--json", type=Path, help="also write the JSON line to this file")
@@ -688,10 +699,7 @@ def main() -> int:
                    "detect_ms": c.det_ms, "embed": c.embed} for c in cells],
     }
     if not args.no_cost:
-        if args.applied_ttl_s is not None:  # a what-if: the code's value is not changed
-            continuity.APPLIED_TTL_S = args.applied_ttl_s
-        print(f"\n(batch ids kept in the camera's track item for {continuity.APPLIED_TTL_S:g} s"
-              f"{' (modelled, not the code)' if args.applied_ttl_s is not None else ''})")
+        print(f"\n(applied batch ids: an item each, kept {continuity.APPLIED_TTL_S:g} s)")
         result["cost"] = print_cost(default.bytes_stills, 5.0, args.cost_batches,
                                     args.cameras)
         result["cost"]["applied_ttl_s"] = continuity.APPLIED_TTL_S

@@ -225,6 +225,7 @@ def errors_to_http(fn: Callable[..., Any]) -> Callable[..., Any]:
 class Api:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
+        self._link_secret = rt.link_secret  # at start-up: a stage without one does not start
 
     @property
     def tables(self) -> Any:
@@ -431,10 +432,9 @@ class Api:
     def alert(self, p: Principal, alert_id: str, query: dict[str, str] | None) -> dict[str, Any]:
         p.require("officer", "operator", "auditor")
         query = query or {}
-        if "sig" in query:
-            s = self.rt.settings
-            if not link_valid(s.link_secret, alert_id, query.get("exp", ""), query["sig"]):
-                raise GoneError("this alert link has expired or is not valid")
+        if "sig" in query and not link_valid(self._link_secret, alert_id,
+                                             query.get("exp", ""), query["sig"]):
+            raise GoneError("this alert link has expired or is not valid")
         alert = self._alert_for(p, alert_id)
         view = adjudication.alert_view(alert)
         s3, bucket = self.rt.client("s3"), self.rt.settings.evidence_bucket

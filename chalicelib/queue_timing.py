@@ -11,6 +11,8 @@
   comes back once more, and the handler dead-letters it then, saying so (deadletter.py).
 - A record that failed, not on its last try, comes back after RETRY_AFTER_S, not after the
   (long) visibility timeout: the handler shortens it.
+- How late a delivery can come after an earlier one whose work landed (longest_redelivery_s):
+  what the worker's memory of applied batches must outlast (ingest/continuity.py).
 """
 
 from __future__ import annotations
@@ -34,3 +36,10 @@ def visibility_timeout_s(queue: str) -> int:
 def redrive_receive_count(handler_tries: int) -> int:
     """SQS's maxReceiveCount: one delivery more than the handler tries."""
     return handler_tries + 1
+
+
+def longest_redelivery_s(queue: str, handler_tries: int) -> int:
+    """The longest a message can take to come back after any of its deliveries: every later
+    one a full visibility timeout after the one before (a try that died, or pollers throttled),
+    up to the last that SQS makes before its redrive."""
+    return redrive_receive_count(handler_tries) * visibility_timeout_s(queue)

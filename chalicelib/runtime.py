@@ -52,6 +52,13 @@ class Runtime:
 
         return embedding_id(self.settings)
 
+    @functools.cached_property
+    def link_secret(self) -> str:
+        """Signs alert links; ConfigurationError where the stage has none (link_secret.py)."""
+        from chalicelib.link_secret import read_link_secret
+
+        return read_link_secret(self.settings, self.client("secretsmanager"))
+
     def queue_url(self, name: str) -> str:
         return names.queue_url(self.settings, name)
 

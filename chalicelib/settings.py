@@ -46,6 +46,9 @@ class Settings:
     deployment_topic: str = ""
     ops_topic: str = ""  # CloudWatch alarms for operators (chalicelib/monitoring.py)
     push_platform_app: str = ""
+    # The Secrets Manager secret that signs alert links where LFR_LINK_SECRET is not set (every
+    # deployed stage: infra/cfn.py generates it; chalicelib/link_secret.py reads it).
+    link_secret_name: str = ""
     # Fixed cosine threshold for scores on centred embeddings, used only where no calibrated
     # one is given (a deployment always records its own). 0.44 keeps the per-comparison false
     # match rate of the uncentred 0.5 it replaces (~2 in a million, shipped impostor model).
@@ -90,6 +93,11 @@ class Settings:
     # A watchlist no deployment has bound this long after it was created is destroyed the same
     # way. At most the policy's 24 h less one sweep interval (app.py runs it every 15 min).
     watchlist_unbound_hours: int = 12
+    # A frame batch dead-lettered for any reason but a format error (whose frames the worker
+    # deletes on its last try) keeps its frames this long after upload, for a redrive once the
+    # cause is fixed; the retention sweep deletes them then. Under the frames bucket's 1-day
+    # lifecycle rule, which stays as the backstop.
+    dead_letter_frames_hours: int = 6
     # A push being sent is another notifier's for this long: longer than one SNS publish at the
     # client's timeouts, shorter than the alerts queue's visibility timeout (120 s) and than
     # the wait before a failed alert is retried (alerts/handler.py), so a retry
@@ -144,6 +152,11 @@ class Settings:
                 f"LFR_WATCHLIST_UNBOUND_HOURS={self.watchlist_unbound_hours}: an unbound watchlist "
                 f"must be destroyed within the policy's {POLICY_LIMIT_H} h, and the retention "
                 f"sweep runs every {SWEEP_INTERVAL_MIN} min: 1 to {limit_h} h")
+        if not 1 <= self.dead_letter_frames_hours <= limit_h:
+            raise ValueError(
+                f"LFR_DEAD_LETTER_FRAMES_HOURS={self.dead_letter_frames_hours}: a dead-lettered "
+                f"batch's frames are deleted by the sweep (every {SWEEP_INTERVAL_MIN} min) before "
+                f"the frames bucket's 1-day rule: 1 to {limit_h} h")
         if not self.prefix:
             object.__setattr__(self, "prefix", f"lfr-{self.stage}")
         for name, suffix in _DERIVED_NAMES.items():
@@ -184,6 +197,7 @@ _DERIVED_NAMES = {
     "deployment_topic": "deployments",
     "ops_topic": "ops",
     "push_platform_app": "officers",
+    "link_secret_name": "link-secret",
 }
 
 

@@ -193,6 +193,16 @@ def tables(sp: spec_mod.Spec) -> dict[str, Any]:
     return out
 
 
+def link_secret(sp: spec_mod.Spec) -> dict[str, Any]:
+    """The key that signs alert links, generated here at deploy; only the API and the notifier
+    may read it (infra/policies.py, chalicelib/link_secret.py)."""
+    return {"LinkSecret": {"Type": "AWS::SecretsManager::Secret", "Properties": {
+        "Name": sp.settings.link_secret_name, "KmsKeyId": {"Ref": KEY},
+        "Description": f"{sp.settings.prefix}: signs the alert links pushed to officers",
+        "GenerateSecretString": {"PasswordLength": 64, "ExcludePunctuation": True},
+        "Tags": _tags(sp)}}}
+
+
 def topic(sp: spec_mod.Spec) -> dict[str, Any]:
     return {"DeploymentTopic": {"Type": "AWS::SNS::Topic", "Properties": {
         "TopicName": sp.topic, "KmsMasterKeyId": {"Ref": KEY}, "Tags": _tags(sp)}}}
@@ -387,7 +397,7 @@ PARAMETERS = {
 def resources(stage: str) -> dict[str, Any]:
     sp = spec_mod.build(spec_mod.stage_settings(stage))
     return {**kms(sp), **queues(sp), **buckets(sp), **tables(sp), **topic(sp), **alarms(sp),
-            **users(sp), **batch(sp)}
+            **users(sp), **batch(sp), **link_secret(sp)}
 
 
 def outputs(stage: str) -> dict[str, Any]:

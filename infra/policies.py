@@ -65,19 +65,6 @@ class Arns:
     def has(self, short: str) -> bool:
         return any(t.name == f"{self.s.table_prefix}-{short}" for t in self.sp.tables)
 
-    def app_tables(self) -> list[str]:
-        """Every table of the app but the idempotency store and the audit trail (append-only:
-        no function may update or delete it), and their indexes."""
-        audit = f"{self.s.table_prefix}-audit"
-        names = [t.name for t in self.sp.tables
-                 if t.logical != "IdempotencyTable" and t.name != audit]
-        return [self.table(n) for n in names] + [self.table(n) + "/index/*" for n in names]
-
-
-CRUD = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
-        "dynamodb:Query", "dynamodb:Scan", "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem",
-        "dynamodb:ConditionCheckItem"]
-
 
 def _audit_and_sightings(a: Arns) -> list[dict[str, Any]]:
     out = []
@@ -88,9 +75,10 @@ def _audit_and_sightings(a: Arns) -> list[dict[str, Any]]:
                                        "dynamodb:UpdateItem", "dynamodb:Query"],
                          [a.t("sightings"), a.t("sightings") + "/index/*"]))
     if a.has("tracks"):
-        # A camera's track state, written in one transaction with the deployment's counters.
+        # A camera's track state, written in one transaction with the deployment's counters
+        # and the batch's applied id (its own table).
         out.append(_stmt("CameraTracks", ["dynamodb:GetItem", "dynamodb:PutItem"],
-                         [a.t("tracks")]))
+                         [a.t("tracks"), *([a.t("applied")] if a.has("applied") else [])]))
     return out
 
 
@@ -98,9 +86,10 @@ def _stmt(sid: str, actions: list[str], resources: list[str]) -> dict[str, Any]:
     return {"Sid": sid, "Effect": "Allow", "Action": sorted(actions), "Resource": resources}
 
 
-def _list(bucket: str, prefixes: list[str]) -> dict[str, Any]:
+def _list(bucket: str, prefixes: list[str],
+          sid: str = "ListWatchlistObjects") -> dict[str, Any]:
     # Destroying a watchlist sweeps its prefixes (ops/snapshots.py delete_prefix).
-    stmt = _stmt("ListWatchlistObjects", ["s3:ListBucket"], [f"arn:aws:s3:::{bucket}"])
+    stmt = _stmt(sid, ["s3:ListBucket"], [f"arn:aws:s3:::{bucket}"])
     stmt["Condition"] = {"StringLike": {"s3:prefix": [f"{p}*" for p in prefixes]}}
     return stmt
 
@@ -136,7 +125,8 @@ def frames_worker(a: Arns) -> list[dict[str, Any]]:
         # store/batch_reads.py: deployment, watchlist version and camera tracks in one read.
         _stmt("BatchReads", ["dynamodb:BatchGetItem"],
               [a.t("deployments"), a.t("watchlists"),
-               *([a.t("tracks")] if a.has("tracks") else [])]),
+               *([a.t("tracks")] if a.has("tracks") else []),
+               *([a.t("applied")] if a.has("applied") else [])]),
         _stmt("WriteAlerts", ["dynamodb:GetItem", "dynamodb:PutItem"], [a.t("alerts")]),
         _stmt("Idempotency", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
                               "dynamodb:DeleteItem"], [a.t("idempotency")]),
@@ -145,9 +135,18 @@ def frames_worker(a: Arns) -> list[dict[str, Any]]:
     ]
 
 
+def _link_secret(a: Arns) -> dict[str, Any]:
+    # The key that signs alert links (chalicelib/link_secret.py); Secrets Manager adds six
+    # random characters to a secret's ARN.
+    return _stmt("ReadLinkSecret", ["secretsmanager:GetSecretValue"],
+                 [f"arn:aws:secretsmanager:{{region}}:{{account}}:secret:"
+                  f"{a.s.link_secret_name}-*"])
+
+
 def alerts_notifier(a: Arns) -> list[dict[str, Any]]:
     s = a.s
     return [
+        _link_secret(a),
         _consume(s.alerts_queue, a),
         _dead_letter(s.alerts_queue, a),
         _stmt("ClaimAlerts", ["dynamodb:GetItem", "dynamodb:UpdateItem"], [a.t("alerts")]),
@@ -160,38 +159,61 @@ def alerts_notifier(a: Arns) -> list[dict[str, Any]]:
 def api_handler(a: Arns) -> list[dict[str, Any]]:
     # Every route shares one function (Chalice's api_handler): the operator and officer API
     # (watchlists, enrollment, deployments, camera grants, devices, alerts, adjudication, audit).
+    # Only what the routes call (tests/integration/test_least_privilege.py records them): no
+    # Scan, no batch writes, no deletion of alerts, sightings, tracks or crops (evidence).
     s = a.s
+    g, p_, u, q = "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"
     return [
-        _stmt("AppTables", CRUD, a.app_tables()),
-        _stmt("AuditAppendAndRead", ["dynamodb:PutItem", "dynamodb:Query"], [a.t("audit")]),
+        _link_secret(a),
+        _stmt("Watchlists", [g, p_, u], [a.t("watchlists")]),
+        # A subject's removal deletes its row (ops/watchlists.remove_subject).
+        _stmt("Subjects", [g, p_, q, "dynamodb:DeleteItem"], [a.t("subjects")]),
+        # Deleted only when its watchlist was bound elsewhere meanwhile (create_deployment).
+        _stmt("Deployments", [g, p_, u, "dynamodb:DeleteItem"], [a.t("deployments")]),
+        _stmt("Devices", [p_], [a.t("devices")]),
+        _stmt("Alerts", [g, u], [a.t("alerts")]),
+        _stmt("AlertsByDeployment", [q], [a.t("alerts") + "/index/by-deployment"]),
+        _stmt("Cameras", [g, q, u], [a.t("cameras")]),
+        _stmt("AuditAppendAndRead", [p_, q], [a.t("audit")]),
         _stmt("ReferenceImages", ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"],
               [a.objects(s.evidence_bucket, "references/")]),
         # Written at authorisation and when an authorised list changes; swept at destruction.
         _stmt("WatchlistSnapshots", ["s3:PutObject", "s3:DeleteObject"],
               [a.objects(s.evidence_bucket, "snapshots/")]),
-        _list(s.evidence_bucket, ["references/", "snapshots/"]),
-        _stmt("AlertCrops", ["s3:GetObject", "s3:DeleteObject"],
-              [a.objects(s.evidence_bucket, "crops/")]),
+        _list(s.evidence_bucket, ["snapshots/"]),
+        # Presigned for the officer's view: read only.
+        _stmt("AlertCrops", ["s3:GetObject"], [a.objects(s.evidence_bucket, "crops/")]),
         # Camera upload grants are presigned POSTs: signed by this role, scoped to frames/.
         _stmt("CameraGrants", ["s3:PutObject"], [a.objects(s.frames_bucket, "frames/")]),
         _stmt("CreatePushEndpoints", ["sns:CreatePlatformEndpoint"], a.platform_apps()),
         _stmt("UpdatePushEndpoints", ["sns:SetEndpointAttributes"], a.platform_endpoints()),
-        _stmt("DeploymentTopic", ["sns:Publish"], [a.topic()]),
-        _stmt("QueueAlerts", ["sqs:SendMessage", "sqs:GetQueueUrl"], [a.queue(s.alerts_queue)]),
     ]
 
 
 def retention_sweep(a: Arns) -> list[dict[str, Any]]:
     # Destroys watchlists after their deployment, expired crops, alerts' pixels and sightings.
+    # Only what it calls (tests/integration/test_least_privilege.py records them): due items
+    # through the sparse sweep-due indexes, never a Scan.
     s = a.s
+    g, u, q, d = "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query", "dynamodb:DeleteItem"
+    due = [a.t(t) + f"/index/{SWEEP_INDEX}"
+           for t in ("watchlists", "deployments", "alerts", "sightings", "tracks")]
     return [
-        _stmt("AppTables", CRUD, a.app_tables()),
+        _stmt("SweepDue", [q], due),
+        _stmt("Watchlists", [g, u], [a.t("watchlists")]),
+        _stmt("DestroySubjects", [q, d], [a.t("subjects")]),
+        _stmt("Deployments", [g, u], [a.t("deployments")]),
+        _stmt("MarkCropsDeleted", [u], [a.t("alerts")]),
+        _stmt("ExpireSightingsAndTracks", [d], [a.t("sightings"), a.t("tracks")]),
         _stmt("AppendAudit", ["dynamodb:PutItem"], [a.t("audit")]),
         _stmt("ExpireEvidence", ["s3:DeleteObject"],
               [a.objects(s.evidence_bucket, "crops/"),
                a.objects(s.evidence_bucket, "references/"),
                a.objects(s.evidence_bucket, "snapshots/")]),
         _list(s.evidence_bucket, ["references/", "snapshots/"]),
+        # A dead-lettered batch's frames, once past their hold (ops/retention.py).
+        _stmt("ExpireHeldFrames", ["s3:DeleteObject"], [a.objects(s.frames_bucket, "frames/")]),
+        _list(s.frames_bucket, ["frames/"], "ListHeldFrames"),
     ]
 
 

@@ -102,7 +102,8 @@ def build(s: Settings) -> Spec:
     for model in tables(s).all():
         name = model.Meta.table_name
         short = name.removeprefix(s.table_prefix + "-")
-        tbls.append(Table(_logical(short) + "Table", name, model._get_schema()))
+        tbls.append(Table(_logical(short) + "Table", name, model._get_schema(),
+                          ttl_attribute=getattr(model, "TTL", None)))
     tbls.append(Table(
         "IdempotencyTable", idempotency_table_name(s),
         {"attribute_definitions": [{"AttributeName": "id", "AttributeType": "S"}],

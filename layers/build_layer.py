@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import platform
 import shutil
@@ -64,6 +65,17 @@ def zip_unzipped_size(path: Path) -> int:
 
 def mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB ({n / 2**20:.1f} MiB)"
+
+
+def record_sizes(figures: Path, layer_bytes: int, fn_bytes: int) -> None:
+    """The measured sizes into docs/figures.json, the one place the docs' figures come from
+    (tests/unit/test_figures.py then fails until every quote of them says the new values)."""
+    doc = json.loads(figures.read_text())
+    values = doc["figures"]["lambda_unzipped"]["values"]
+    values.update(layer_mb=round(layer_bytes / 1e6, 1), function_mb=round(fn_bytes / 1e6, 1),
+                  total_mb=round((layer_bytes + fn_bytes) / 1e6, 1),
+                  limit_mb=round(LAMBDA_UNZIPPED_LIMIT / 1e6, 1))
+    figures.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
 
 
 def layer_requirements() -> list[str]:
@@ -171,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="the function's deployment.zip (from chalice package) for the size check")
     p.add_argument("--python312", default=shutil.which("python3.12") or "",
                    help="a Python 3.12 to import the layer with (host architecture only)")
+    p.add_argument("--record", type=Path,
+                   help="write the measured sizes (arm64, with --function-zip) into this "
+                        "figures file (docs/figures.json)")
     args = p.parse_args(argv)
 
     root = args.out / args.arch
@@ -208,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
         total = fn_bytes + layer_bytes
         print(f"function {args.function_zip.name}: unzipped {mb(fn_bytes)}")
         print(f"function + layer unzipped: {mb(total)} of Lambda's {mb(LAMBDA_UNZIPPED_LIMIT)}")
+        if args.record and args.arch == "arm64":  # the deployed architecture
+            record_sizes(args.record, layer_bytes, fn_bytes)
+            print(f"sizes recorded in {args.record}")
         if total > LAMBDA_UNZIPPED_LIMIT:
             print("FAIL: function + layers exceed Lambda's 250 MB unzipped limit",
                   file=sys.stderr)

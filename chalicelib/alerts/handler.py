@@ -29,6 +29,11 @@ _MARGIN_MS = 5000  # left to the invocation after waiting for another notifier's
 class AlertsHandler:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
+        self._secret = rt.link_secret  # at start-up: a stage without one does not start
+
+    def link(self, alert_id: str) -> str:
+        s = self.rt.settings
+        return alert_link(s.console_url, self._secret, alert_id, s.alert_link_ttl_s)
 
     def _record(self, record: SQSRecord, lambda_context: Any = None) -> dict[str, Any]:
         if park_if_past_last_try(self.rt, record, "alerts_notifier", logger):
@@ -52,7 +57,7 @@ class AlertsHandler:
         left_ms = lambda_context.get_remaining_time_in_millis() if lambda_context else 0
         result = notify_alert(
             self.rt.tables, self.rt.client("sns"), self.rt.topic_arn, alert_id,
-            lambda a: alert_link(s.console_url, s.link_secret, a, s.alert_link_ttl_s),
+            self.link,
             lease_s=s.push_lease_s,
             wait_budget_s=min(s.push_lease_s, max(0, left_ms - _MARGIN_MS) / 1000),
         )

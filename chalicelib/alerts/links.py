@@ -17,10 +17,10 @@ def _sig(secret: str, alert_id: str, exp: int) -> str:
 
 def alert_link(base_url: str, secret: str, alert_id: str, ttl_s: int,
                now: float | None = None) -> str:
+    if not secret:  # never an unsigned link (chalicelib/link_secret.py)
+        raise ValueError("no secret to sign the alert link with")
     exp = int((time.time() if now is None else now) + ttl_s)
-    query = {"alert": alert_id, "exp": exp}
-    if secret:
-        query["sig"] = _sig(secret, alert_id, exp)
+    query = {"alert": alert_id, "exp": exp, "sig": _sig(secret, alert_id, exp)}
     return f"{base_url}?{urlencode(query)}"
 
 

@@ -204,6 +204,8 @@ def _print_eval(report: dict, det_path: Path) -> None:
         lo, hi = row["expected_fpir_95"]
         tlo, thi = row["tpir_95"] or (float("nan"), float("nan"))
         basis = "extrapolated" if row["extrapolated"] else "counted"
+        if not row.get("checked_on_unseen", True):
+            basis += "; not checked on unseen identities"
         print(f"operating point: target {row['target_fpir']:<9.3g} threshold "
               f"{row['threshold']:.4f}  expected FPIR {row['expected_fpir']:.2g} (95% "
               f"{lo:.2g}-{hi:.2g}, {basis})  TPIR {row['tpir']:.4f} (95% {tlo:.4f}-{thi:.4f})"

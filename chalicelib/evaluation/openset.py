@@ -615,7 +615,7 @@ def operating_points(stats: dict, mix: dict[int, int], scores: ProbeScores,
         out.append({
             "target_fpir": target, "threshold": pt.threshold,
             "expected_fpir": pt.expected_fpir, "expected_fpir_95": [pt.fpir_low, pt.fpir_high],
-            "extrapolated": pt.extrapolated,
+            "extrapolated": pt.extrapolated, "checked_on_unseen": pt.checked_on_unseen,
             "background_scores_at_or_above": [pt.counted, pt.of_scores],
             "tpir": hits / n_m if n_m else None,
             "tpir_95": list(clopper_pearson(hits, n_m)) if n_m else None,

@@ -12,7 +12,8 @@ clock), whatever capture times say; the store gives the whole item the same expi
 
 Batches of one camera arrive late, twice or out of order (standard SQS, S3 notifications): a
 track can be extended backwards as well as forwards, a batch already applied is recognised by its
-id, and two batches processed at once merge their states (see `merge`). A FIFO queue with one
+id (an item of its own, store/tables.AppliedBatch, put in the same transaction as the state), and
+two batches processed at once merge their states (see `merge`). A FIFO queue with one
 message group per camera would give order, but S3 cannot notify a FIFO queue ("FIFO queues are
 not allowed when enabling an SQS queue as the event notification destination", CloudFormation
 AWS::S3::Bucket QueueConfiguration), and it would still redeliver after a failure.
@@ -25,11 +26,16 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 TRACK_TTL_S = 60.0
-# Batch ids (a hash of the object key and ETag) are remembered longer than tracks: they are
-# about objects, not people, and let a retry after a late failure skip what it already did.
-APPLIED_TTL_S = 600.0
+# Applied batch ids (a hash of the object key and ETag: about objects, not people) let a late
+# delivery of a batch skip what it already did. A batch can be applied only while its object
+# exists, and no object under frames/ outlives the bucket's lifecycle rule (1 day, counted to
+# the next midnight UTC: under 2 days); the queue's redeliveries (queue_timing.
+# longest_redelivery_s, 36 min) and a dead-lettered batch's hold for redrive come well inside
+# that. Their own items, not this state: the state every batch rewrites stays a few hundred
+# bytes (docs/bandwidth.md), and an id is not lost when the camera goes quiet for a minute.
+APPLIED_TTL_S = 2 * 24 * 3600.0
 MAX_TRACKS = 256  # a crowd in front of one camera; the oldest are dropped first
-FORMAT = 1
+FORMAT = 2  # 2: batch ids moved out of the state
 
 
 @dataclass
@@ -54,14 +60,13 @@ class CarriedTrack:
 
 # What a stored track may hold: the privacy tests check the stored items against this.
 TRACK_KEYS = frozenset(f.name for f in fields(CarriedTrack))
-STATE_KEYS = frozenset({"format", "tracks", "last_key_t", "applied"})
+STATE_KEYS = frozenset({"format", "tracks", "last_key_t"})
 
 
 @dataclass
 class CameraTracks:
     tracks: list[CarriedTrack] = field(default_factory=list)
     last_key_t: float | None = None  # capture time of the last full-frame detection
-    applied: dict[str, float] = field(default_factory=dict)  # batch id -> wall clock
 
     def find(self, tid: str) -> CarriedTrack | None:
         return next((t for t in self.tracks if t.tid == tid), None)
@@ -70,15 +75,13 @@ class CameraTracks:
         """Without what has expired by wall clock `now`."""
         tracks = [t for t in self.tracks if now - t.seen_at <= TRACK_TTL_S]
         tracks = sorted(tracks, key=lambda t: t.last_t)[-MAX_TRACKS:]
-        applied = {k: v for k, v in self.applied.items() if now - v <= APPLIED_TTL_S}
-        return CameraTracks(tracks, self.last_key_t if tracks else None, applied)
+        return CameraTracks(tracks, self.last_key_t if tracks else None)
 
     def to_json(self) -> str:
         doc: dict[str, Any] = {
             "format": FORMAT,
             "tracks": [_rounded(asdict(t)) for t in self.tracks],
             "last_key_t": self.last_key_t,
-            "applied": self.applied,
         }
         return json.dumps(doc, separators=(",", ":"))
 
@@ -91,7 +94,7 @@ class CameraTracks:
             return cls()  # a state from another version: start afresh, lose nothing but links
         tracks = [CarriedTrack(**{k: v for k, v in t.items() if k in TRACK_KEYS})
                   for t in doc.get("tracks", [])]
-        return cls(tracks, doc.get("last_key_t"), dict(doc.get("applied", {})))
+        return cls(tracks, doc.get("last_key_t"))
 
 
 def _rounded(d: dict[str, Any]) -> dict[str, Any]:
@@ -131,5 +134,4 @@ def merge(stored: CameraTracks, mine: CameraTracks) -> CameraTracks:
         held = by_id.get(t.tid)
         by_id[t.tid] = t if held is None else _combined(held, t)
     keys = [k for k in (stored.last_key_t, mine.last_key_t) if k is not None]
-    return CameraTracks(list(by_id.values()), max(keys) if keys else None,
-                        {**stored.applied, **mine.applied})
+    return CameraTracks(list(by_id.values()), max(keys) if keys else None)

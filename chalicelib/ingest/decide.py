@@ -37,8 +37,10 @@ class CameraContext:
     index: ExactIndex
     subject_names: dict[str, str]
     threshold: float
-    # The camera's track state and its version, when read together with the deployment.
+    # The camera's track state and its version, when read together with the deployment, and
+    # whether the batch asked about (its id) had been applied.
     tracks: tuple[CameraTracks, int] | None = None
+    applied: tuple[str, bool] | None = None
 
 
 @dataclass
@@ -50,12 +52,14 @@ class Decided:
     already_applied: bool = False  # a retry of a batch whose state and counts had landed
 
 
-def camera_context(rt: Runtime, deployment_id: str, camera_id: str) -> CameraContext:
+def camera_context(rt: Runtime, deployment_id: str, camera_id: str,
+                   batch_id: str = "") -> CameraContext:
     """Raises BatchFormatError (the batch is retried, then dead-lettered) when the deployment
-    is unknown, not running, or does not own the camera."""
+    is unknown, not running, or does not own the camera. `batch_id`: the batch about to be
+    decided, whose applied mark is read in the same request."""
     tables = rt.tables
     reads = rt.batch_reader.read(tables, rt.client("dynamodb"), deployment_id,
-                                 camera_key(deployment_id, camera_id))
+                                 camera_key(deployment_id, camera_id), batch_id)
     deployment = reads.deployment
     if deployment is None:
         raise BatchFormatError(f"unknown deployment {deployment_id}")
@@ -72,7 +76,9 @@ def camera_context(rt: Runtime, deployment_id: str, camera_id: str) -> CameraCon
         deployment.threshold if deployment.threshold is not None else rt.settings.match_threshold
     )
     tracks = tracks_from(reads.tracks_item, time.time()) if reads.tracks_read else None
-    return CameraContext(deployment, camera_id, index, subject_names, threshold, tracks)
+    applied = (batch_id, reads.applied) if reads.tracks_read and batch_id else None
+    return CameraContext(deployment, camera_id, index, subject_names, threshold, tracks,
+                         applied)
 
 
 def _index_loaded(held: Held) -> None:
@@ -105,7 +111,7 @@ def decide_and_alert(rt: Runtime, cam: CameraContext, sequence: int, frames: Ite
         carried, version = cam.tracks  # read with the deployment, in the same request
     elif continuity:
         carried, version = store.load(key, now)
-    if carried is not None and batch_id and batch_id in carried.applied:
+    if continuity and batch_id and _applied(cam, store, given, key, batch_id):
         return Decided(BatchOutcome(), already_applied=True)
     outcome = process_frames(_in_window(frames, dep), rt.pipeline, cam.index, cam.threshold,
                              s.max_frame_pixels, fusion_policy(s), carried, now)
@@ -136,8 +142,6 @@ def decide_and_alert(rt: Runtime, cam: CameraContext, sequence: int, frames: Ite
                         s.realert_after_s)
     counters = _counters(rt.tables, outcome, cam.camera_id)
     if continuity:
-        if batch_id:
-            outcome.carry.applied[batch_id] = now
         store.save(key, outcome.carry, version, now, dep, counters, batch_id)
     else:
         dep.update(actions=counters)
@@ -145,6 +149,13 @@ def decide_and_alert(rt: Runtime, cam: CameraContext, sequence: int, frames: Ite
     metrics.add_metric("Alerts", MetricUnit.Count, len(done.alerts))
     metrics.add_metric("LookalikeAlerts", MetricUnit.Count, len(done.lookalikes))
     return done
+
+
+def _applied(cam: CameraContext, store: TrackStore, given: TrackStore | None, key: str,
+             batch_id: str) -> bool:
+    if given is None and cam.applied is not None and cam.applied[0] == batch_id:
+        return cam.applied[1]  # read with the deployment, in the same request
+    return store.applied(key, batch_id)
 
 
 def _in_window(frames: Iterable[Frame], deployment: Any) -> Iterator[Frame]:

@@ -5,8 +5,8 @@ powertools' BatchProcessor (a failing record is reported in batchItemFailures, r
 and on its last try sent to the dead-letter queue with its reason, chalicelib/deadletter.py);
 each upload is processed at most once per S3 event (bucket, key, ETag, event time and
 sequencer) by powertools idempotency, and a batch whose content was applied already (the same
-bytes uploaded again) is not decided or counted again (its camera's track state remembers it),
-only deleted.
+bytes uploaded again) is not decided or counted again (its id is kept, store/tables.AppliedBatch,
+for longer than the batch can exist), only deleted.
 """
 
 from __future__ import annotations
@@ -68,9 +68,9 @@ def process_object(rt: Runtime, bucket: str, key: str) -> dict[str, Any]:
             f"manifest speaks for {manifest.deployment_id}/{manifest.camera_id} "
             f"but the object is under {where.deployment_id}/{where.camera_id}"
         )
-    cam = camera_context(rt, manifest.deployment_id, manifest.camera_id)
-    done = decide_and_alert(rt, cam, manifest.sequence, frames,
-                            batch_id_of(key, got.get("ETag", "")))
+    batch_id = batch_id_of(key, got.get("ETag", ""))
+    cam = camera_context(rt, manifest.deployment_id, manifest.camera_id, batch_id)
+    done = decide_and_alert(rt, cam, manifest.sequence, frames, batch_id)
     # Nothing of the frames outlives their processing, matched or not.
     s3.delete_object(Bucket=bucket, Key=key)
     summary = {"key": key, "status": "already applied" if done.already_applied else "processed",

@@ -91,6 +91,8 @@ def create_all(s: Settings) -> dict[str, str]:
 
     for model in tables(s).all():
         model.create_table(wait=True)  # pynamodb creates it only where it does not exist
+        if getattr(model, "TTL", None):
+            _enable_ttl(ddb, model.Meta.table_name, model.TTL)
     ddb.create_table(
         TableName=idempotency_table_name(s),
         KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
@@ -103,6 +105,13 @@ def create_all(s: Settings) -> dict[str, str]:
     )
     return {"frames_queue_url": frames_url, "alerts_queue_url": alerts_url, "topic_arn": topic,
             "ops_topic_arn": ops_topic}
+
+
+def _enable_ttl(ddb: Any, table: str, attribute: str) -> None:
+    now = ddb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
+    if now.get("TimeToLiveStatus") != "ENABLED":  # enabling it twice is an error on AWS
+        ddb.update_time_to_live(TableName=table, TimeToLiveSpecification={
+            "Enabled": True, "AttributeName": attribute})
 
 
 def _lifecycle(s3: Any, bucket: str, prefix: str, days: int) -> None:

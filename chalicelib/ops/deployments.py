@@ -54,8 +54,10 @@ def operating_points(model_id: str, watchlist: dict[int, int], threshold: float,
         MIN_COUNTED,
         POLICE_TARGETS,
         as_calibration,
+        checked_on_unseen,
         load_stats,
         operating_point,
+        unseen_basis,
     )
 
     stats = load_stats(model_id)
@@ -64,17 +66,27 @@ def operating_points(model_id: str, watchlist: dict[int, int], threshold: float,
     lo, hi = cal.fpir_bounds(threshold, gallery)
     counted, total = cal.counted_above(threshold, gallery)
     points = [operating_point(stats, t, gallery) for t in POLICE_TARGETS]
+    expected = cal.fpir(threshold, gallery)
+    rate = target_fpir if target_fpir is not None else expected  # what the threshold is for
+    basis = (f"extrapolated by the fitted tail: {counted} of {total:,} background impostor "
+             "scores reach it" if counted < MIN_COUNTED else
+             f"counted: {counted} of {total:,} background impostor scores reach it")
     return {
         "threshold": round(threshold, 6),
         "target_fpir": target_fpir,
-        "expected_fpir": cal.fpir(threshold, gallery),
+        "expected_fpir": expected,
         "expected_fpir_95": [lo, hi],
         "background_impostor_scores_at_or_above": [counted, total],
         "extrapolated": counted < MIN_COUNTED,
+        # Whether this rate was measured on identities the impostor model never saw (the
+        # held-out check), or is the model's alone (issue 22 item 12).
+        "checked_on_unseen": checked_on_unseen(rate),
+        "says": f"threshold {threshold:.4f} for {rate:.2g}: {basis}; {unseen_basis(rate)}",
         "at_police_rates": [
             {"target_fpir": pt.target_fpir, "threshold": pt.threshold,
              "expected_fpir": pt.expected_fpir, "expected_fpir_95": [pt.fpir_low, pt.fpir_high],
-             "extrapolated": pt.extrapolated, "says": pt.describe()} for pt in points],
+             "extrapolated": pt.extrapolated, "checked_on_unseen": pt.checked_on_unseen,
+             "says": pt.describe()} for pt in points],
     }
 
 

@@ -6,6 +6,10 @@ attributes, without our failure attributes) and only then deletes it from the DL
 between leaves a copy in both, never none, and the worker processes an S3 event once
 (powertools idempotency), the notifier pushes an alert once (its claim on the alert row).
 
+A dead-lettered frame batch's frames are kept for redrive Settings.dead_letter_frames_hours
+after their upload, then deleted by the retention sweep: each listed batch says when
+(`deleted_after`), and each message its age.
+
 Receive/send/delete rather than SQS's StartMessageMoveTask: moto (the local AWS and the tests)
 does not implement it, it moves a whole queue where `--id` picks messages, and it runs
 asynchronously where an operator wants to see what moved.
@@ -17,7 +21,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chalicelib import deadletter
@@ -43,7 +47,9 @@ class DeadLetter:
     receives: int | None  # deliveries before it was dead-lettered
     failed_at: str
     sent_at: str
-    keys: list[dict[str, str]] = field(default_factory=list)  # frames: bucket, key, object
+    age_s: int | None = None  # since it was dead-lettered (or sent, where that is not recorded)
+    # frames: bucket, key, object (present/gone) and, while present, when it is deleted
+    keys: list[dict[str, str]] = field(default_factory=list)
     alert_id: str | None = None  # alerts
     receipt: str = field(default="", repr=False)
     body: str = field(default="", repr=False)
@@ -67,9 +73,12 @@ def _attr(m: dict[str, Any], name: str) -> str:
     return str(m.get("MessageAttributes", {}).get(name, {}).get("StringValue", ""))
 
 
-def _describe(m: dict[str, Any], which: str, source: str, s3: Any) -> DeadLetter:
+def _describe(m: dict[str, Any], which: str, source: str, s3: Any, hold: timedelta,
+              now: datetime) -> DeadLetter:
     receives = _attr(m, deadletter.RECEIVES)
     sent = m.get("Attributes", {}).get("SentTimestamp")
+    since = _when(_attr(m, deadletter.FAILED_AT)) or \
+        (datetime.fromtimestamp(int(sent) / 1000, UTC) if sent else None)
     d = DeadLetter(
         message_id=m["MessageId"], original_id=_attr(m, deadletter.ORIGINAL_ID) or m["MessageId"],
         queue=which, source_queue=_attr(m, deadletter.SOURCE) or source,
@@ -80,10 +89,11 @@ def _describe(m: dict[str, Any], which: str, source: str, s3: Any) -> DeadLetter
         failed_at=_attr(m, deadletter.FAILED_AT),
         sent_at=datetime.fromtimestamp(int(sent) / 1000, UTC).isoformat(timespec="seconds")
         if sent else "",
+        age_s=max(0, int((now - since).total_seconds())) if since else None,
         receipt=m["ReceiptHandle"], body=m["Body"], attributes=m.get("MessageAttributes", {}),
     )
     if which == "frames":
-        d.keys = _frame_keys(m["Body"], s3)
+        d.keys = _frame_keys(m["Body"], s3, hold)
     else:
         try:
             d.alert_id = str(json.loads(m["Body"])["alert_id"])
@@ -92,22 +102,33 @@ def _describe(m: dict[str, Any], which: str, source: str, s3: Any) -> DeadLetter
     return d
 
 
-def _frame_keys(body: str, s3: Any) -> list[dict[str, str]]:
-    """The batch objects a notification names, and whether each is still there: a batch
-    rejected as malformed is deleted on its last try (its frames show passers-by)."""
+def _when(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+
+
+def _frame_keys(body: str, s3: Any, hold: timedelta) -> list[dict[str, str]]:
+    """The batch objects a notification names, whether each is still there (a batch rejected
+    as malformed is deleted on its last try: its frames show passers-by) and, while it is, when
+    the retention sweep deletes it."""
     try:
         objects = s3_objects(body)
     except NotificationError:
         return []
     out = []
     for o in objects:
+        entry = {"bucket": o["bucket"], "key": o["key"]}
         try:
-            s3.head_object(Bucket=o["bucket"], Key=o["key"])
-            state = "present"
+            head = s3.head_object(Bucket=o["bucket"], Key=o["key"])
+            entry["object"] = "present"
+            entry["deleted_after"] = (head["LastModified"] + hold).isoformat(timespec="seconds")
         except s3.exceptions.ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
-            state = "gone" if code in ("404", "NoSuchKey", "NotFound") else f"unknown ({code})"
-        out.append({"bucket": o["bucket"], "key": o["key"], "object": state})
+            entry["object"] = "gone" if code in ("404", "NoSuchKey", "NotFound") \
+                else f"unknown ({code})"
+        out.append(entry)
     return out
 
 
@@ -120,6 +141,7 @@ def held(sqs: Any, s: Settings, which: str, s3: Any,
     url = sqs.get_queue_url(QueueName=dlq_name(source))["QueueUrl"]
     got: list[DeadLetter] = []
     seen: set[str] = set()
+    hold, now = timedelta(hours=s.dead_letter_frames_hours), datetime.now(UTC)
     try:
         while len(got) < limit:
             page = sqs.receive_message(
@@ -131,7 +153,7 @@ def held(sqs: Any, s: Settings, which: str, s3: Any,
                 break
             for m in fresh:
                 seen.add(m["MessageId"])
-                got.append(_describe(m, which, source, s3))
+                got.append(_describe(m, which, source, s3, hold, now))
         yield got
     finally:
         release(sqs, url, [d for d in got if d.receipt])

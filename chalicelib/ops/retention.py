@@ -5,7 +5,9 @@ Each item is done on its own: one that fails (a denied delete, a throttle) is co
 `failures`, logged with its id, and left for the next run, and everything after it is still
 done. Items are found through the sparse `sweep-due` index of each table (store/tables.py):
 open deployments, unbound lists, alerts whose crop is kept, sightings and track states, each
-queried for what is due, so a run reads what is open or due, never months of history.
+queried for what is due, so a run reads what is open or due, never months of history. Frame
+batches past their hold (a dead-lettered batch's frames, kept for redrive) are found by listing
+frames/, which holds only batches in flight or dead-lettered.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from chalicelib.ops.deployments import end_deployment
 from chalicelib.ops.lookalikes import forget
 from chalicelib.ops.watchlists import destroy_unbound_watchlist, destroy_watchlist
 from chalicelib.settings import Settings
+from chalicelib.store import layout
 from chalicelib.store.tables import Tables, connection_of
 
 ACTOR = "retention-sweep"
@@ -39,7 +42,8 @@ class _Run:
         self.done = {"deployments_ended": 0, "watchlists_destroyed": 0, "subjects_destroyed": 0,
                      "unbound_watchlists_destroyed": 0, "crops_deleted": 0,
                      "sightings_deleted": 0, "track_states_deleted": 0,
-                     "lookalikes_forgotten": 0, "failures": 0}
+                     "lookalikes_forgotten": 0, "dead_letter_frames_deleted": 0,
+                     "failures": 0}
 
     def attempt(self, what: str, item: str, fn: Callable[[], Any]) -> Any:
         try:
@@ -60,9 +64,14 @@ class _Run:
 
 def sweep(tables: Tables, s3: Any, evidence_bucket: str, now: datetime,
           watchlist_grace: timedelta,
-          unbound_after: timedelta = UNBOUND_AFTER) -> dict[str, int]:
+          unbound_after: timedelta = UNBOUND_AFTER,
+          frames: tuple[str, timedelta] | None = None) -> dict[str, int]:
+    """`frames`: the frames bucket and how long a batch's frames may wait there (a dead-
+    lettered batch's, for redrive: Settings.dead_letter_frames_hours)."""
     run = _Run()
     done = run.done
+    if frames is not None:
+        _expire_frames(run, s3, *frames, now)
     D, W, A = tables.Deployment, tables.Watchlist, tables.Alert
 
     def deployment(dep: Any) -> None:
@@ -135,6 +144,22 @@ def sweep(tables: Tables, s3: Any, evidence_bucket: str, now: datetime,
     run.each("track state", CT.due.query("due", CT.expires_at <= now),
              lambda t: t.camera_key, track_state)
     return done
+
+
+def _expire_frames(run: _Run, s3: Any, bucket: str, hold: timedelta, now: datetime) -> None:
+    """Frame batches older than `hold`. A batch is under frames/ for a second when all is well:
+    what is older was dead-lettered (kept for redrive until now) or never processed. Listing
+    frames/ reads only those, not history."""
+    def old_objects() -> Iterable[dict[str, Any]]:
+        for page in s3.get_paginator("list_objects_v2").paginate(
+                Bucket=bucket, Prefix=layout.FRAMES_PREFIX):
+            yield from (o for o in page.get("Contents", []) if o["LastModified"] + hold <= now)
+
+    def delete(obj: dict[str, Any]) -> None:
+        s3.delete_object(Bucket=bucket, Key=obj["Key"])
+        run.done["dead_letter_frames_deleted"] += 1
+
+    run.each("frames past their hold", old_objects(), lambda o: o["Key"], delete)
 
 
 def _conditional(exc: DeleteError | TransactWriteError) -> bool:

@@ -3,7 +3,8 @@
 Table names carry the stage prefix, so model classes are built per Settings by `tables()`.
 Everything about a person lives in Subject (watchlist members only) and Alert (matches only):
 no table has a row for a face that did not match. CameraTracks holds, for a minute, the geometry
-of the tracks a camera's next batch continues (ingest/continuity.py: no embedding, no pixels).
+of the tracks a camera's next batch continues (ingest/continuity.py: no embedding, no pixels);
+AppliedBatch the ids of the batches applied (object hashes).
 A Deployment's `lookalikes` repeats, for its false alerts, fields of their Alert rows
 (ops/lookalikes.py, docs/privacy.md).
 """
@@ -256,6 +257,20 @@ class CameraTracksBase(_Base):
     due = _sweep_index("TracksDue", ("expires_at", TTLAttribute(range_key=True)), True)()
 
 
+class AppliedBatchBase(_Base):
+    """A frame batch whose decisions and counts have landed, by its id (a hash of the object
+    key and ETag: about an object, not a person). Put in the transaction that writes the
+    camera's track state, on condition that it is not there: a later delivery of the same batch
+    finds it and neither decides nor counts again. Kept APPLIED_TTL_S (ingest/continuity.py),
+    longer than any batch can come back; deleted by DynamoDB's TTL (nothing in it is about
+    anyone, so the sweep need not read it)."""
+
+    TTL = "expires_at"  # the table's TTL attribute (infra/spec.py, local/resources.py)
+    camera_key = UnicodeAttribute(hash_key=True)  # <deployment>#<camera>
+    batch_id = UnicodeAttribute(range_key=True)
+    expires_at = TTLAttribute()
+
+
 class CameraBase(_Base):
     """One camera of a deployment, as its gateway last reported it (ops/camera_health.py):
     counts, times and ids only. A row of its own, so that heartbeats never grow the deployment
@@ -291,10 +306,11 @@ class Tables:
     CameraTracks: type[CameraTracksBase]
     Audit: type[AuditBase]
     Camera: type[CameraBase]
+    AppliedBatch: type[AppliedBatchBase]
 
     def all(self) -> list[type[Model]]:
         return [self.Watchlist, self.Subject, self.Deployment, self.Device, self.Alert,
-                self.Sighting, self.CameraTracks, self.Audit, self.Camera]
+                self.Sighting, self.CameraTracks, self.Audit, self.Camera, self.AppliedBatch]
 
 
 def _bind(base: type[Model], table_name: str, settings: Settings) -> type[Model]:
@@ -324,6 +340,8 @@ def tables(settings: Settings) -> Tables:
         CameraTracks=_bind(CameraTracksBase, f"{p}-tracks", settings),  # type: ignore[arg-type]
         Audit=_bind(AuditBase, f"{p}-audit", settings),  # type: ignore[arg-type]
         Camera=_bind(CameraBase, f"{p}-cameras", settings),  # type: ignore[arg-type]
+        AppliedBatch=_bind(AppliedBatchBase, f"{p}-applied",  # type: ignore[arg-type]
+                           settings),
     )
 
 

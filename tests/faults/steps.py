@@ -39,7 +39,11 @@ STEPS = [
          _table("-idempotency"), True),
     Step("s3 get batch", "frames_worker", "s3", "GetObject",
          lambda p: str(p.get("Key", "")).startswith("frames/"), False),
-    # A cold container's watchlist: the snapshot (the rows decide when it cannot be read).
+    # A container's watchlist, loaded (or reloaded once its version moved: the same code,
+    # ops/watchlist_index.IndexCache.get): the row, consistently, then the snapshot (the rows
+    # decide when it cannot be read).
+    Step("read watchlist row", "frames_worker", "dynamodb", "GetItem",
+         lambda p: _table("-watchlists")(p) and bool(p.get("ConsistentRead")), False),
     Step("s3 get watchlist snapshot", "frames_worker", "s3", "GetObject",
          lambda p: str(p.get("Key", "")).startswith("snapshots/"), False),
     # A container's first batch of a deployment reads it alone (later ones with the tracks).
@@ -63,6 +67,7 @@ STEPS = [
     Step("get alert", "alerts_notifier", "dynamodb", "GetItem", _table("-alerts"), False),
     Step("claim phone", "alerts_notifier", "dynamodb", "UpdateItem",
          lambda p: _table("-alerts")(p) and "'sending'" in _values(p), True),
+    Step("find phones", "alerts_notifier", "dynamodb", "Query", _table("-devices"), False),
     Step("sns publish phone", "alerts_notifier", "sns", "Publish",
          lambda p: "TargetArn" in p, True),
     Step("record phone pushed", "alerts_notifier", "dynamodb", "UpdateItem",
@@ -71,6 +76,20 @@ STEPS = [
          lambda p: "TopicArn" in p, True),
     Step("mark notified", "alerts_notifier", "dynamodb", "UpdateItem",
          lambda p: _table("-alerts")(p) and "notified_at" in _values(p), True),
+]
+# The camera's next batch in a warm container (tests/integration/test_faults.py
+# test_fault_warm): the deployment, watchlist version, tracks and applied id in one read, and
+# the sighting of a matched passing still in view extended. (The tracks' transaction is struck
+# by the cold cases already; warm, 6 more cases cost 13 s and found nothing new.)
+WARM_STEPS = [
+    Step("batch reads", "frames_worker", "dynamodb", "BatchGetItem", lambda p: True, False),
+    Step("extend sighting", "frames_worker", "dynamodb", "PutItem", _table("-sightings"), True),
+]
+# A batch that fails every try (tests/integration/test_faults.py test_fault_dead_letter): the
+# worker sends it to the dead-letter queue itself, with its reason.
+DLQ_STEPS = [
+    Step("dlq send", "frames_worker", "sqs", "SendMessage",
+         lambda p: str(p.get("QueueUrl", "")).endswith("-dlq"), True),
 ]
 # `DELETE /watchlists/{id}/subjects/{sid}` on an authorised list: every AWS call it makes.
 REMOVAL_STEPS = [
@@ -92,7 +111,7 @@ REMOVAL_STEPS = [
          lambda p: str(p.get("Prefix", "")).startswith("snapshots/"), False),
     Step("delete old snapshot", "api", "s3", "DeleteObjects", lambda p: True, True),
 ]
-BY_NAME = {s.name: s for s in STEPS + REMOVAL_STEPS}
+BY_NAME = {s.name: s for s in STEPS + WARM_STEPS + DLQ_STEPS + REMOVAL_STEPS}
 KINDS = ("fail", "crash", "kill")
 
 

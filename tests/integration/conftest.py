@@ -56,9 +56,10 @@ class Scenario:
     subjects: dict[str, str]  # display name -> subject id
     devices: list[str]  # endpoint ARNs
 
-    def upload(self, sequence: int, frames: list[bytes], at: datetime | None = None) -> str:
+    def upload(self, sequence: int, frames: list[bytes], at: datetime | None = None,
+               interval_s: float = 0.2) -> str:
         now = at or datetime.now(UTC)
-        stamped = [(now + timedelta(milliseconds=200 * i), f) for i, f in enumerate(frames)]
+        stamped = [(now + timedelta(seconds=interval_s * i), f) for i, f in enumerate(frames)]
         key = layout.batch_key(self.deployment_id, self.camera_id, sequence)
         body = pack_batch(self.deployment_id, self.camera_id, sequence, stamped)
         self.rt.client("s3").put_object(Bucket=self.rt.settings.frames_bucket, Key=key, Body=body)

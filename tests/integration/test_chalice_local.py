@@ -82,7 +82,8 @@ def _chalice_local(endpoint: str, log: Path, extra: dict[str, str] | None = None
            if not k.startswith("LFR_") and k not in ("AWS_PROFILE",)}
     env.update({**moto_server.LOCAL_ENV, "AWS_ENDPOINT_URL": endpoint,
                 "LFR_LOCAL_AUTH_SECRET": SECRET, "POWERTOOLS_METRICS_DISABLED": "true",
-                **(extra or {})})
+                # as `lfr local up` exports it: without a link key the API does not start
+                "LFR_LINK_SECRET": SECRET, **(extra or {})})
     chalice = Path(sys.executable).with_name("chalice")
     out = log.open("wb")
     proc = subprocess.Popen(

@@ -3,6 +3,7 @@ and a batch retried after its state had landed."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -107,15 +108,49 @@ def test_two_deliveries_of_one_batch_at_once_count_once(scenario_factory) -> Non
     track = CarriedTrack("t1", now, now, [0, 0, 40, 40], [0, 0, 40, 40], None, now)
     for other_tracks in ([track], []):  # both read version 0; the second write loses the race
         dep = D.get(sc.deployment_id)
-        store.save(key, CameraTracks(other_tracks, now, {"b1": now}), 0, now, dep,
-                   [D.batches.add(1)], batch_id="b1")
+        store.save(key, CameraTracks(other_tracks, now), 0, now, dep, [D.batches.add(1)],
+                   batch_id="b1")
     assert D.get(sc.deployment_id).batches == 1
     state, version = store.load(key, now)
     assert version == 1 and [t.tid for t in state.tracks] == ["t1"]
     # A different batch that lost the same race is merged in and counted.
     dep = D.get(sc.deployment_id)
-    store.save(key, CameraTracks([], now, {"b2": now}), 0, now, dep, [D.batches.add(1)],
-               batch_id="b2")
+    store.save(key, CameraTracks([], now), 0, now, dep, [D.batches.add(1)], batch_id="b2")
     state, version = store.load(key, now)
     assert D.get(sc.deployment_id).batches == 2 and version == 2
-    assert set(state.applied) == {"b1", "b2"} and [t.tid for t in state.tracks] == ["t1"]
+    assert store.applied(key, "b1") and store.applied(key, "b2")
+    assert [t.tid for t in state.tracks] == ["t1"]
+    # A delivery of b1 that read the newest version still finds it applied: nothing lands.
+    store.save(key, CameraTracks([], now), version, now, D.get(sc.deployment_id),
+               [D.batches.add(1)], batch_id="b1")
+    assert D.get(sc.deployment_id).batches == 2 and store.load(key, now)[1] == version
+
+
+def test_a_quiet_camera_s_batch_redelivered_late_is_not_counted_twice(
+        scenario_factory, monkeypatch) -> None:
+    """Issue 22 item 11: the batch's state lands, the worker dies before it answers (deleting
+    the object, say), the camera goes quiet, and SQS hands the batch over again only after the
+    queue's visibility timeout, up to its last delivery. Its id must still be known then."""
+    from chalicelib import queue_timing
+    from chalicelib.ingest import decide
+
+    sc = scenario_factory({"Cory Gardner": [demo_person("Cory_Gardner", 1)]})
+    rt = sc.rt
+    start = datetime.now(UTC)
+    walk = _walk(demo_person("Cory_Gardner", 2), 3)
+    batch = [Frame(i, f"{i:06d}.jpg", start + timedelta(seconds=i / 5), walk[i])
+             for i in range(3)]
+    first = decide_and_alert(rt, camera_context(rt, sc.deployment_id, sc.camera_id), 0, batch,
+                             batch_id="b-late")
+    assert len(first.alerts) == 1
+    # The last delivery SQS makes, as late as it can come (every one after a full visibility).
+    late = start.timestamp() + queue_timing.longest_redelivery_s(
+        "frames", rt.settings.max_receive_count) + 1
+    clock = type("Clock", (), {"time": staticmethod(lambda: late),
+                               "perf_counter": staticmethod(time.perf_counter)})
+    monkeypatch.setattr(decide, "time", clock)
+    again = decide_and_alert(rt, camera_context(rt, sc.deployment_id, sc.camera_id), 0, batch,
+                             batch_id="b-late")
+    assert again.already_applied and again.outcome.decisions == 0
+    dep = rt.tables.Deployment.get(sc.deployment_id)
+    assert (dep.batches, dep.frames, dep.decisions) == (1, 3, 1)

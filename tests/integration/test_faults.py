@@ -24,7 +24,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ from chalicelib.ops import audit
 from chalicelib.ops.watchlist_index import IndexCache, load_index
 from chalicelib.ops.watchlists import authorise_watchlist, create_watchlist
 from chalicelib.store import layout
-from tests.faults.steps import REMOVAL_STEPS, cases, in_window
+from tests.faults.steps import DLQ_STEPS, REMOVAL_STEPS, WARM_STEPS, cases, in_window
 from tests.integration.conftest import demo_person, jpeg
 
 REPO = Path(__file__).resolve().parents[2]
@@ -154,7 +154,8 @@ def _drain(sqs: Any, url: str) -> list[str]:
             sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
 
 
-def _run_queues(rt: Any, invoker: Invoker, fault: dict[str, str]) -> tuple[bool, int]:
+def _run_queues(rt: Any, invoker: Invoker,
+                fault: dict[str, str] | None) -> tuple[bool, int]:
     """Plays SQS and the event source mappings until both queues stay empty.
     Returns (did the fault strike, invocations)."""
     sqs, s = rt.client("sqs"), rt.settings
@@ -238,6 +239,94 @@ def test_fault(scenario_factory, invoker, topic_tap, step: str, when: str, kind:
     assert alerts[0].notified_at is not None
     assert not left, "the batch's frames were left in S3"
     assert not dead
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("step", "when", "kind"), cases(WARM_STEPS),
+                         ids=[f"warm-{s}-{w}-{k}".replace(" ", "_")
+                              for s, w, k in cases(WARM_STEPS)])
+def test_fault_warm(scenario_factory, invoker, topic_tap, step: str, when: str,
+                    kind: str) -> None:
+    """Issue 22 item 9: the steps only a camera's later batch takes, in a container that has
+    seen the deployment: its first batch raises the alert unharmed; the next, the same passing
+    still in view for 15 s more (its sighting extended), is struck."""
+    sc = scenario_factory({"Cory Gardner": [demo_person("Cory_Gardner", 1)]}, devices=2)
+    rt = sc.rt
+    sqs = rt.client("sqs")
+    frame = jpeg(demo_person("Cory_Gardner", 2))
+    t0 = datetime.now(UTC)
+    sc.upload(0, [frame, frame], at=t0)
+    _run_queues(rt, invoker, None)  # unharmed
+    # Frames 1.2 s apart (the tracker bridges 1.3 s): one passing, past 15 s of capture time.
+    later = [frame] * 13
+    sc.upload(1, later, at=t0 + timedelta(seconds=1.4), interval_s=1.2)
+    fired, calls = _run_queues(rt, invoker, {"step": step, "when": when, "kind": kind})
+    assert fired, f"the fault never struck: {step} is not on the path as described"
+
+    alerts = sc.alerts()
+    per_phone = Counter(p.endpoint_arn for p in sc.pushes())
+    topic = [b for b in _drain(sqs, topic_tap) if sc.deployment_id in b]
+    dead = [b for q in (rt.settings.frames_queue, rt.settings.alerts_queue)
+            for b in _drain(sqs, rt.queue_url(dlq_name(q))) if sc.deployment_id in b]
+    dep = rt.tables.Deployment.get(sc.deployment_id)
+    left = [k for k in all_keys(rt.client("s3"), rt.settings.frames_bucket)
+            if sc.deployment_id in k]
+    RESULTS.append({"case": f"warm {step} / {when} / {kind}", "alerts": len(alerts),
+                    "lost_pushes": sum(1 for d in sc.devices if per_phone[d] == 0) + (not topic),
+                    "dup_pushes": sum(max(0, n - 1) for n in per_phone.values())
+                    + max(0, len(topic) - 1), "window": False, "calls": calls})
+    assert [a.subject_id for a in alerts] == [sc.subjects["Cory Gardner"]]
+    assert sorted(per_phone.values()) == [1, 1] and len(topic) == 1
+    assert (dep.batches, dep.frames, dep.passings) == (2, 15, 1)
+    sighting = rt.tables.Sighting.get(f"{sc.deployment_id}#{sc.camera_id}",
+                                      sc.subjects["Cory Gardner"])
+    [passing] = json.loads(sighting.passings)
+    assert passing["last"] >= (t0 + timedelta(seconds=15)).timestamp()  # extended, once
+    assert not left and not dead
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("step", "when", "kind"), cases(DLQ_STEPS),
+                         ids=[f"{s}-{w}-{k}".replace(" ", "_") for s, w, k in cases(DLQ_STEPS)])
+def test_fault_dead_letter(scenario_factory, invoker, step: str, when: str, kind: str) -> None:
+    """Issue 22 item 9: a batch that fails every try (a malformed manifest), its dead-lettering
+    struck. It still reaches the DLQ, with a reason, its frames deleted, nothing counted; a send
+    that landed but whose answer was lost is sent again on the next delivery (NoAnswer): two
+    dead letters of one batch, which a redrive processes once."""
+    import io
+    import zipfile
+
+    sc = scenario_factory({"Cory Gardner": [demo_person("Cory_Gardner", 1)]})
+    rt = sc.rt
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("manifest.json", json.dumps({
+            "format": "lfr-frame-batch/1", "deployment_id": sc.deployment_id,
+            "camera_id": sc.camera_id, "frames": [{"name": "000000.jpg"}]}))
+        zf.writestr("000000.jpg", jpeg(demo_person("Cory_Gardner", 2)))
+    key = layout.batch_key(sc.deployment_id, sc.camera_id, 0)
+    rt.client("s3").put_object(Bucket=rt.settings.frames_bucket, Key=key, Body=buf.getvalue())
+    fired, calls = _run_queues(rt, invoker, {"step": step, "when": when, "kind": kind})
+    assert fired, f"the fault never struck: {step} is not on the path as described"
+
+    sqs = rt.client("sqs")
+    url = rt.queue_url(dlq_name(rt.settings.frames_queue))
+    dead = []
+    for _ in range(10):  # every message, whatever else lies there
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
+                                  MessageAttributeNames=["All"]).get("Messages", [])
+        for m in got:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+        dead += [m for m in got if sc.deployment_id in m["Body"]]
+        if not got:
+            break
+    reasons = [m.get("MessageAttributes", {}).get("lfr.error", {}).get("StringValue")
+               for m in dead]
+    # A send that landed, its answer lost (failed, crashed or killed after it): sent again.
+    assert len(dead) == (2 if when == "after" else 1), reasons
+    assert all(reasons), reasons  # each says why, none moved bare by SQS
+    assert key not in all_keys(rt.client("s3"), rt.settings.frames_bucket)
+    assert sc.alerts() == [] and rt.tables.Deployment.get(sc.deployment_id).batches == 0
 
 
 def _authorised_list(rt: Any) -> tuple[str, str, str]:

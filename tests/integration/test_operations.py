@@ -4,10 +4,12 @@ letters that say why they failed, listed without being consumed and redriven onc
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from chalice.test import Client
 
 from chalicelib import cli, monitoring
 from chalicelib.local.inspect import all_keys
@@ -103,7 +105,8 @@ def test_a_batch_failing_every_try_is_listed_with_its_reason_then_redriven_once_
     assert m["receives"] == rt.settings.max_receive_count
     assert m["error"] == "ClientError" and "AccessDenied" in m["reason"]
     assert "injected: the worker may not read it" in m["reason"]
-    assert m["keys"] == [{"bucket": rt.settings.frames_bucket, "key": key, "object": "present"}]
+    assert [{k: v for k, v in x.items() if k != "deleted_after"} for x in m["keys"]] == \
+        [{"bucket": rt.settings.frames_bucket, "key": key, "object": "present"}]
     assert m["source_queue"] == rt.settings.frames_queue and m["failed_at"]
     # Listing consumed nothing: the message is visible again, and listed again.
     assert _visible(rt, rt.settings.frames_queue) >= 1
@@ -213,3 +216,57 @@ def test_a_last_try_that_died_is_dead_lettered_with_a_reason(rt, local_stack, ca
     assert "timed out" in m["reason"] and "crashed" in m["reason"]
     assert f"try {s.max_receive_count}" in m["reason"]
     rt.client("sqs").purge_queue(QueueUrl=rt.queue_url(dlq_name(s.frames_queue)))
+
+
+def test_a_dead_lettered_batch_s_frames_are_kept_for_redrive_only_the_stated_hours(
+        rt, local_stack, capsys, monkeypatch) -> None:
+    """Issue 22 item 2: a batch dead-lettered for any reason but a format error keeps its
+    frames (passers-by) for redrive LFR_DEAD_LETTER_FRAMES_HOURS, shown by `lfr dlq list` with
+    its age, and the scheduled sweep deletes them after that, not the bucket's 1-day rule."""
+    from chalicelib import deadletter
+    from chalicelib.ingest.worker import s3_objects
+
+    s, s3, sqs = rt.settings, rt.client("s3"), rt.client("sqs")
+    key = layout.batch_key("dep-held", "cam-1", 3)
+    s3.put_object(Bucket=s.frames_bucket, Key=key, Body=b"frames of passers-by")
+    url = rt.queue_url(s.frames_queue)
+    note = None
+    for _ in range(10):  # S3's notification of it (past the bucket's own test event)
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
+                                  WaitTimeSeconds=1).get("Messages", [])
+        note = next((m for m in got if key in [o["key"] for o in s3_objects(m["Body"])]), note)
+        if note:
+            break
+    assert note is not None
+    # Dead-lettered on its last try, as the worker does it (here: S3 denied the read).
+    sqs.send_message(QueueUrl=rt.queue_url(dlq_name(s.frames_queue)), MessageBody=note["Body"],
+                     MessageAttributes=deadletter.failure_attributes(
+                         RuntimeError("AccessDenied"), s.max_receive_count, s.frames_queue,
+                         note["MessageId"]))
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=note["ReceiptHandle"])
+
+    hold = timedelta(hours=s.dead_letter_frames_hours)
+    assert timedelta(hours=1) <= hold < timedelta(days=1)
+    _, listing = _lfr(capsys, "dlq", "list", "--queue", "frames")
+    [m] = _mine(listing, key)
+    assert 0 <= m["age_s"] < 600
+    [k] = m["keys"]
+    assert k["object"] == "present"
+    uploaded = s3.head_object(Bucket=s.frames_bucket, Key=key)["LastModified"]
+    assert datetime.fromisoformat(k["deleted_after"]) == \
+        (uploaded + hold).replace(microsecond=0)
+
+    def sweep_at(when: datetime) -> dict[str, Any]:
+        monkeypatch.setattr("chalicelib.store.tables.utcnow", lambda: when)
+        with Client(local_stack["app"]) as client:
+            event = client.events.generate_cw_event(
+                source="aws.events", detail_type="Scheduled Event", detail={}, resources=[])
+            return client.lambda_.invoke("retention_sweep", event).payload
+
+    sweep_at(uploaded + hold - timedelta(minutes=1))
+    assert key in all_keys(s3, s.frames_bucket)  # still within its hold: redrive would work
+    done = sweep_at(uploaded + hold + timedelta(minutes=1))
+    assert key not in all_keys(s3, s.frames_bucket)
+    assert done["dead_letter_frames_deleted"] >= 1 and done["failures"] == 0
+    _, after = _lfr(capsys, "dlq", "list", "--queue", "frames")
+    assert [k["object"] for k in _mine(after, key)[0]["keys"]] == ["gone"]

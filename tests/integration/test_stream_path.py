@@ -14,14 +14,13 @@ import numpy as np
 
 from chalicelib.gateway import GatewayOptions, PresignedUploader, run_gateway
 from chalicelib.ingest.batch_format import pack_batch
-from chalicelib.ingest.continuity import STATE_KEYS, TRACK_KEYS, TRACK_TTL_S
-from chalicelib.local.inspect import all_keys, scan_items
+from chalicelib.local.inspect import all_keys
 from chalicelib.local.resources import dlq_name
 from chalicelib.ops.cameras import camera_upload_grant
 from chalicelib.store import layout
-from chalicelib.store.tables import idempotency_table_name
 from tests.conftest import flag_encrypted, progressive_jpeg, shared_data
 from tests.integration.conftest import demo_person, jpeg, log_records
+from tests.integration.kept import assert_only_what_may_be_kept
 
 
 def test_clip_alerts_him_only_and_keeps_nothing_else(scenario_factory, local_stack) -> None:
@@ -49,69 +48,19 @@ def test_clip_alerts_him_only_and_keeps_nothing_else(scenario_factory, local_sta
     deployment = rt.tables.Deployment.get(sc.deployment_id)
     assert deployment.frames == report.frames_sent
     assert deployment.faces_seen > len(alerts)  # the other man was seen, and forgotten
-    assert_nothing_kept_about_unmatched(rt, sc, alerts)
+    assert_nothing_kept_about_unmatched(rt, sc, alerts, local_stack["session"].resettable)
 
 
-def assert_nothing_kept_about_unmatched(rt: Any, sc: Any, alerts: list[Any]) -> None:
-    """Scan every bucket and table: only the watchlist and the alerts may be there."""
+def assert_nothing_kept_about_unmatched(rt: Any, sc: Any, alerts: list[Any],
+                                       whole_server: bool) -> None:
+    """Every bucket, object, table, item and queue of the stack against the list of what may
+    be kept (tests/integration/kept.py), and this run's frames all gone."""
     s = rt.settings
-    s3, ddb = rt.client("s3"), rt.client("dynamodb")
-    alerted = {a.subject_id for a in alerts}
-    frames_left = [k for k in all_keys(s3, s.frames_bucket)
+    frames_left = [k for k in all_keys(rt.client("s3"), s.frames_bucket)
                    if k.startswith(layout.camera_prefix(sc.deployment_id, sc.camera_id))]
     assert frames_left == []
-    alert_ids = {a.alert_id for a in alerts}
-    for key in all_keys(s3, s.evidence_bucket):
-        if key.startswith(layout.crop_key(sc.deployment_id, "")):
-            assert key.rsplit("/", 1)[-1].removesuffix(".jpg") in alert_ids, key
-        elif key.startswith(f"{layout.REFERENCES_PREFIX}{sc.watchlist_id}/"):
-            assert key.rsplit("/", 1)[-1].removesuffix(".jpg") in sc.subjects.values(), key
-        elif key.startswith(layout.snapshot_prefix(sc.watchlist_id)):  # watchlisted people only
-            body = s3.get_object(Bucket=s.evidence_bucket, Key=key)["Body"].read()
-            with np.load(io.BytesIO(body), allow_pickle=False) as z:
-                assert set(z["ids"].tolist()) <= set(sc.subjects.values()), key
-    for table in ddb.list_tables()["TableNames"]:
-        if not table.startswith(s.table_prefix):
-            continue
-        for item in scan_items(ddb, table):
-            flat = json.dumps(item, default=str)
-            ours = sc.deployment_id in flat or sc.watchlist_id in flat
-            if not ours and table != idempotency_table_name(s):
-                continue
-            if table.endswith("-subjects"):
-                assert item["subject_id"]["S"] in sc.subjects.values()
-            elif table.endswith("-alerts"):
-                assert item["alert_id"]["S"] in alert_ids
-                assert not _has_binary(item)  # no embedding on an alert
-            elif table == idempotency_table_name(s):
-                # Only counts and ids are remembered about a processed batch.
-                data = json.loads(item.get("data", {}).get("S", "{}") or "{}")
-                assert set(data) <= {"key", "status", "alerts", "frames_total",
-                                     "frames_processed", "frames_skipped", "faces_seen",
-                                     "faces_rejected", "matches", "timings_ms", "tracks",
-                                     "faces_embedded", "alerts_continued", "keyframes",
-                                     "passings", "continued", "decisions"}
-            elif table.endswith("-tracks"):
-                _check_track_state(item, alerted)
-            else:
-                assert not _has_binary(item), (table, list(item))
-
-
-def _check_track_state(item: dict[str, Any], alerted: set[str]) -> None:
-    """What a camera passes to its next batch: geometry, times, quality and flags only; a
-    subject's id only on the track that matched them; gone a minute after the last write."""
-    assert not _has_binary(item)
-    # `sweep`: the constant the retention sweep finds due items by (store/tables.py).
-    assert set(item) == {"camera_key", "version", "state", "written_at", "expires_at", "sweep"}
-    state = json.loads(item["state"]["S"])
-    assert set(state) <= STATE_KEYS
-    assert all(len(k) == 16 for k in state["applied"])  # hashes of object key and ETag
-    for track in state["tracks"]:
-        assert set(track) <= TRACK_KEYS
-        assert track["subject_id"] is None or track["subject_id"] in alerted
-        assert all(isinstance(v, (int, float)) for v in track["first_box"] + track["last_box"])
-    written = datetime.fromisoformat(item["written_at"]["S"].replace("Z", "+00:00"))
-    assert int(item["expires_at"]["N"]) <= written.timestamp() + TRACK_TTL_S + 1
+    assert {a.subject_id for a in alerts} <= set(sc.subjects.values())
+    assert_only_what_may_be_kept(rt, whole_server)
 
 
 def _dead_letters(rt: Any) -> list[str]:
@@ -128,10 +77,6 @@ def _dead_letters(rt: Any) -> list[str]:
         if dead and not got:
             break
     return dead
-
-
-def _has_binary(item: dict[str, Any]) -> bool:
-    return any("B" in v or "BS" in v for v in item.values())
 
 
 def test_same_event_twice_gives_one_alert_and_one_push(scenario_factory, local_stack) -> None:
@@ -279,6 +224,9 @@ def test_deployment_topic_fires_and_a_removed_subject_stops_matching_at_once(
     local_stack["pump"].drain(timeout=120)
     lines = [x for x in log_records(caplog, "batch processed") if sc.deployment_id in x["key"]]
     assert [(x["faces_seen"], x["matches"]) for x in lines] == [(1, 0)]
+    sqs.delete_queue(QueueUrl=q)  # the control room's, not the stack's
+    # A removed subject's alert stays for the record; nothing else of her does.
+    assert_only_what_may_be_kept(rt, local_stack["session"].resettable)
 
 
 def test_a_message_that_is_not_a_notification_is_dead_lettered_with_its_reason(
@@ -292,6 +240,11 @@ def test_a_message_that_is_not_a_notification_is_dead_lettered_with_its_reason(
     assert all("JSON list" in r["reason"] for r in rejected)
     dead = _dead_letters(rt)
     assert "[1, 2, 3]" in dead
+    sqs.send_message(QueueUrl=rt.queue_url(dlq_name(rt.settings.frames_queue)),
+                     MessageBody=dead[dead.index("[1, 2, 3]")], MessageAttributes={
+                         "lfr.error": {"DataType": "String", "StringValue": "NotificationError"}})
+    # A dead letter that was never a notification may be kept, for the operator to see.
+    assert_only_what_may_be_kept(rt, local_stack["session"].resettable)
 
 
 def test_an_encrypted_frame_loses_only_itself(scenario_factory, local_stack) -> None:

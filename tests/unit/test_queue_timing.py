@@ -39,3 +39,14 @@ def test_visibility_is_six_times_the_consumers_deployed_timeout(stage: str) -> N
 def test_sqs_redrives_only_after_one_delivery_more_than_the_handler_tries(stage: str) -> None:
     for q in spec.build(spec.stage_settings(stage)).queues:
         assert q.max_receive_count == Settings.max_receive_count + 1, q.name
+
+
+def test_applied_batch_ids_outlast_every_way_a_batch_comes_back() -> None:
+    """Issue 22 item 11: a batch's id is remembered longer than its last redelivery and than
+    its frames can exist (the lifecycle rule counts days to the next midnight UTC), so a late
+    delivery or a redrive of a batch already applied is never decided or counted again."""
+    from chalicelib import queue_timing
+    from chalicelib.ingest.continuity import APPLIED_TTL_S
+
+    assert queue_timing.longest_redelivery_s("frames", Settings.max_receive_count) < APPLIED_TTL_S
+    assert APPLIED_TTL_S >= (spec.FRAMES_EXPIRY_DAYS + 1) * 24 * 3600

@@ -14,3 +14,10 @@ def test_the_unbound_watchlist_limit_stays_inside_the_policy() -> None:
     for hours in ("24", "48", "0"):
         with pytest.raises(ValueError, match="LFR_WATCHLIST_UNBOUND_HOURS"):
             Settings.from_env({"LFR_WATCHLIST_UNBOUND_HOURS": hours})
+
+
+def test_a_dead_lettered_batch_s_frames_are_held_less_than_the_bucket_s_day() -> None:
+    assert Settings.from_env({}).dead_letter_frames_hours == 6
+    for hours in ("0", "24", "48"):
+        with pytest.raises(ValueError, match="LFR_DEAD_LETTER_FRAMES_HOURS"):
+            Settings.from_env({"LFR_DEAD_LETTER_FRAMES_HOURS": hours})
