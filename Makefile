@@ -44,7 +44,9 @@ rtsp:
 # core (xdist: a moto server per worker), the 15 slowest listed, and the run's wall and CPU time
 # at the end. TEST_WORKERS=1 for one process; PYTEST_ARGS for more,
 # e.g. PYTEST_ARGS="--random-order" for a random order (pytest-random-order).
-TEST_WORKERS ?= auto
+# One more worker than cores: the gateway tests wait on a live-paced clip (a minute each)
+# while the other workers use the cores.
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 PYTEST_ARGS ?=
 test: venv browser rtsp
 	$(BIN)/ruff check .
