@@ -5,7 +5,7 @@ and one restart of the RTSP server, with no intervention: the API sees the camer
 come back, every watchlisted person in view alerts exactly once, SIGTERM ends it with exit 0
 and a JSON summary in which every frame is accounted for.
 
-The camera serves scenes drawn here (MJPEG, looping every 12 s): three watchlisted people pass
+The camera serves scenes drawn here (MJPEG, looping every 8 s): three watchlisted people pass
 in each loop. The re-alert window (60 s) is longer than the test, so a person seen again in a
 later loop, before or after the restart, continues their alert: exactly one each."""
 
@@ -33,8 +33,8 @@ from tests.rtsp_camera import RtspCamera, rtsp_available
 
 REPO = Path(__file__).resolve().parents[2]
 FPS = 3.0  # a camera at 3 fps: what matters here is time, not frames
-LOOP_S = 12
-PASSERS = {"Cory_Gardner": 1.0, "Barbara_Lee": 5.0, "Amy_Klobuchar": 9.0}
+LOOP_S = 8
+PASSERS = {"Cory_Gardner": 0.5, "Barbara_Lee": 3.0, "Amy_Klobuchar": 5.5}
 
 pytestmark = pytest.mark.skipif(rtsp_available(frames_only=True) is not None,
                                 reason=str(rtsp_available(frames_only=True)))
