@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import json
 import uuid
+import zipfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -63,6 +66,19 @@ class Scenario:
         key = layout.batch_key(self.deployment_id, self.camera_id, sequence)
         body = pack_batch(self.deployment_id, self.camera_id, sequence, stamped)
         self.rt.client("s3").put_object(Bucket=self.rt.settings.frames_bucket, Key=key, Body=body)
+        return key
+
+    def put_malformed(self, frame: bytes) -> str:
+        """A batch whose manifest lacks each frame's capture time (every try fails): its key."""
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            zf.writestr("manifest.json", json.dumps({
+                "format": "lfr-frame-batch/1", "deployment_id": self.deployment_id,
+                "camera_id": self.camera_id, "frames": [{"name": "000000.jpg"}]}))
+            zf.writestr("000000.jpg", frame)
+        key = layout.batch_key(self.deployment_id, self.camera_id, 0)
+        self.rt.client("s3").put_object(Bucket=self.rt.settings.frames_bucket, Key=key,
+                                        Body=buf.getvalue())
         return key
 
     def alerts(self) -> list[Any]:

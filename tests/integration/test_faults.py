@@ -24,6 +24,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -215,38 +216,65 @@ def test_fault(scenario_factory, invoker, topic_tap, record, step: str, when: st
                kind: str) -> None:
     sc = scenario_factory({"Cory Gardner": [demo_person("Cory_Gardner", 1)]}, devices=2)
     rt = sc.rt
-    sqs = rt.client("sqs")
     frame = jpeg(demo_person("Cory_Gardner", 2))
     sc.upload(0, [frame, frame], at=datetime.now(UTC))  # one passing, two frames
     fired, calls = _run_queues(rt, invoker, {"step": step, "when": when, "kind": kind})
     assert fired, f"the fault never struck: {step} is not on the path as described"
 
+    o = _outcome(sc, topic_tap)
+    raised = [e for e in audit.entries(rt.tables, sc.deployment_id)
+              if e["action"] == "alert.raised"]
+    record("stream", {"case": f"{step} / {when} / {kind}", "alerts": len(o.alerts),
+                      "lost_pushes": o.lost_pushes, "dup_pushes": o.dup_pushes,
+                      "window": in_window(step, when), "calls": calls})
+
+    assert [a.subject_id for a in o.alerts] == [sc.subjects["Cory Gardner"]]
+    assert o.lost_pushes == 0, (dict(o.per_phone), len(o.topic))
+    allowed = 1 if in_window(step, when) else 0
+    assert o.dup_pushes <= allowed, (dict(o.per_phone), len(o.topic))
+    assert len(raised) == 1
+    assert (o.dep.batches, o.dep.frames, o.dep.passings) == (1, 2, 1)
+    assert o.alerts[0].notified_at is not None
+    assert not o.left, "the batch's frames were left in S3"
+    assert not o.dead
+
+
+@dataclass
+class Outcome:
+    """What one case left: alerts, pushes per phone, topic messages, dead letters, the
+    deployment's counters and the frames still in S3."""
+
+    alerts: list[Any]
+    per_phone: Counter[str]
+    topic: list[str]
+    dead: list[str]
+    dep: Any
+    left: list[str]
+
+    @property
+    def lost_pushes(self) -> int:
+        return sum(1 for n in self.per_phone.values() if n == 0) + (not self.topic)
+
+    @property
+    def dup_pushes(self) -> int:
+        return (sum(max(0, n - 1) for n in self.per_phone.values())
+                + max(0, len(self.topic) - 1))
+
+
+def _outcome(sc: Any, topic_tap: str) -> Outcome:
+    rt = sc.rt
+    sqs = rt.client("sqs")
     alerts = sc.alerts()
-    per_phone = Counter(p.endpoint_arn for p in sc.pushes())
+    pushed = Counter(p.endpoint_arn for p in sc.pushes())
+    per_phone = Counter({d: pushed[d] for d in sc.devices})  # a phone with none counts 0
     topic = [b for b in _drain(sqs, topic_tap) if sc.deployment_id in b]
     dead = [b for q in (rt.settings.frames_queue, rt.settings.alerts_queue)
             for b in _drain(sqs, rt.queue_url(dlq_name(q)))
             if sc.deployment_id in b or any(a.alert_id in b for a in alerts)]
-    raised = [e for e in audit.entries(rt.tables, sc.deployment_id)
-              if e["action"] == "alert.raised"]
-    dep = rt.tables.Deployment.get(sc.deployment_id)
     left = [k for k in all_keys(rt.client("s3"), rt.settings.frames_bucket)
             if sc.deployment_id in k]
-    lost_pushes = sum(1 for d in sc.devices if per_phone[d] == 0) + (not topic)
-    dup_pushes = sum(max(0, n - 1) for n in per_phone.values()) + max(0, len(topic) - 1)
-    record("stream", {"case": f"{step} / {when} / {kind}", "alerts": len(alerts),
-                    "lost_pushes": lost_pushes, "dup_pushes": dup_pushes,
-                    "window": in_window(step, when), "calls": calls})
-
-    assert [a.subject_id for a in alerts] == [sc.subjects["Cory Gardner"]]
-    assert lost_pushes == 0, (dict(per_phone), len(topic))
-    allowed = 1 if in_window(step, when) else 0
-    assert dup_pushes <= allowed, (dict(per_phone), len(topic))
-    assert len(raised) == 1
-    assert (dep.batches, dep.frames, dep.passings) == (1, 2, 1)
-    assert alerts[0].notified_at is not None
-    assert not left, "the batch's frames were left in S3"
-    assert not dead
+    return Outcome(alerts, per_phone, topic, dead, rt.tables.Deployment.get(sc.deployment_id),
+                   left)
 
 
 @pytest.mark.slow
@@ -260,7 +288,6 @@ def test_fault_warm(scenario_factory, invoker, topic_tap, record, step: str, whe
     still in view for 15 s more (its sighting extended), is struck."""
     sc = scenario_factory({"Cory Gardner": [demo_person("Cory_Gardner", 1)]}, devices=2)
     rt = sc.rt
-    sqs = rt.client("sqs")
     frame = jpeg(demo_person("Cory_Gardner", 2))
     t0 = datetime.now(UTC)
     sc.upload(0, [frame, frame], at=t0)
@@ -271,26 +298,18 @@ def test_fault_warm(scenario_factory, invoker, topic_tap, record, step: str, whe
     fired, calls = _run_queues(rt, invoker, {"step": step, "when": when, "kind": kind})
     assert fired, f"the fault never struck: {step} is not on the path as described"
 
-    alerts = sc.alerts()
-    per_phone = Counter(p.endpoint_arn for p in sc.pushes())
-    topic = [b for b in _drain(sqs, topic_tap) if sc.deployment_id in b]
-    dead = [b for q in (rt.settings.frames_queue, rt.settings.alerts_queue)
-            for b in _drain(sqs, rt.queue_url(dlq_name(q))) if sc.deployment_id in b]
-    dep = rt.tables.Deployment.get(sc.deployment_id)
-    left = [k for k in all_keys(rt.client("s3"), rt.settings.frames_bucket)
-            if sc.deployment_id in k]
-    record("stream", {"case": f"warm {step} / {when} / {kind}", "alerts": len(alerts),
-                    "lost_pushes": sum(1 for d in sc.devices if per_phone[d] == 0) + (not topic),
-                    "dup_pushes": sum(max(0, n - 1) for n in per_phone.values())
-                    + max(0, len(topic) - 1), "window": False, "calls": calls})
-    assert [a.subject_id for a in alerts] == [sc.subjects["Cory Gardner"]]
-    assert sorted(per_phone.values()) == [1, 1] and len(topic) == 1
-    assert (dep.batches, dep.frames, dep.passings) == (2, 15, 1)
+    o = _outcome(sc, topic_tap)
+    record("stream", {"case": f"warm {step} / {when} / {kind}", "alerts": len(o.alerts),
+                      "lost_pushes": o.lost_pushes, "dup_pushes": o.dup_pushes,
+                      "window": False, "calls": calls})
+    assert [a.subject_id for a in o.alerts] == [sc.subjects["Cory Gardner"]]
+    assert sorted(o.per_phone.values()) == [1, 1] and len(o.topic) == 1
+    assert (o.dep.batches, o.dep.frames, o.dep.passings) == (2, 15, 1)
     sighting = rt.tables.Sighting.get(f"{sc.deployment_id}#{sc.camera_id}",
                                       sc.subjects["Cory Gardner"])
     [passing] = json.loads(sighting.passings)
     assert passing["last"] >= (t0 + timedelta(seconds=15)).timestamp()  # extended, once
-    assert not left and not dead
+    assert not o.left and not o.dead
 
 
 @pytest.mark.slow
@@ -301,19 +320,9 @@ def test_fault_dead_letter(scenario_factory, invoker, step: str, when: str, kind
     struck. It still reaches the DLQ, with a reason, its frames deleted, nothing counted; a send
     that landed but whose answer was lost is sent again on the next delivery (NoAnswer): two
     dead letters of one batch, which a redrive processes once."""
-    import io
-    import zipfile
-
     sc = scenario_factory({"Cory Gardner": [demo_person("Cory_Gardner", 1)]})
     rt = sc.rt
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("manifest.json", json.dumps({
-            "format": "lfr-frame-batch/1", "deployment_id": sc.deployment_id,
-            "camera_id": sc.camera_id, "frames": [{"name": "000000.jpg"}]}))
-        zf.writestr("000000.jpg", jpeg(demo_person("Cory_Gardner", 2)))
-    key = layout.batch_key(sc.deployment_id, sc.camera_id, 0)
-    rt.client("s3").put_object(Bucket=rt.settings.frames_bucket, Key=key, Body=buf.getvalue())
+    key = sc.put_malformed(jpeg(demo_person("Cory_Gardner", 2)))
     fired, calls = _run_queues(rt, invoker, {"step": step, "when": when, "kind": kind})
     assert fired, f"the fault never struck: {step} is not on the path as described"
 

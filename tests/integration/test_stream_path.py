@@ -3,9 +3,7 @@ notifier -> push, with the event pump standing in for Lambda's event source mapp
 
 from __future__ import annotations
 
-import io
 import json
-import zipfile
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -168,15 +166,8 @@ def test_malformed_manifest_is_retried_then_dead_lettered(scenario_factory, loca
                                                           caplog) -> None:
     sc = scenario_factory({"Gwen Moore": [demo_person("Gwen_Moore", 1)]})
     rt = sc.rt
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("manifest.json", json.dumps({
-            "format": "lfr-frame-batch/1", "deployment_id": sc.deployment_id,
-            "camera_id": sc.camera_id, "frames": [{"name": "000000.jpg"}]}))
-        zf.writestr("000000.jpg", jpeg(demo_person("Gwen_Moore", 2)))
-    key = layout.batch_key(sc.deployment_id, sc.camera_id, 0)
     caplog.clear()
-    rt.client("s3").put_object(Bucket=rt.settings.frames_bucket, Key=key, Body=buf.getvalue())
+    key = sc.put_malformed(jpeg(demo_person("Gwen_Moore", 2)))
     local_stack["pump"].drain(timeout=120)
 
     dead = _dead_letters(rt)
