@@ -34,7 +34,7 @@ class Outbox:
         self.capacity = capacity_bytes
         self.stats = stats
         self._q: deque[SealedBatch] = deque()
-        self._bytes = 0
+        self._bytes = self._frames = 0
         self._closed = False
         self._cv = threading.Condition()
 
@@ -48,9 +48,11 @@ class Outbox:
             while self._q and self._bytes + len(batch.body) > self.capacity:
                 old = self._q.popleft()
                 self._bytes -= len(old.body)
+                self._frames -= old.frames
                 self.stats.shed("queue_full", old.frames)
             self._q.append(batch)
             self._bytes += len(batch.body)
+            self._frames += batch.frames
             self._publish()
             self._cv.notify()
 
@@ -63,6 +65,7 @@ class Outbox:
                 return None
             batch = self._q.popleft()
             self._bytes -= len(batch.body)
+            self._frames -= batch.frames
             self._publish()
             return batch
 
@@ -74,13 +77,13 @@ class Outbox:
 
     def shed_all(self, reason: str) -> int:
         with self._cv:
-            n = sum(b.frames for b in self._q)
+            n = self._frames
             self.stats.shed(reason, n)
             self._q.clear()
-            self._bytes = 0
+            self._bytes = self._frames = 0
             self._publish()
             self._cv.notify_all()
             return n
 
     def _publish(self) -> None:
-        self.stats.set(queued_frames=sum(b.frames for b in self._q), queued_bytes=self._bytes)
+        self.stats.set(queued_frames=self._frames, queued_bytes=self._bytes)
