@@ -71,9 +71,9 @@ def _audit_and_sightings(a: Arns) -> list[dict[str, Any]]:
     if a.has("audit"):
         out.append(_stmt("AppendAudit", ["dynamodb:PutItem"], [a.t("audit")]))
     if a.has("sightings"):
-        out.append(_stmt("Sightings", ["dynamodb:GetItem", "dynamodb:PutItem",
-                                       "dynamodb:UpdateItem", "dynamodb:Query"],
-                         [a.t("sightings"), a.t("sightings") + "/index/*"]))
+        # Read and written back under a version condition (alerts/sightings.py).
+        out.append(_stmt("Sightings", ["dynamodb:GetItem", "dynamodb:PutItem"],
+                         [a.t("sightings")]))
     if a.has("tracks"):
         # A camera's track state, written in one transaction with the deployment's counters
         # and the batch's applied id (its own table).
@@ -95,8 +95,11 @@ def _list(bucket: str, prefixes: list[str],
 
 
 def _consume(queue: str, a: Arns) -> dict[str, Any]:
+    # Receive, delete, attributes: the event source mapping's, with this role. The code itself
+    # shortens a failed record's wait (deadletter.retry_soon), after resolving the queue's URL.
     return _stmt("ConsumeQueue", ["sqs:ReceiveMessage", "sqs:DeleteMessage",
-                                  "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"],
+                                  "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility",
+                                  "sqs:GetQueueUrl"],
                  [a.queue(queue)])
 
 
@@ -115,8 +118,10 @@ def frames_worker(a: Arns) -> list[dict[str, Any]]:
               [a.objects(s.frames_bucket, "frames/")]),
         _stmt("WriteAlertCrops", ["s3:PutObject", "s3:PutObjectTagging"],
               [a.objects(s.evidence_bucket, "crops/")]),
-        _stmt("ReadWatchlists", ["dynamodb:GetItem", "dynamodb:Query"],
-              [a.t("watchlists"), a.t("subjects")]),
+        # A container's list: its row, then the snapshot; the subject rows only where the
+        # snapshot is refused (ops/watchlist_index.py).
+        _stmt("ReadWatchlists", ["dynamodb:GetItem"], [a.t("watchlists")]),
+        _stmt("ReadSubjectsWithoutSnapshot", ["dynamodb:Query"], [a.t("subjects")]),
         # The packed templates a cold start loads (ops/snapshots.py).
         _stmt("ReadWatchlistSnapshots", ["s3:GetObject"],
               [a.objects(s.evidence_bucket, "snapshots/")]),
@@ -128,8 +133,10 @@ def frames_worker(a: Arns) -> list[dict[str, Any]]:
                *([a.t("tracks")] if a.has("tracks") else []),
                *([a.t("applied")] if a.has("applied") else [])]),
         _stmt("WriteAlerts", ["dynamodb:GetItem", "dynamodb:PutItem"], [a.t("alerts")]),
-        _stmt("Idempotency", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
-                              "dynamodb:DeleteItem"], [a.t("idempotency")]),
+        # powertools: a conditional put (a duplicate's record comes back with its failed
+        # condition, no GetItem), the result saved, the claim deleted when the batch failed.
+        _stmt("Idempotency", ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
+              [a.t("idempotency")]),
         _stmt("QueueAlerts", ["sqs:SendMessage", "sqs:GetQueueUrl"], [a.queue(s.alerts_queue)]),
         *_audit_and_sightings(a),
     ]
@@ -152,7 +159,6 @@ def alerts_notifier(a: Arns) -> list[dict[str, Any]]:
         _stmt("ClaimAlerts", ["dynamodb:GetItem", "dynamodb:UpdateItem"], [a.t("alerts")]),
         _stmt("FindDevices", ["dynamodb:Query"], [a.t("devices")]),
         _stmt("PushToOfficers", ["sns:Publish"], [a.topic(), *a.platform_endpoints()]),
-        *([_stmt("AppendAudit", ["dynamodb:PutItem"], [a.t("audit")])] if a.has("audit") else []),
     ]
 
 

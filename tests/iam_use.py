@@ -3,18 +3,22 @@
 `recording()` records every AWS call made in this process while it is active (botocore's
 `_make_api_call`, which boto3 and pynamodb both go through) and the presigned URLs and POSTs
 the API hands out (signed by the function's role: the holder acts with its permissions). Each
-is turned into the IAM (action, resource ARN) pairs it needs. `unused_grants` and `ungranted`
+is turned into the IAM (action, resource ARN) pairs it needs. `recording_functions()` does the
+same for each queue consumer the local pump invokes, on its own. `unused_grants` and `ungranted`
 compare them with a policy's statements.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fnmatch
 from collections.abc import Iterator
 from typing import Any
 
 from botocore.client import BaseClient
+
+from chalicelib import names
 
 Use = tuple[str, str]  # (IAM action, resource ARN)
 
@@ -47,7 +51,12 @@ def uses(service: str, operation: str, params: dict[str, Any], region: str) -> l
                     for o in params["Delete"]["Objects"]]
         action = {"HeadObject": "GetObject", "PutObjectTagging": "PutObjectTagging"}.get(
             operation, operation)
-        return [(f"s3:{action}", f"arn:aws:s3:::{bucket}/{params.get('Key', '')}")]
+        arn = f"arn:aws:s3:::{bucket}/{params.get('Key', '')}"
+        if operation == "PutObject" and params.get("Tagging"):
+            # An upload that tags its object (x-amz-tagging) needs s3:PutObjectTagging too
+            # (Amazon S3 User Guide, "Categorizing your storage using tags").
+            return [("s3:PutObject", arn), ("s3:PutObjectTagging", arn)]
+        return [(f"s3:{action}", arn)]
     if service == "sqs":
         name = str(params.get("QueueUrl", params.get("QueueName", ""))).rsplit("/", 1)[-1]
         return [(f"sqs:{operation}", f"arn:aws:sqs:{region}:*:{name}")]
@@ -91,6 +100,58 @@ def recording(region: str) -> Iterator[list[Use]]:
     finally:
         BaseClient._make_api_call = call  # type: ignore[method-assign]
         api_mod._presign, api_mod.camera_upload_grant = presign, grant  # type: ignore[assignment]
+
+
+# What an SQS event source mapping does with the function's role: Lambda polls the queue and
+# deletes what the function handled ("Lambda needs the following permissions to manage messages
+# in your Amazon SQS queue: sqs:ReceiveMessage, sqs:DeleteMessage, sqs:GetQueueAttributes",
+# AWS Lambda Developer Guide, "Using Lambda with Amazon SQS"). Not the code's calls, but its
+# role's: the local pump plays them.
+EVENT_SOURCE_MAPPING = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
+
+
+def polled(queue: str, region: str) -> list[Use]:
+    return [(action, f"arn:aws:sqs:{region}:*:{queue}") for action in EVENT_SOURCE_MAPPING]
+
+
+@dataclasses.dataclass
+class Functions:
+    """What each of the pump's functions used, and the events it was handed."""
+
+    uses: dict[str, list[Use]]
+    events: dict[str, list[dict[str, Any]]]
+
+
+@contextlib.contextmanager
+def recording_functions(pump: Any, region: str) -> Iterator[Functions]:
+    """While active, each of the pump's handlers (chalicelib/local/pump.py) is recorded on its
+    own, under its function's name, with the event source mapping's part on its queue: only
+    what the handler's code calls, not the pump's own reads of the queues, as from a container
+    of its own (the queue URLs it resolves and caches, resolved again). Needs the pump run in
+    this thread (drain), one invocation at a time."""
+    got = Functions({m.function_name: [] for m in pump.mappings},
+                    {m.function_name: [] for m in pump.mappings})
+    real = list(pump.mappings)
+
+    def recorded(m: Any) -> Any:
+        def handler(event: dict[str, Any], context: Any) -> Any:
+            # Each function has containers of its own: what one resolved and cached (queue
+            # URLs) another resolves itself.
+            names.reset()
+            got.events[m.function_name].append(event)
+            got.uses[m.function_name].extend(polled(m.queue_name, region))
+            with recording(region) as used:
+                try:
+                    return m.handler(event, context)
+                finally:
+                    got.uses[m.function_name].extend(used)
+        return dataclasses.replace(m, handler=handler)
+
+    pump.mappings = [recorded(m) for m in real]
+    try:
+        yield got
+    finally:
+        pump.mappings = real
 
 
 def _allows(stmt: dict[str, Any], use: Use) -> bool:

@@ -1,27 +1,34 @@
-"""The API function is granted what its routes call, and nothing more (issue 22 item 5).
+"""Each function is granted what its code calls, and nothing more (issue 22 item 5).
 
-Every route is called through the app (chalice's test client) against moto server, with each
-AWS call it makes recorded as IAM sees it (tests/iam_use.py); the function's policy
-(infra/policies.py) is then compared with them: a grant no route used fails, and so does a
-call no grant allows. The frames worker, which raises the alert in between, is not recorded.
+Each function of the app is run against moto server on the paths its code takes: the API (every
+route, through chalice's test client), the frames worker and the notifier (a batch through to
+an alert and its pushes, with the retries, the replays and the dead letters they handle), the
+retention sweep and the camera watch (their schedules). Each AWS call a function makes is
+recorded as IAM sees it (tests/iam_use.py), and its policy (infra/policies.py) is compared with
+them: a grant its code never used fails, and so does a call no grant allows.
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
+import pprint
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import cv2
 import numpy as np
+import pytest
 
+from chalicelib import names
 from chalicelib.ingest.batch_format import pack_batch
 from chalicelib.link_secret import read_link_secret
+from chalicelib.local.resources import dlq_name
+from chalicelib.ops.deployments import register_device
 from chalicelib.store import layout
 from infra import policies, spec
-from tests.iam_use import Use, recording, ungranted, unused_grants
-from tests.integration.conftest import demo_person, jpeg
+from tests.iam_use import Functions, Use, recording, recording_functions, ungranted, unused_grants
+from tests.integration.conftest import build_scenario, demo_person, jpeg
 from tests.integration.test_camera_health import _beat
 
 
@@ -154,3 +161,115 @@ def test_the_retention_sweep_is_granted_only_what_it_calls(scenario_factory, rt,
     stmts = policies._fill(policies.statements("retention_sweep", spec.build(s)), s.region, "*")
     assert ungranted(stmts, used) == []
     assert unused_grants(stmts, used) == []
+
+
+def _compare(fn: str, s: Any, used: list[Use]) -> None:
+    stmts = policies._fill(policies.statements(fn, spec.build(s)), s.region, "*")
+    found = {"called, not granted": ungranted(stmts, used),
+             "granted, never called": unused_grants(stmts, used)}
+    assert not any(found.values()), f"{fn}: " + pprint.pformat(found, width=100)
+
+
+def _phone(rt: Any, deployment_id: str, platform: str) -> str:
+    """One more officer's phone on the deployment, on `platform` (gcm, apns)."""
+    return register_device(rt.tables, rt.client("sns"),
+                           names.platform_app_arn(rt.settings, platform), deployment_id,
+                           f"officer-{platform}", platform, platform * 16)["endpoint_arn"]
+
+
+def _send_and_drain(rt: Any, pump: Any, queue: str, body: str) -> None:
+    rt.client("sqs").send_message(QueueUrl=rt.queue_url(queue), MessageBody=body)
+    pump.drain(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def stream(rt: Any, local_stack: dict[str, Any]) -> Functions:
+    """The stream path, each queue consumer recorded on its own: a batch of a wanted person
+    through to an alert and its pushes to a GCM and an APNS phone and the topic. On the way,
+    what its code handles besides: the batch's first try failing after its alert landed (the
+    retry finds the alert and reads it), the same S3 notification delivered again (the
+    idempotency record answers), the next batch after the list's version moved with no current
+    snapshot (the subject rows are read), a malformed batch and a malformed alert message that
+    fail every try (each shortened retry, then the dead letter)."""
+    from chalicelib.ingest.track_store import DynamoTrackStore
+
+    s, pump = rt.settings, local_stack["pump"]
+    sc = build_scenario(rt, str(local_stack["endpoint"]),
+                        {"Cory Gardner": [demo_person("Cory_Gardner", 1)]})
+    sc.devices.append(_phone(rt, sc.deployment_id, "apns"))
+    names.reset()  # queue URLs as a fresh container resolves them
+    save, failed = DynamoTrackStore.save, []
+
+    def fails_once(self: Any, *a: Any, **k: Any) -> Any:
+        if not failed:
+            failed.append(True)
+            raise RuntimeError("injected: the camera's state was not written")
+        return save(self, *a, **k)
+
+    with recording_functions(pump, s.region) as got, pytest.MonkeyPatch.context() as mp:
+        mp.setattr(DynamoTrackStore, "save", fails_once)
+        sc.upload(0, [jpeg(demo_person("Cory_Gardner", 2))] * 2)
+        pump.drain(timeout=120)
+        assert failed and len(sc.alerts()) == 1
+        assert {p.endpoint_arn for p in sc.pushes()} == set(sc.devices)
+        first = got.events["frames_worker"][0]["Records"][0]["body"]
+        before = len(got.uses["frames_worker"])
+        _send_and_drain(rt, pump, s.frames_queue, first)  # delivered again
+        replay = got.uses["frames_worker"][before:]
+        assert [u for u in replay if u[0].startswith("s3:")] == [], "not answered as a replay"
+        W = rt.tables.Watchlist
+        W(sc.watchlist_id).update(actions=[W.version.add(1)])  # the snapshot is stale now
+        sc.upload(1, [base64.b64decode(_faceless())])
+        pump.drain(timeout=60)
+        sc.put_malformed(jpeg(demo_person("Cory_Gardner", 2)))
+        pump.drain(timeout=60)
+        _send_and_drain(rt, pump, s.alerts_queue, "not an alert")
+    assert rt.tables.Deployment.get(sc.deployment_id).batches == 2
+    sqs = rt.client("sqs")
+    for q in (s.frames_queue, s.alerts_queue):
+        url = rt.queue_url(dlq_name(q))
+        attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
+            "ApproximateNumberOfMessages"])["Attributes"]
+        assert attrs["ApproximateNumberOfMessages"] == "1", q
+        sqs.purge_queue(QueueUrl=url)
+    return got
+
+
+def test_the_frames_worker_is_granted_only_what_its_code_calls(stream, rt) -> None:
+    _compare("frames_worker", rt.settings, stream.uses["frames_worker"])
+
+
+def test_the_alerts_notifier_is_granted_only_what_its_code_calls(stream, rt) -> None:
+    s = rt.settings
+    used = list(stream.uses["alerts_notifier"])
+    # Its link key, read once per container at start-up where the stage has no LFR_LINK_SECRET.
+    sm = rt.client("secretsmanager")
+    sm.create_secret(Name=s.link_secret_name, SecretString="k" * 64)
+    try:
+        with recording(s.region) as got:
+            read_link_secret(dataclasses.replace(s, link_secret=""), sm)
+        used.extend(got)
+    finally:
+        sm.delete_secret(SecretId=s.link_secret_name, ForceDeleteWithoutRecovery=True)
+    _compare("alerts_notifier", s, used)
+
+
+def test_the_camera_watch_is_granted_only_what_it_calls(scenario_factory, rt, local_stack,
+                                                       monkeypatch) -> None:
+    """A running deployment's camera dark long enough: pushed to a GCM and an APNS phone,
+    recorded on the camera's row, audited."""
+    from chalice.test import Client
+
+    from chalicelib.store.tables import utcnow
+
+    s = rt.settings
+    sc = scenario_factory({"Cory Gardner": [demo_person("Cory_Gardner", 1)]})
+    _phone(rt, sc.deployment_id, "apns")
+    later = utcnow() + timedelta(seconds=s.camera_dark_push_s + 60)
+    monkeypatch.setattr("chalicelib.store.tables.utcnow", lambda: later)
+    with recording(s.region) as used, Client(local_stack["app"]) as client:
+        event = client.events.generate_cw_event(source="aws.events", detail_type="Scheduled Event",
+                                                detail={}, resources=[])
+        done = client.lambda_.invoke("camera_watch", event).payload
+    assert done["pushes"] >= 2
+    _compare("camera_watch", s, used)
