@@ -60,8 +60,9 @@ def local_stack(local_session: Any) -> dict[str, object]:
 # The fault suite's cases in groups, each group on one xdist worker (make test: --dist
 # loadgroup), so that a worker starts the suite's function processes (its zygote) once per group,
 # not once per case; the groups themselves spread over the workers. A group: the test function,
-# and for the 96 cold stream cases their kind of fault (fail, crash, kill). Every other test is
-# scheduled on its own, to keep every core busy.
+# and for the 96 cold stream cases their kind of fault (fail, crash, kill); the warm cases of a
+# refused snapshot (3) join the warm ones. Every other test is scheduled on its own, to keep
+# every core busy.
 FAULT_MODULE = "tests/integration/test_faults.py"
 
 
@@ -72,6 +73,8 @@ def fault_group(nodeid: str) -> str | None:
     function, _, params = rest.partition("[")
     if function == "test_fault":
         return f"{module}::{function}::{params.rstrip(']').rsplit('-', 1)[-1]}"
+    if function == "test_fault_refused_snapshot":
+        function = "test_fault_warm"
     return f"{module}::{function}"
 
 

@@ -91,6 +91,13 @@ DLQ_STEPS = [
     Step("dlq send", "frames_worker", "sqs", "SendMessage",
          lambda p: str(p.get("QueueUrl", "")).endswith("-dlq"), True),
 ]
+# A warm container whose list changed while its snapshot cannot be used (refused: corrupt,
+# tampered, stale, missing or unreadable): it reads the subject rows instead, one Query
+# (ops/watchlist_index.load_index; tests/integration/test_faults.py
+# test_fault_refused_snapshot). Only ever after the snapshot's refusal, so a case of its own.
+REFUSED_STEPS = [
+    Step("subjects query", "frames_worker", "dynamodb", "Query", _table("-subjects"), False),
+]
 # `DELETE /watchlists/{id}/subjects/{sid}` on an authorised list: every AWS call it makes.
 REMOVAL_STEPS = [
     Step("read watchlist", "api", "dynamodb", "GetItem",
@@ -111,7 +118,8 @@ REMOVAL_STEPS = [
          lambda p: str(p.get("Prefix", "")).startswith("snapshots/"), False),
     Step("delete old snapshot", "api", "s3", "DeleteObjects", lambda p: True, True),
 ]
-BY_NAME = {s.name: s for s in STEPS + WARM_STEPS + DLQ_STEPS + REMOVAL_STEPS}
+BY_NAME = {s.name: s for s in STEPS + WARM_STEPS + DLQ_STEPS + REFUSED_STEPS
+           + REMOVAL_STEPS}
 KINDS = ("fail", "crash", "kill")
 
 

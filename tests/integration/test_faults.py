@@ -33,15 +33,23 @@ import numpy as np
 import pytest
 
 from chalicelib.auth import issue_local_token
+from chalicelib.ingest.batch_format import pack_batch
 from chalicelib.local.inspect import all_keys
 from chalicelib.local.pump import queue_backlog, sqs_event
 from chalicelib.local.resources import dlq_name
 from chalicelib.matching.snapshot import Expected, unpack
 from chalicelib.ops import audit
 from chalicelib.ops.watchlist_index import IndexCache, load_index
-from chalicelib.ops.watchlists import authorise_watchlist, create_watchlist
+from chalicelib.ops.watchlists import authorise_watchlist, create_watchlist, remove_subject
 from chalicelib.store import layout
-from tests.faults.steps import DLQ_STEPS, REMOVAL_STEPS, WARM_STEPS, cases, in_window
+from tests.faults.steps import (
+    DLQ_STEPS,
+    REFUSED_STEPS,
+    REMOVAL_STEPS,
+    WARM_STEPS,
+    cases,
+    in_window,
+)
 from tests.integration.conftest import demo_person, jpeg
 
 REPO = Path(__file__).resolve().parents[2]
@@ -309,6 +317,55 @@ def test_fault_warm(scenario_factory, invoker, topic_tap, record, step: str, whe
                                       sc.subjects["Cory Gardner"])
     [passing] = json.loads(sighting.passings)
     assert passing["last"] >= (t0 + timedelta(seconds=15)).timestamp()  # extended, once
+    assert not o.left and not o.dead
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("step", "when", "kind"), cases(REFUSED_STEPS),
+                         ids=[f"refused-{s}-{w}-{k}".replace(" ", "_")
+                              for s, w, k in cases(REFUSED_STEPS)])
+def test_fault_refused_snapshot(scenario_factory, invoker, topic_tap, record, step: str,
+                                when: str, kind: str) -> None:
+    """Issue 22 item 9: a warm container reloads a changed list whose snapshot it must refuse,
+    and the subject rows' Query that replaces it is struck. The camera's first batch raises
+    Cory's alert unharmed; Cory is then taken off the list, and the snapshot it was re-packed
+    into is corrupt (refused: digest). The camera's next batch, Cory passing again and then
+    Anna: Cory is not searched for (his sighting stays as it was, no alert), Anna is (her
+    alert, from the rows): neither the old index nor an empty one may stand in for the rows."""
+    sc = scenario_factory({"Cory Gardner": [demo_person("Cory_Gardner", 1)],
+                           "Anna Eshoo": [demo_person("Anna_Eshoo", 1)]})
+    rt, s3, bucket = sc.rt, sc.rt.client("s3"), sc.rt.settings.evidence_bucket
+    cory, anna = sc.subjects["Cory Gardner"], sc.subjects["Anna Eshoo"]
+    seen_cory, seen_anna = jpeg(demo_person("Cory_Gardner", 2)), jpeg(demo_person("Anna_Eshoo", 2))
+    t0 = datetime.now(UTC)
+    sc.upload(0, [seen_cory, seen_cory], at=t0)
+    _run_queues(rt, invoker, None)  # unharmed: the container holds the list's index
+    remove_subject(rt.tables, s3, bucket, sc.watchlist_id, cory, "operator-1")
+    row = rt.tables.Watchlist.get(sc.watchlist_id, consistent_read=True)
+    s3.put_object(Bucket=bucket, Key=row.snapshot_key, Body=b"not the authorised templates")
+    # Two passings, each too far from the one before to be its track (1.3 s).
+    frames = [(t0 + timedelta(seconds=t), f) for t, f in
+              ((5.0, seen_cory), (5.2, seen_cory), (8.0, seen_anna), (8.2, seen_anna))]
+    rt.client("s3").put_object(
+        Bucket=rt.settings.frames_bucket, Key=layout.batch_key(sc.deployment_id, sc.camera_id, 1),
+        Body=pack_batch(sc.deployment_id, sc.camera_id, 1, frames))
+    fired, calls = _run_queues(rt, invoker, {"step": step, "when": when, "kind": kind})
+    assert fired, f"the fault never struck: {step} is not on the path as described"
+
+    o = _outcome(sc, topic_tap)
+    # Counted as the other cases are: the struck batch's alert (Anna's) and its pushes.
+    after = [a for a in o.alerts if a.subject_id != cory]
+    pushes = [*o.per_phone.values(), len(o.topic)]
+    record("stream", {"case": f"refused {step} / {when} / {kind}", "alerts": len(after),
+                      "lost_pushes": sum(1 for n in pushes if n < 2),
+                      "dup_pushes": sum(max(0, n - 2) for n in pushes),
+                      "window": False, "calls": calls})
+    assert sorted(a.subject_id for a in o.alerts) == sorted([cory, anna])
+    assert sorted(o.per_phone.values()) == [2] and len(o.topic) == 2
+    assert (o.dep.batches, o.dep.frames, o.dep.passings) == (2, 6, 3)
+    sighting = rt.tables.Sighting.get(f"{sc.deployment_id}#{sc.camera_id}", cory)
+    [passing] = json.loads(sighting.passings)
+    assert passing["last"] < (t0 + timedelta(seconds=1)).timestamp(), "Cory was searched for"
     assert not o.left and not o.dead
 
 
