@@ -135,6 +135,8 @@ def frames_worker(a: Arns) -> list[dict[str, Any]]:
         _stmt("WriteAlerts", ["dynamodb:GetItem", "dynamodb:PutItem"], [a.t("alerts")]),
         # powertools: a conditional put (a duplicate's record comes back with its failed
         # condition, no GetItem), the result saved, the claim deleted when the batch failed.
+        # (powertools reads with GetItem only under a boto3 older than 1.26.164; the function
+        # takes the python3.12 runtime's, newer.)
         _stmt("Idempotency", ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
               [a.t("idempotency")]),
         _stmt("QueueAlerts", ["sqs:SendMessage", "sqs:GetQueueUrl"], [a.queue(s.alerts_queue)]),
