@@ -40,7 +40,7 @@ from chalicelib.camera_report import SHED_REASONS, SOURCE_STATES
 from chalicelib.matching.calibration import DEFAULT_TARGET_FPIR
 from chalicelib.matching.subject_face import FaceHint
 from chalicelib.matching.template import EnrollmentError
-from chalicelib.ops import audit, camera_health, deployments, records, watchlists
+from chalicelib.ops import audit, camera_health, deployments, records, watchlist_outlook, watchlists
 from chalicelib.ops.cameras import camera_upload_grant
 from chalicelib.ops.errors import NotFound
 from chalicelib.runtime import Runtime
@@ -248,12 +248,15 @@ class Api:
         subjects = [
             {"subject_id": s.subject_id, "display_name": s.display_name,
              "n_images": int(s.n_images), "image_quality": [float(q) for q in s.image_quality],
+             "reference_agreement": (None if s.reference_agreement is None
+                                     else float(s.reference_agreement)),
              "source": s.source, "reason": s.reason}
             for s in self.tables.Subject.query(watchlist_id)
         ]
         return {"watchlist_id": wl.watchlist_id, "name": wl.name, "status": wl.status,
                 "created_by": wl.created_by, "authorised_by": wl.authorised_by,
                 "deployment_id": wl.deployment_id, "model_id": wl.model_id,
+                "outlook": watchlist_outlook.outlook(self.tables, wl, subjects),
                 "subjects": subjects}
 
     def add_subject(self, p: Principal, watchlist_id: str, body: Any) -> dict[str, Any]:

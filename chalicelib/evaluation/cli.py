@@ -39,6 +39,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
                     help="identities to enroll (default: half of them)")
     ev.add_argument("--target-fpir", type=float, default=0.001,
                     help="target of the calibrated decision (default 0.001)")
+    ev.add_argument("--operating-size", type=int, default=None, metavar="N",
+                    help="report the operating points at the thresholds the product would "
+                         "apply to a watchlist of N subjects with this gallery's mix of "
+                         "reference counts (default: the gallery's own size)")
     ev.add_argument("--json", type=Path, default=None, help="write the results here")
     ev.add_argument("--det", type=Path, default=Path("eval-det.png"), help="DET curve PNG")
     ev.add_argument("--probe-faces", choices=["labelled", "all"], default="labelled",
@@ -89,6 +93,18 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     _common(cal)
     cal.set_defaults(func=cmd_calibrate)
 
+    mated = subparsers.add_parser(
+        "calibrate-mated", help="measure what a subject's references will probably catch "
+                                "(the expected TPIR a watchlist summary reports)")
+    mated.add_argument("--background", type=Path, required=True,
+                       help="folder with one folder per identity (two or more photos each)")
+    mated.add_argument("--out", type=Path, default=None,
+                       help="model JSON to write (default: the shipped one of this space)")
+    mated.add_argument("--check", choices=sorted(SUBSETS), default=None,
+                       help="then compare predicted and measured TPIR on these identities")
+    _common(mated)
+    mated.set_defaults(func=cmd_calibrate_mated)
+
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--identities", choices=sorted(SUBSETS), default="all",
@@ -137,6 +153,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
     report = result.report
     report["identities"] = args.identities
+    if args.operating_size:
+        _at_operating_size(report, stats, result.scores, args.operating_size)
     if args.check_targets:
         from chalicelib.evaluation.openset import embed_images
 
@@ -163,6 +181,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         write_json(args.json, report)
     return 0
+
+
+def _at_operating_size(report: dict, stats: dict, scores: object, size: int) -> None:
+    """The operating points at the thresholds for a list of `size` subjects (the gallery's mix
+    of reference counts, scaled), with TPIR still measured on this gallery's mated probes."""
+    from chalicelib.evaluation.openset import operating_points, scaled_mix
+
+    mix = scaled_mix(report["calibrated"]["template_sizes"], size)
+    report["operating_size"] = {"subjects": size, "template_sizes": mix}
+    report["operating_points"] = operating_points(stats, mix, scores)  # type: ignore[arg-type]
 
 
 def _eval_groups(args: argparse.Namespace, scores: object, report: dict) -> None:
@@ -200,6 +228,10 @@ def _print_eval(report: dict, det_path: Path) -> None:
           f"measured FPIR {c['measured_fpir']:.5f} ({c['false_alerts']} false alerts)  "
           f"TPIR {c['tpir']:.4f}  (alerts on unjudged bystander faces: "
           f"{c['bystander_alerts']})", file=out)
+    if "operating_size" in report:
+        print(f"operating points at a watchlist of {report['operating_size']['subjects']} "
+              f"subjects {report['operating_size']['template_sizes']} (TPIR on this gallery's "
+              "mated probes):", file=out)
     for row in report.get("operating_points", []):
         lo, hi = row["expected_fpir_95"]
         tlo, thi = row["tpir_95"] or (float("nan"), float("nan"))
@@ -296,6 +328,49 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                                      repeats=100, central_only=True):
             print("  " + _check_line(row))
     print(f"wrote {out}")
+    return 0
+
+
+def cmd_calibrate_mated(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from chalicelib.evaluation.mated import check_model, labelled_faces, write_model
+    from chalicelib.evaluation.openset import (
+        FaceCache,
+        embed_images,
+        list_identities,
+        pipeline_key,
+        select_identities,
+    )
+    from chalicelib.matching.calibration import STATS_DIR
+    from chalicelib.matching.expected_tpir import MatedModel, fit_mated_model, mated_model_path
+    from chalicelib.settings import Settings
+    from chalicelib.vision.factory import embedding_id
+
+    settings = Settings.from_env()
+    model_id = embedding_id(settings)
+    everyone = list_identities(args.background)
+    identities = select_identities(everyone, SUBSETS[args.identities], args.limit)
+    checked = (select_identities(everyone, SUBSETS[args.check], args.limit)
+               if args.check else {})
+    cache = FaceCache(model_id, args.cache, pipeline_key(settings))
+    paths = [p for group in (identities, checked) for v in group.values() for p in v]
+    faces = embed_images(paths, settings, cache, workers=args.workers, progress=not args.quiet)
+    embs, labels = labelled_faces(identities, faces)
+    model = fit_mated_model(np.stack(embs), labels, model_id=model_id, source={
+        "description": f"{args.background.name}: {args.identities} identities",
+        "n_identities": len(identities), "n_faces_used": len(embs)})
+    out = args.out or mated_model_path(STATS_DIR, model_id)
+    write_model(out, model)
+    print(f"mated model for {model_id}: {len(embs)} faces of {len(identities)} identities; "
+          f"agreement cuts {model['agreement_cut']}; wrote {out}")
+    if checked:
+        c_embs, c_labels = labelled_faces(checked, faces)
+        print(f"check on {args.check} ({len(checked)} identities): predicted vs measured TPIR")
+        for row in check_model(MatedModel.from_dict(model), c_embs, c_labels):
+            print(f"  {row['curve']:<7} threshold {row['threshold']:.4f}  predicted "
+                  f"{row['predicted']:.3f}  measured {row['measured']:.3f}  "
+                  f"({row['identities']} identities)")
     return 0
 
 

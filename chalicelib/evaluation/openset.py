@@ -495,6 +495,19 @@ def template_mix(split: Split, faces: dict[str, ImageFaces]) -> dict[int, int]:
     return mix
 
 
+def scaled_mix(mix: dict[int, int], size: int) -> dict[int, int]:
+    """A watchlist of `size` subjects with the reference counts of `mix` in the same shares
+    (largest remainders, so the counts add up to `size` exactly)."""
+    if size < 1:
+        raise ValueError("a watchlist needs at least one subject")
+    total = sum(mix.values()) or 1
+    shares = {k: size * v / total for k, v in mix.items()} or {1: float(size)}
+    out = {k: int(s) for k, s in shares.items()}
+    for k in sorted(shares, key=lambda k: out[k] - shares[k])[: size - sum(out.values())]:
+        out[k] += 1
+    return {k: v for k, v in sorted(out.items()) if v}
+
+
 @dataclass
 class EvalResult:
     report: dict[str, object]

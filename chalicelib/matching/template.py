@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from chalicelib.matching.expected_tpir import agreement
 from chalicelib.matching.subject_face import FaceHint, choose_subject_face
 from chalicelib.settings import Settings
 from chalicelib.vision.pipeline import FacePipeline
@@ -53,6 +54,7 @@ class Template:
     embedding: np.ndarray  # (dim,) float32, L2-normalised
     image_quality: list[float]  # quality (0..1, see image_quality()) of each reference face
     results: list[ReferenceResult] = field(default_factory=list)
+    agreement: float | None = None  # mean cosine between the references (expected_tpir.py)
 
 
 def image_quality(detector_score: float, crop_sharpness: float, face_px: float) -> float:
@@ -128,6 +130,12 @@ def build_template(
     refused = [r for r in results if not r.used]
     if refused:
         raise EnrollmentError("; ".join(r.reason for r in refused), results)
+    return template_of(results)
+
+
+def template_of(results: Sequence[ReferenceResult]) -> Template:
+    """The subject's template from references that were all used."""
     embeddings = np.stack([r.embedding for r in results])  # type: ignore[misc]
     quality = [float(r.quality) for r in results]  # type: ignore[arg-type]
-    return Template(fuse_embeddings(embeddings, quality), quality, results)
+    return Template(fuse_embeddings(embeddings, quality), quality, list(results),
+                    agreement(embeddings))

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from chalicelib.matching.template import ReferenceResult, Template, fuse_embeddings
+from chalicelib.matching.template import ReferenceResult, Template, template_of
 from chalicelib.ops import audit
 from chalicelib.ops.bulk_report import (
     ALREADY,
@@ -91,11 +91,8 @@ def _compute(s: BulkSubject) -> tuple[BulkSubject, list[ReferenceResult], Any]:
                                         _WORKER["max_pixels"]))
     if not all(r.used for r in results):
         return s, [replace(r, embedding=None) for r in results], None
-    quality = [float(r.quality) for r in results]  # type: ignore[arg-type]
-    import numpy as np
-
-    template = Template(fuse_embeddings(np.stack([r.embedding for r in results]), quality),
-                        quality, [replace(r, embedding=None) for r in results])
+    template = template_of(results)
+    template = replace(template, results=[replace(r, embedding=None) for r in results])
     return s, template.results, template
 
 

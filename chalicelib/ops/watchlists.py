@@ -284,6 +284,7 @@ def store_subject(
         embedding=template.embedding,
         n_images=len(template.image_quality),
         image_quality=template.image_quality,
+        reference_agreement=template.agreement,
         reference_key=ref_key,
         source=source,
         reason=reason,

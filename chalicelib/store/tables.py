@@ -115,6 +115,9 @@ class SubjectBase(_Base):
     embedding = VectorAttribute()
     n_images = NumberAttribute(default=1)
     image_quality = ListAttribute(of=NumberAttribute, default=list)
+    # Mean cosine between the subject's own references (no embedding): what the watchlist
+    # summary's expected TPIR reads (matching/expected_tpir.py).
+    reference_agreement = NumberAttribute(null=True)
     reference_key = UnicodeAttribute(null=True)
     source = UnicodeAttribute(null=True)
     reason = UnicodeAttribute(null=True)
