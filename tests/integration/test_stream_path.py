@@ -331,9 +331,8 @@ def test_identical_bytes_uploaded_again_are_processed_and_deleted(scenario_facto
 def test_a_retry_after_a_failed_delete_counts_the_batch_once(scenario_factory,
                                                             local_stack) -> None:
     # F-6: the batch is decided, alerted and counted, then deleting its object fails: SQS
-    # redelivers it. The retry finds the batch applied in the camera's state, which remembers
-    # it up to 10 minutes while the camera keeps sending, a minute once it goes quiet (here the
-    # retry comes after the pump's 1 s backoff; on AWS after the 120 s visibility timeout).
+    # redelivers it. The retry finds the batch's id applied (store/tables.AppliedBatch, kept 2
+    # days; here the retry comes after the pump's backoff, on AWS after RETRY_AFTER_S).
     sc = scenario_factory({"Cory Gardner": [demo_person("Cory_Gardner", 1)]}, devices=1)
     rt = sc.rt
     s3 = rt.client("s3")
