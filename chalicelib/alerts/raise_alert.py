@@ -12,10 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import cv2
+import numpy as np
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
 
@@ -61,11 +62,29 @@ def raise_alert(
     alert_id = alert_id_for(ctx.deployment_id, ctx.camera_id, ctx.sequence, match.subject_id,
                             ctx.batch_id)
     crop_key = layout.crop_key(ctx.deployment_id, alert_id)
-    ok, jpeg = cv2.imencode(".jpg", match.crop, [cv2.IMWRITE_JPEG_QUALITY, 90])
-    if not ok:
-        raise RuntimeError("could not encode the alert crop")
     now = utcnow()
     expires = now + timedelta(days=ctx.crop_retention_days)
+    _put_crop(s3, evidence_bucket, crop_key, match.crop, expires)
+    alert = _alert_row(tables, ctx, alert_id, match, display_name, lookalike_of, crop_key, now,
+                       expires)
+    raised = audit.entry(tables, ctx.deployment_id, "system", "alert.raised", alert_id,
+                         camera_id=ctx.camera_id, subject_id=match.subject_id,
+                         score=round(match.score, 4), threshold=ctx.threshold,
+                         **({"lookalike_of": lookalike_of} if lookalike_of else {}))
+    alert, created = _write_once(tables, alert, raised)
+    if alert.notified_at is None and not alert.lookalike_of:  # the row decides, on a retry too
+        # Also re-sent when the row existed but its push never happened (a crash in between).
+        sqs.send_message(QueueUrl=alerts_queue_url, MessageBody=json.dumps({"alert_id": alert_id}))
+    return alert_id, created
+
+
+def _put_crop(s3: Any, evidence_bucket: str, crop_key: str, crop: np.ndarray,
+              expires: datetime) -> None:
+    """The face crop, the alert's evidence, under crops/ (a put of the same key on a retry
+    overwrites it)."""
+    ok, jpeg = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    if not ok:
+        raise RuntimeError("could not encode the alert crop")
     s3.put_object(
         Bucket=evidence_bucket,
         Key=crop_key,
@@ -74,8 +93,13 @@ def raise_alert(
         # Lifecycle rules expire crops/; the tag lets a sweep find them without reading rows.
         Tagging=f"expires={expires.date().isoformat()}",
     )
+
+
+def _alert_row(tables: Tables, ctx: AlertContext, alert_id: str, match: Match,
+               display_name: str, lookalike_of: str | None, crop_key: str, now: datetime,
+               expires: datetime) -> Any:
     x1, y1, x2, y2 = match.box
-    alert = tables.Alert(
+    return tables.Alert(
         alert_id=alert_id,
         deployment_id=ctx.deployment_id,
         camera_id=ctx.camera_id,
@@ -98,13 +122,13 @@ def raise_alert(
         expires_at=expires,
         sweep="crop",  # found by the retention sweep once expired (ops/retention.py)
     )
+
+
+def _write_once(tables: Tables, alert: Any, raised: Any) -> tuple[Any, bool]:
+    """Writes the alert row and its audit entry unless the row exists; returns the row as
+    stored and whether it was written now."""
     # The row and its audit entry land together or not at all: a retry after a failure in
     # between would otherwise find the row and never write the entry.
-    raised = audit.entry(tables, ctx.deployment_id, "system", "alert.raised", alert_id,
-                         camera_id=ctx.camera_id, subject_id=match.subject_id,
-                         score=round(match.score, 4), threshold=ctx.threshold,
-                         **({"lookalike_of": lookalike_of} if lookalike_of else {}))
-    created = True
     try:
         with TransactWrite(connection=connection_of(tables.Alert)) as tw:
             tw.save(alert, condition=tables.Alert.alert_id.does_not_exist())
@@ -113,10 +137,5 @@ def raise_alert(
         reasons = exc.cancellation_reasons
         if not reasons or reasons[0] is None or reasons[0].code != "ConditionalCheckFailed":
             raise
-        created = False
-        alert = tables.Alert.get(alert_id, consistent_read=True)
-    if alert.notified_at is None and not alert.lookalike_of:  # the row decides, on a retry too
-        # Also re-sent when the row existed but its push never happened (a crash in between).
-        sqs.send_message(QueueUrl=alerts_queue_url, MessageBody=json.dumps({"alert_id": alert_id}))
-    return alert_id, created
-
+        return tables.Alert.get(alert.alert_id, consistent_read=True), False
+    return alert, True

@@ -339,6 +339,22 @@ def make_split(
 # Scores and rates
 
 
+def _subject_faces(refs: Sequence[Path], faces: dict[str, ImageFaces],
+                   ) -> tuple[list[np.ndarray], list[float], int]:
+    """The face enrollment takes from each reference image (ImageFaces.subject_face), with its
+    quality, and how many images it would refuse."""
+    embs, q, refused = [], [], 0
+    for p in refs:
+        f = faces[str(p)]
+        i = f.subject_face()
+        if i is None:
+            refused += 1
+            continue
+        embs.append(f.embeddings[i])
+        q.append(f.quality(i))
+    return embs, q, refused
+
+
 def build_gallery(
     split: Split, faces: dict[str, ImageFaces], model_id: str
 ) -> tuple[ExactIndex, dict[str, list[float]], int]:
@@ -349,15 +365,8 @@ def build_gallery(
     ids, templates, quality = [], [], {}
     refused = 0
     for name, refs in split.enrolled.items():
-        embs, q = [], []
-        for p in refs:
-            f = faces[str(p)]
-            i = f.subject_face()
-            if i is None:
-                refused += 1
-                continue
-            embs.append(f.embeddings[i])
-            q.append(f.quality(i))
+        embs, q, n_refused = _subject_faces(refs, faces)
+        refused += n_refused
         if embs:
             ids.append(name)
             templates.append(fuse_embeddings(np.stack(embs), q))
@@ -546,10 +555,54 @@ def evaluate(
     scores = score_probes(split, faces, index, probe_faces)
     other_mode = ALL_FACES if probe_faces == LABELLED else LABELLED
     other_scores = score_probes(split, faces, index, other_mode)
-
     mix = template_mix(split, faces)
     threshold = threshold_for(stats, target_fpir, mix)
-    # The deployed decision, face by face, exactly as the worker takes it.
+    report: dict[str, object] = {
+        "model_id": model_id,
+        "seed": seed,
+        "enroll": enroll,
+        "n_identities": len(identities),
+        "n_gallery": len(index),
+        "n_mated": len(split.mated),
+        "n_nonmated": len(split.nonmated),
+        "rank1": _rank1(scores),
+        "tpir_at_fpir": _tpir_at_fpir_points(scores),
+        "calibrated": _calibrated(split, faces, index, stats, target_fpir, threshold, mix,
+                                  probe_faces),
+        "probe_faces": probe_faces,
+        other_mode + "_faces": {
+            "rank1": _rank1(other_scores),
+            "tpir_at_fpir": _tpir_at_fpir_points(other_scores),
+            "calibrated_measured_fpir": round(fpir_at(other_scores, threshold), 6),
+            "calibrated_tpir": round(tpir_at(other_scores, threshold), 6),
+        },
+        "counts": _counts(split, faces, scores, refused),
+        "reference_quality_median": round(float(np.median(
+            [q for qs in quality.values() for q in qs])), 4) if quality else None,
+    }
+    report["operating_points"] = operating_points(stats, mix, scores)
+    return EvalResult(report, scores, {"faces": faces, "index": index, "split": split})
+
+
+def _rank1(scores: ProbeScores) -> float | None:
+    """Share of mated probes whose best face's top candidate is right (None: no mated probe;
+    score_probes gives every mated probe a row)."""
+    n = len(scores.mated_correct)
+    return round(float(scores.mated_correct.mean()), 6) if n else None
+
+
+def _tpir_at_fpir_points(scores: ProbeScores) -> dict[str, float]:
+    return {
+        str(x): round(tpir_at(scores, threshold_at_fpir(scores.nonmated_score, x)), 6)
+        for x in FPIR_POINTS
+    }
+
+
+def _calibrated(split: Split, faces: dict[str, ImageFaces], index: ExactIndex, stats: dict,
+                target_fpir: float, threshold: float, mix: dict[int, int], probe_faces: str,
+                ) -> dict[str, object]:
+    """The deployed decision, face by face, exactly as the worker takes it, at the threshold
+    the impostor model gives this gallery for the target."""
     mated_hits = bystander_alerts = false_alerts = 0
     for path, name in split.mated:
         alerts, other = decide_probe(index, faces[str(path)], threshold, probe_faces)
@@ -561,54 +614,29 @@ def evaluate(
         bystander_alerts += other
         false_alerts += bool(alerts)
     n_m, n_n = len(split.mated), len(split.nonmated)
-    report: dict[str, object] = {
-        "model_id": model_id,
-        "seed": seed,
-        "enroll": enroll,
-        "n_identities": len(identities),
-        "n_gallery": len(index),
-        "n_mated": n_m,
-        "n_nonmated": n_n,
-        "rank1": round(float(scores.mated_correct.mean()), 6) if n_m else None,
-        "tpir_at_fpir": {
-            str(x): round(tpir_at(scores, threshold_at_fpir(scores.nonmated_score, x)), 6)
-            for x in FPIR_POINTS
-        },
-        "calibrated": {
-            "target_fpir": target_fpir,
-            "threshold": round(threshold, 6),
-            "expected_fpir": expected_fpir(stats, threshold, mix),
-            "template_sizes": mix,
-            "measured_fpir": round(false_alerts / n_n, 6) if n_n else None,
-            "false_alerts": false_alerts,
-            "tpir": round(mated_hits / n_m, 6) if n_m else None,
-            "bystander_alerts": bystander_alerts,
-            "stats_source": stats.get("source", {}).get("description", ""),
-        },
-        "probe_faces": probe_faces,
-        other_mode + "_faces": {
-            "rank1": round(float(other_scores.mated_correct.mean()), 6) if n_m else None,
-            "tpir_at_fpir": {
-                str(x): round(tpir_at(other_scores,
-                                      threshold_at_fpir(other_scores.nonmated_score, x)), 6)
-                for x in FPIR_POINTS
-            },
-            "calibrated_measured_fpir": round(fpir_at(other_scores, threshold), 6),
-            "calibrated_tpir": round(tpir_at(other_scores, threshold), 6),
-        },
-        "counts": {
-            "reference_images": sum(len(v) for v in split.enrolled.values()),
-            "reference_images_refused": refused,
-            "mated_probes_without_usable_face": scores.mated_no_face,
-            "nonmated_probes_without_usable_face": scores.nonmated_no_face,
-            "faces_searched": int(sum(faces[str(p)].n for p, _ in split.mated)
-                                  + sum(faces[str(p)].n for p in split.nonmated)),
-        },
-        "reference_quality_median": round(float(np.median(
-            [q for qs in quality.values() for q in qs])), 4) if quality else None,
+    return {
+        "target_fpir": target_fpir,
+        "threshold": round(threshold, 6),
+        "expected_fpir": expected_fpir(stats, threshold, mix),
+        "template_sizes": mix,
+        "measured_fpir": round(false_alerts / n_n, 6) if n_n else None,
+        "false_alerts": false_alerts,
+        "tpir": round(mated_hits / n_m, 6) if n_m else None,
+        "bystander_alerts": bystander_alerts,
+        "stats_source": stats.get("source", {}).get("description", ""),
     }
-    report["operating_points"] = operating_points(stats, mix, scores)
-    return EvalResult(report, scores, {"faces": faces, "index": index, "split": split})
+
+
+def _counts(split: Split, faces: dict[str, ImageFaces], scores: ProbeScores,
+            refused: int) -> dict[str, int]:
+    return {
+        "reference_images": sum(len(v) for v in split.enrolled.values()),
+        "reference_images_refused": refused,
+        "mated_probes_without_usable_face": scores.mated_no_face,
+        "nonmated_probes_without_usable_face": scores.nonmated_no_face,
+        "faces_searched": int(sum(faces[str(p)].n for p, _ in split.mated)
+                              + sum(faces[str(p)].n for p in split.nonmated)),
+    }
 
 
 def operating_points(stats: dict, mix: dict[int, int], scores: ProbeScores,
@@ -668,9 +696,47 @@ def calibration_check(
     Pooled draws reuse the same people, so the interval is a cluster bootstrap over the
     off-list identities (each weighing the same, however many photographs it has).
     """
-    from chalicelib.matching.calibration import expected_fpir as modelled
-
+    # One generator for the templates and then the draws, another for the bootstrap: the
+    # order they are used in is the order of the figures, and so part of the result.
     rng = np.random.default_rng(seed)
+    pop = _population(identities, faces, rng, enroll, central_only)
+    rows = []
+    boot = np.random.default_rng(seed + 1)
+    for size in sizes:
+        if len(pop.names) - size < min_off_list:
+            raise ValueError(f"watchlist size {size} leaves {len(pop.names) - size} of "
+                             f"{len(pop.names)} identities off the list (need {min_off_list})")
+        mix = _watchlist_mix(pop, size)
+        tops, offs = _draw_watchlists(pop, size, repeats, rng)
+        for target in targets:
+            t = threshold_for(stats, target, mix)
+            rows.append({"target_fpir": target, "gallery_size": size, "template_sizes": mix,
+                         "threshold": round(t, 6), "expected_fpir": expected_fpir(stats, t, mix),
+                         "repeats": repeats, "off_list_identities_min": len(pop.names) - size,
+                         **_false_positive_rate(pop, tops, offs, t, target, boot, bootstrap)})
+    return rows
+
+
+@dataclass
+class _Population:
+    """calibration_check's people: each identity's fixed template, and every face of every
+    image as a non-mated probe, scored against every template."""
+
+    names: list[str]
+    usable: np.ndarray  # (identities,) bool: has a template
+    n_refs: np.ndarray  # (identities,) reference faces fused into each template
+    sims: np.ndarray  # (faces, identities) each probe face's score against each template
+    face_image: np.ndarray  # (faces,) the image each face is of
+    owner: np.ndarray  # (images,) the identity each image is of
+    image_weight: np.ndarray  # (images,) 1 / the owner's images: each identity weighs 1
+
+    @property
+    def n_images(self) -> int:
+        return len(self.owner)
+
+
+def _population(identities: dict[str, list[Path]], faces: dict[str, ImageFaces],
+                rng: np.random.Generator, enroll: int, central_only: bool) -> _Population:
     names = sorted(identities)
     templates, n_refs, probe_owner = [], [], []
     face_image, face_emb = [], []
@@ -678,13 +744,7 @@ def calibration_check(
         images = identities[name]
         order = rng.permutation(len(images))
         refs = [images[i] for i in order[: max(1, min(enroll, len(images) - 1))]]
-        embs, q = [], []
-        for p in refs:
-            f = faces[str(p)]
-            c = f.subject_face()  # a template, as enrollment builds it
-            if c is not None:
-                embs.append(f.embeddings[c])
-                q.append(f.quality(c))
+        embs, q, _ = _subject_faces(refs, faces)  # a template, as enrollment builds it
         templates.append(fuse_embeddings(np.stack(embs), q) if embs else None)
         n_refs.append(len(embs))
         for p in images:  # every image of an identity off the watchlist is a non-mated probe
@@ -698,61 +758,65 @@ def calibration_check(
                 face_emb.append(e)
     usable = np.array([t is not None for t in templates])
     tmat = np.stack([t if t is not None else np.zeros_like(face_emb[0]) for t in templates])
-    sims = np.stack(face_emb) @ tmat.T  # faces x identities
-    face_image_a = np.array(face_image)
     owner = np.array(probe_owner)
-    n_images = len(probe_owner)
-    image_weight = 1.0 / np.bincount(owner, minlength=len(names))[owner]
-    refs_a = np.array(n_refs)
-    # The deployed threshold depends on the watchlist's template sizes: the population's mix.
-    share = {int(k): float(np.mean(refs_a[usable] == k)) for k in np.unique(refs_a[usable])}
-    rows = []
-    boot = np.random.default_rng(seed + 1)
-    for size in sizes:
-        if len(names) - size < min_off_list:
-            raise ValueError(f"watchlist size {size} leaves {len(names) - size} of "
-                             f"{len(names)} identities off the list (need {min_off_list})")
-        mix = {k: max(0, round(size * v)) for k, v in share.items()}
-        mix[max(mix, key=lambda k: mix[k])] += size - sum(mix.values())
-        tops, offs = [], []
-        for _ in range(repeats):
-            chosen = rng.choice(np.flatnonzero(usable), size=size, replace=False)
-            on = np.zeros(len(names), bool)
-            on[chosen] = True
-            top = sims[:, chosen].max(axis=1)  # each face's top score on this watchlist
-            img_top = np.full(n_images, -np.inf)
-            np.maximum.at(img_top, face_image_a, top)
-            tops.append(img_top)
-            offs.append(~on[owner])
-        for target in targets:
-            t = threshold_for(stats, target, mix)
-            # Per off-list identity: weighted false positives and searches over all draws.
-            fp_id = np.zeros(len(names))
-            n_id = np.zeros(len(names))
-            fp = n = 0
-            for img_top, off in zip(tops, offs, strict=True):
-                hit = (img_top >= t) & off
-                fp += int(hit.sum())
-                n += int(off.sum())
-                np.add.at(fp_id, owner, hit * image_weight)
-                np.add.at(n_id, owner, off * image_weight)
-            seen = n_id > 0
-            ids = np.flatnonzero(seen)
-            rate = float(fp_id[ids].sum() / n_id[ids].sum())
-            draws = boot.integers(0, len(ids), size=(bootstrap, len(ids)))
-            reps = fp_id[ids][draws].sum(axis=1) / n_id[ids][draws].sum(axis=1)
-            lo, hi = (float(x) for x in np.quantile(reps, [0.025, 0.975]))
-            rows.append({
-                "target_fpir": target, "gallery_size": size, "template_sizes": mix,
-                "threshold": round(t, 6), "expected_fpir": modelled(stats, t, mix),
-                "repeats": repeats, "off_list_identities_min": len(names) - size,
-                "nonmated_searches": n, "false_positives": fp,
-                "measured_fpir": fp / n if n else 0.0,
-                "measured_fpir_per_identity": rate,
-                "ratio_per_identity": rate / target,
-                "ratio_interval": [lo / target, hi / target],
-            })
-    return rows
+    return _Population(
+        names, usable, np.array(n_refs), np.stack(face_emb) @ tmat.T, np.array(face_image),
+        owner, 1.0 / np.bincount(owner, minlength=len(names))[owner])
+
+
+def _watchlist_mix(pop: _Population, size: int) -> dict[int, int]:
+    """{template size: subjects} of a watchlist of `size` drawn from the population: the
+    deployed threshold depends on it, so it follows the population's mix."""
+    refs = pop.n_refs[pop.usable]
+    share = {int(k): float(np.mean(refs == k)) for k in np.unique(refs)}
+    mix = {k: max(0, round(size * v)) for k, v in share.items()}
+    mix[max(mix, key=lambda k: mix[k])] += size - sum(mix.values())
+    return mix
+
+
+def _draw_watchlists(pop: _Population, size: int, repeats: int, rng: np.random.Generator,
+                     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """For each of `repeats` random watchlists of `size`: each image's top score on it, and
+    which images are of identities off it."""
+    tops, offs = [], []
+    for _ in range(repeats):
+        chosen = rng.choice(np.flatnonzero(pop.usable), size=size, replace=False)
+        on = np.zeros(len(pop.names), bool)
+        on[chosen] = True
+        top = pop.sims[:, chosen].max(axis=1)  # each face's top score on this watchlist
+        img_top = np.full(pop.n_images, -np.inf)
+        np.maximum.at(img_top, pop.face_image, top)
+        tops.append(img_top)
+        offs.append(~on[pop.owner])
+    return tops, offs
+
+
+def _false_positive_rate(pop: _Population, tops: list[np.ndarray], offs: list[np.ndarray],
+                         t: float, target: float, boot: np.random.Generator,
+                         bootstrap: int) -> dict[str, object]:
+    """Measured at threshold `t` over the draws: pooled, and per off-list identity (weighted)
+    with its cluster-bootstrap interval, as ratios to `target`."""
+    fp_id = np.zeros(len(pop.names))
+    n_id = np.zeros(len(pop.names))
+    fp = n = 0
+    for img_top, off in zip(tops, offs, strict=True):
+        hit = (img_top >= t) & off
+        fp += int(hit.sum())
+        n += int(off.sum())
+        np.add.at(fp_id, pop.owner, hit * pop.image_weight)
+        np.add.at(n_id, pop.owner, off * pop.image_weight)
+    ids = np.flatnonzero(n_id > 0)
+    rate = float(fp_id[ids].sum() / n_id[ids].sum())
+    draws = boot.integers(0, len(ids), size=(bootstrap, len(ids)))
+    reps = fp_id[ids][draws].sum(axis=1) / n_id[ids][draws].sum(axis=1)
+    lo, hi = (float(x) for x in np.quantile(reps, [0.025, 0.975]))
+    return {
+        "nonmated_searches": n, "false_positives": fp,
+        "measured_fpir": fp / n if n else 0.0,
+        "measured_fpir_per_identity": rate,
+        "ratio_per_identity": rate / target,
+        "ratio_interval": [lo / target, hi / target],
+    }
 
 
 def write_json(path: Path, obj: object) -> None:

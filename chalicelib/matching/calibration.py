@@ -524,44 +524,23 @@ def fit_impostor_model(
     """Measure the impostor score models on background faces (one L2-normalised row per
     face): every face is a probe against every gallery entry of another identity, for each
     template size. Returns the JSON-able stats."""
-    e = np.asarray(embeddings, dtype=np.float32)
-    e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
-    labels = np.unique(np.asarray(identities), return_inverse=True)[1]
-    n = len(e)
-    if n != len(labels) or len(np.unique(labels)) < 2:
-        raise ValueError("need embeddings of at least two identities, one label per row")
+    e, labels = _labelled_faces(embeddings, identities)
     lv = np.array(sorted({*levels, tail_level}, reverse=True), dtype=np.float64)
     if lv[-1] != tail_level:
         raise ValueError("body levels must lie above the tail level")
-    counts = np.bincount(labels)
-    weight_of = 1.0 / counts[labels]
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed)  # draws each size's templates, in order of size
     fitted: dict[str, dict] = {}
     for k in sorted(set(template_sizes) | {1}):
         gallery, g_labels, g_weight = _templates(e, labels, k, rng)
-        n_ids = len(np.unique(g_labels))
-        if tail_level * (n_ids - 1) < MIN_EXCEEDANCES:
-            raise ValueError(
-                f"{n_ids} background identities have {k} faces: too few for a tail at "
-                f"{tail_level} (need {int(np.ceil(MIN_EXCEEDANCES / tail_level)) + 1})")
+        _check_tail_identities(len(np.unique(g_labels)), k, tail_level)
         got = _fit_size(e, labels, gallery, g_labels, g_weight, lv, tail_level, chunk)
-        if k == 1:
-            fitted["1"] = got
-            continue
-        # Pooled over probes: what the template size does to each probe's tail.
-        one = fitted["1"]
-        scale = float(np.median(np.asarray(got["mean_excess"]) / np.asarray(one["mean_excess"])))
-        shift = float(np.median(np.asarray(got["quantiles"])[:, -1]
-                                - scale * np.asarray(one["quantiles"])[:, -1]))
-        fitted[str(k)] = {"shift": round(shift, 6), "scale": round(scale, 6),
-                          "n_gallery_identities": got["n_gallery_identities"],
-                          "n_gallery_entries": got["n_gallery_entries"],
-                          "counted": got["counted"]}
+        fitted[str(k)] = got if k == 1 else _relative_to_single(got, fitted["1"])
+    counts = np.bincount(labels)
     return {
         "format": FORMAT,
         "model_id": model_id,
         "source": source or {},
-        "n_probe_faces": int(n),
+        "n_probe_faces": int(len(e)),
         "n_identities": int(labels.max() + 1),
         "score": "cosine similarity of the pipeline's embeddings (flip-summed, centred, "
                  "L2-normalised), probe face vs a K-image fused template of another identity",
@@ -570,11 +549,43 @@ def fit_impostor_model(
                        "fitted by probability-weighted moments (Hosking-Wallis)",
         "probes": {
             "levels": [float(x) for x in lv],
-            "weight": [round(float(x), 6) for x in weight_of],
+            "weight": [round(float(x), 6) for x in 1.0 / counts[labels]],
             "identity": [int(x) for x in labels],
         },
         "templates": fitted,
     }
+
+
+def _labelled_faces(embeddings: np.ndarray, identities: Sequence[str],
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Rows L2-normalised as float32, and each row's identity as an index."""
+    e = np.asarray(embeddings, dtype=np.float32)
+    e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+    labels = np.unique(np.asarray(identities), return_inverse=True)[1]
+    if len(e) != len(labels) or len(np.unique(labels)) < 2:
+        raise ValueError("need embeddings of at least two identities, one label per row")
+    return e, labels
+
+
+def _check_tail_identities(n_ids: int, k: int, tail_level: float) -> None:
+    """A probe's tail is its top `tail_level` of the other identities: too few of them give
+    too few exceedances to fit."""
+    if tail_level * (n_ids - 1) < MIN_EXCEEDANCES:
+        raise ValueError(
+            f"{n_ids} background identities have {k} faces: too few for a tail at "
+            f"{tail_level} (need {int(np.ceil(MIN_EXCEEDANCES / tail_level)) + 1})")
+
+
+def _relative_to_single(got: dict, one: dict) -> dict:
+    """A larger template size kept as what it does to each probe's single-image tail (pooled
+    over probes: a scale of the mean excess and a shift of the tail quantile)."""
+    scale = float(np.median(np.asarray(got["mean_excess"]) / np.asarray(one["mean_excess"])))
+    shift = float(np.median(np.asarray(got["quantiles"])[:, -1]
+                            - scale * np.asarray(one["quantiles"])[:, -1]))
+    return {"shift": round(shift, 6), "scale": round(scale, 6),
+            "n_gallery_identities": got["n_gallery_identities"],
+            "n_gallery_entries": got["n_gallery_entries"],
+            "counted": got["counted"]}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -142,18 +142,8 @@ def create_deployment_checked(
     false positive identification rate unless an explicit threshold is given. With the force's
     differentials record (settings.differentials_path), warns and audits when the threshold lies
     where it found one."""
-    from chalicelib.matching.differentials import threshold_warnings
-
     deployment_id = deployment_id or f"dep-{uuid.uuid4().hex[:12]}"
-    bad = [c for c in [deployment_id, *cameras] if not layout.valid_id(c)]
-    if bad:
-        raise ValueError(f"invalid ids: {bad}")
-    if not cameras:
-        raise ValueError("a deployment needs at least one camera")
-    starts_at = starts_at or utcnow()
-    ends_at = ends_at or starts_at + timedelta(hours=12)
-    if ends_at <= starts_at:
-        raise ValueError("ends_at must be after starts_at")
+    starts_at, ends_at = _checked_request(deployment_id, cameras, starts_at, ends_at)
     wl = get_watchlist(tables, watchlist_id)
     if require_authorised and wl.status != "authorised":
         raise LifecycleError(f"watchlist {watchlist_id} is {wl.status}: it must be authorised "
@@ -165,18 +155,52 @@ def create_deployment_checked(
             raise ValueError("give a target false positive identification rate (or a threshold)")
         threshold = calibrated_threshold(wl.model_id, target_fpir, mix)
     threshold = round(float(threshold), 6)  # as stored, so warnings speak of the same number
+    _put_new(tables, tables.Deployment(
+        deployment_id=deployment_id, name=name, watchlist_id=watchlist_id, cameras=cameras,
+        place=place, threshold=threshold, target_fpir=target_fpir,
+        starts_at=starts_at, ends_at=ends_at, authorising_officer=authorising_officer,
+        reason=reason, created_by=created_by, watchlist_size=size,
+        sweep="open",  # the retention sweep's until ended and its watchlist destroyed
+    ))
+    _bind_watchlist(tables, wl, deployment_id)
+    audit.record(tables, deployment_id, created_by, "deployment.created", deployment_id,
+                 watchlist_id=watchlist_id, watchlist_size=size, threshold=threshold,
+                 target_fpir=target_fpir, place=place, authorising_officer=authorising_officer,
+                 reason=reason, starts_at=starts_at.isoformat(), ends_at=ends_at.isoformat())
+    warnings = _threshold_warnings(tables, deployment_id, created_by, wl.model_id, threshold,
+                                   differentials_path)
+    return CreatedDeployment(deployment_id, threshold, warnings, wl.model_id, mix)
+
+
+def _checked_request(deployment_id: str, cameras: list[str], starts_at: datetime | None,
+                     ends_at: datetime | None) -> tuple[datetime, datetime]:
+    """Refuses bad ids and an empty or backwards window; returns the window (default: from
+    now, for 12 hours)."""
+    bad = [c for c in [deployment_id, *cameras] if not layout.valid_id(c)]
+    if bad:
+        raise ValueError(f"invalid ids: {bad}")
+    if not cameras:
+        raise ValueError("a deployment needs at least one camera")
+    starts_at = starts_at or utcnow()
+    ends_at = ends_at or starts_at + timedelta(hours=12)
+    if ends_at <= starts_at:
+        raise ValueError("ends_at must be after starts_at")
+    return starts_at, ends_at
+
+
+def _put_new(tables: Tables, deployment: Any) -> None:
+    """Writes the deployment's row; a taken id is refused, never overwritten."""
     try:
-        tables.Deployment(
-            deployment_id=deployment_id, name=name, watchlist_id=watchlist_id, cameras=cameras,
-            place=place, threshold=threshold, target_fpir=target_fpir,
-            starts_at=starts_at, ends_at=ends_at, authorising_officer=authorising_officer,
-            reason=reason, created_by=created_by, watchlist_size=size,
-            sweep="open",  # the retention sweep's until ended and its watchlist destroyed
-        ).save(condition=tables.Deployment.deployment_id.does_not_exist())
+        deployment.save(condition=tables.Deployment.deployment_id.does_not_exist())
     except PutError as exc:
         if getattr(exc, "cause_response_code", None) != "ConditionalCheckFailedException":
             raise
-        raise LifecycleError(f"deployment {deployment_id} exists already") from None
+        raise LifecycleError(f"deployment {deployment.deployment_id} exists already") from None
+
+
+def _bind_watchlist(tables: Tables, wl: Any, deployment_id: str) -> None:
+    """Marks the list active and this deployment's; when the list changed since it was read,
+    the new deployment row is deleted again and the creation refused."""
     W = tables.Watchlist
     try:
         # Only the list as it was read: not one destroyed (retention sweep) or bound meanwhile.
@@ -187,20 +211,23 @@ def create_deployment_checked(
         if getattr(exc, "cause_response_code", None) != "ConditionalCheckFailedException":
             raise
         tables.Deployment(deployment_id=deployment_id).delete()
-        raise LifecycleError(f"watchlist {watchlist_id} was destroyed or bound to another "
+        raise LifecycleError(f"watchlist {wl.watchlist_id} was destroyed or bound to another "
                              "deployment meanwhile") from None
-    audit.record(tables, deployment_id, created_by, "deployment.created", deployment_id,
-                 watchlist_id=watchlist_id, watchlist_size=size, threshold=threshold,
-                 target_fpir=target_fpir, place=place, authorising_officer=authorising_officer,
-                 reason=reason, starts_at=starts_at.isoformat(), ends_at=ends_at.isoformat())
+
+
+def _threshold_warnings(tables: Tables, deployment_id: str, created_by: str, model_id: str,
+                        threshold: float, differentials_path: str) -> list[dict[str, Any]]:
+    """What the force's differentials record says about this threshold, each warning audited."""
+    from chalicelib.matching.differentials import threshold_warnings
+
     differentials, warnings = load_differentials(differentials_path)
-    warnings += threshold_warnings(differentials, wl.model_id, threshold)
+    warnings += threshold_warnings(differentials, model_id, threshold)
     for w in warnings:
         audit.record(tables, deployment_id, created_by, "deployment.threshold_warning",
                      deployment_id, kind=w["kind"], message=w["message"], threshold=threshold,
                      groups="; ".join(w.get("groups", [])) or None,
                      evaluated_at=(differentials or {}).get("evaluated_at"))
-    return CreatedDeployment(deployment_id, threshold, warnings, wl.model_id, mix)
+    return warnings
 
 
 def get_deployment(tables: Tables, deployment_id: str) -> Any:

@@ -69,10 +69,21 @@ def sweep(tables: Tables, s3: Any, evidence_bucket: str, now: datetime,
     """`frames`: the frames bucket and how long a batch's frames may wait there (a dead-
     lettered batch's, for redrive: Settings.dead_letter_frames_hours)."""
     run = _Run()
-    done = run.done
     if frames is not None:
         _expire_frames(run, s3, *frames, now)
-    D, W, A = tables.Deployment, tables.Watchlist, tables.Alert
+    _close_deployments(run, tables, s3, evidence_bucket, now, watchlist_grace)
+    _destroy_unbound_watchlists(run, tables, s3, evidence_bucket, now, unbound_after)
+    _delete_expired_crops(run, tables, s3, evidence_bucket, now)
+    _delete_stale_sightings(run, tables, now)
+    _delete_expired_track_states(run, tables, now)
+    return run.done
+
+
+def _close_deployments(run: _Run, tables: Tables, s3: Any, evidence_bucket: str,
+                       now: datetime, watchlist_grace: timedelta) -> None:
+    """Open deployments: look-alikes forgotten, ended past their window, and their watchlist
+    destroyed once the grace has passed."""
+    D, W, done = tables.Deployment, tables.Watchlist, run.done
 
     def deployment(dep: Any) -> None:
         # Look-alikes ruled out are remembered until their alert's crop expires or the
@@ -95,15 +106,25 @@ def sweep(tables: Tables, s3: Any, evidence_bucket: str, now: datetime,
 
     run.each("deployment", D.due.query("open"), lambda d: d.deployment_id, deployment)
 
+
+def _destroy_unbound_watchlists(run: _Run, tables: Tables, s3: Any, evidence_bucket: str,
+                                now: datetime, unbound_after: timedelta) -> None:
+    """Lists no deployment took: built for a deployment that never happened, kept no longer."""
+    W, done = tables.Watchlist, run.done
+
     def unbound(wl: Any) -> None:
         n = destroy_unbound_watchlist(tables, s3, evidence_bucket, wl.watchlist_id, ACTOR)
         if n is not None:  # None: a deployment bound it since the query
             done["subjects_destroyed"] += n
             done["unbound_watchlists_destroyed"] += 1
 
-    # Lists no deployment took: built for a deployment that never happened, kept no longer.
     run.each("unbound watchlist", W.due.query("unbound", W.created_at <= now - unbound_after),
              lambda w: w.watchlist_id, unbound)
+
+
+def _delete_expired_crops(run: _Run, tables: Tables, s3: Any, evidence_bucket: str,
+                          now: datetime) -> None:
+    A = tables.Alert
 
     def crop(alert: Any) -> None:
         s3.delete_object(Bucket=evidence_bucket, Key=alert.crop_key)
@@ -113,11 +134,13 @@ def sweep(tables: Tables, s3: Any, evidence_bucket: str, now: datetime,
             tw.save(audit.entry(tables, alert.deployment_id, ACTOR, "crop.deleted",
                                 alert.alert_id),
                     condition=tables.Audit.entry.does_not_exist())
-        done["crops_deleted"] += 1
+        run.done["crops_deleted"] += 1
 
     run.each("crop", A.due.query("crop", A.expires_at <= now), lambda a: a.alert_id, crop)
 
-    S, CT = tables.Sighting, tables.CameraTracks
+
+def _delete_stale_sightings(run: _Run, tables: Tables, now: datetime) -> None:
+    S = tables.Sighting
 
     def sighting(item: Any) -> None:
         try:
@@ -126,10 +149,14 @@ def sweep(tables: Tables, s3: Any, evidence_bucket: str, now: datetime,
             if not _conditional(exc):
                 raise
             return
-        done["sightings_deleted"] += 1
+        run.done["sightings_deleted"] += 1
 
     run.each("sighting", S.due.query("due", S.expires_at <= now),
              lambda s: f"{s.camera_key}/{s.subject_id}", sighting)
+
+
+def _delete_expired_track_states(run: _Run, tables: Tables, now: datetime) -> None:
+    CT = tables.CameraTracks
 
     def track_state(item: Any) -> None:
         # Geometry of passers-by, kept a minute at most (the worker already ignores it).
@@ -139,11 +166,10 @@ def sweep(tables: Tables, s3: Any, evidence_bucket: str, now: datetime,
             if not _conditional(exc):
                 raise
             return
-        done["track_states_deleted"] += 1
+        run.done["track_states_deleted"] += 1
 
     run.each("track state", CT.due.query("due", CT.expires_at <= now),
              lambda t: t.camera_key, track_state)
-    return done
 
 
 def _expire_frames(run: _Run, s3: Any, bucket: str, hold: timedelta, now: datetime) -> None:

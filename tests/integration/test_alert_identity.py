@@ -3,6 +3,8 @@ sequence numbers and whatever order the batches are processed in (issue 11, F-3 
 
 from __future__ import annotations
 
+import json
+import uuid
 from datetime import UTC, datetime, timedelta
 
 from tests.integration.conftest import demo_person, jpeg
@@ -44,3 +46,27 @@ def test_an_earlier_passing_processed_after_a_later_one_still_alerts(scenario_fa
     assert len(alerts) == 2, [a.captured_at for a in alerts]
     assert alerts[1].captured_at - alerts[0].captured_at > timedelta(minutes=4)
     assert len(sc.pushes()) == 2
+
+
+def test_two_batches_of_one_passing_claiming_at_once_raise_one_alert(rt, monkeypatch) -> None:
+    """Two workers decide two batches of one camera at once, the same person in both: each
+    reads the subject's passings before either writes. The second write is refused by the
+    item's version; its writer reads again, finds the first's passing and continues it
+    (alerts/sightings.py, docs/delivery.md)."""
+    from chalicelib.alerts import sightings
+
+    dep, cam, subject = f"dep-race-{uuid.uuid4().hex[:8]}", "cam-1", "s-1"
+    t0 = datetime.now(UTC)
+    real_place, raced = sightings.place, []
+
+    def the_other_writes_meanwhile(passings, alert_id, t, window_s):  # type: ignore[no-untyped-def]
+        if alert_id == "al-b" and not raced:  # B has read; A claims and writes before B does
+            raced.append(sightings.claim_sighting(rt.tables, dep, cam, subject, "al-a", t0, 60))
+        return real_place(passings, alert_id, t, window_s)
+
+    monkeypatch.setattr(sightings, "place", the_other_writes_meanwhile)
+    b = sightings.claim_sighting(rt.tables, dep, cam, subject, "al-b",
+                                 t0 + timedelta(seconds=2), 60)
+    assert raced == [True] and b is False  # A raises the alert; B continues it
+    item = rt.tables.Sighting.get(f"{dep}#{cam}", subject, consistent_read=True)
+    assert [p["alert_id"] for p in json.loads(item.passings)] == ["al-a"]

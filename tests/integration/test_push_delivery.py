@@ -142,3 +142,40 @@ def test_a_notifier_crash_mid_publish_loses_no_push(scenario_factory, local_stac
     # Delivered a third time (a duplicate from SQS): nothing more.
     AlertsHandler(rt)(event, LambdaContext("alerts_notifier"))
     assert len(sc.pushes()) == len(pushes)
+
+
+def test_a_second_notifier_of_one_alert_pushes_no_phone_the_first_has_claimed(
+        scenario_factory, local_stack) -> None:
+    # Two alerts messages for one alert at once (raise_alert sends it again when a worker died
+    # after the row, or SQS delivers it twice): while the first notifier publishes to a phone,
+    # a second starts. That phone's claim holds (its lease has not lapsed): the second leaves
+    # it to a retry and pushes only what nobody has claimed. Every phone is pushed once.
+    sc = scenario_factory({"Cory Gardner": [demo_person("Cory_Gardner", 1)]}, devices=2)
+    rt = sc.rt
+    sc.upload(0, [jpeg(demo_person("Cory_Gardner", 2))], at=datetime.now(UTC))
+    _process_frames_only(local_stack)
+    alert_id = json.loads(_alert_message(rt, sc.deployment_id))["alert_id"]
+
+    from chalicelib.alerts.notify import PushesIncomplete, notify_alert
+
+    sns, second = rt.client("sns"), []
+
+    def second_notifier(params: dict[str, Any], **_: Any) -> None:
+        if params.get("TargetArn") in sc.devices and not second:
+            second.append("started")
+            try:
+                second[0] = notify_alert(rt.tables, sns, rt.topic_arn, alert_id).pushed
+            except PushesIncomplete:
+                second[0] = "left a claimed phone to a retry"
+
+    sns.meta.events.register_first("before-parameter-build.sns.Publish", second_notifier)
+    try:
+        with Publishes(sns) as publishes:
+            first = notify_alert(rt.tables, sns, rt.topic_arn, alert_id)
+    finally:
+        sns.meta.events.unregister("before-parameter-build.sns.Publish", second_notifier)
+    assert second == ["left a claimed phone to a retry"]
+    assert first.pushed == 1  # the phone it had claimed; the second pushed the other
+    assert sorted(p.endpoint_arn for p in sc.pushes()) == sorted(sc.devices)  # once each
+    assert len([p for p in publishes.sent if "TopicArn" in p]) == 1
+    assert rt.tables.Alert.get(alert_id).notified_at is not None

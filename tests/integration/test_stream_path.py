@@ -4,6 +4,7 @@ notifier -> push, with the event pump standing in for Lambda's event source mapp
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -77,11 +78,8 @@ def _dead_letters(rt: Any) -> list[str]:
     return dead
 
 
-def test_same_event_twice_gives_one_alert_and_one_push(scenario_factory, local_stack) -> None:
-    sc = scenario_factory({"Cory Gardner": [demo_person("Cory_Gardner", 1)]}, devices=2)
-    rt = sc.rt
-    sc.upload(0, [jpeg(demo_person("Cory_Gardner", 2)), jpeg(demo_person("Anna_Eshoo", 2))])
-    # Take the notification off the queue and deliver it twice, as SQS at-least-once may.
+def _take_notification(rt: Any, deployment_id: str) -> str:
+    """Takes the S3 notification of the deployment's upload off the frames queue: its body."""
     sqs = rt.client("sqs")
     url = rt.queue_url(rt.settings.frames_queue)
     body = None
@@ -89,11 +87,22 @@ def test_same_event_twice_gives_one_alert_and_one_push(scenario_factory, local_s
         msgs = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1).get("Messages", [])
         for m in msgs:
             sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
-            if sc.deployment_id in m["Body"]:
+            if deployment_id in m["Body"]:
                 body = m["Body"]
         if body:
             break
     assert body, "no S3 notification arrived"
+    return body
+
+
+def test_same_event_twice_gives_one_alert_and_one_push(scenario_factory, local_stack) -> None:
+    sc = scenario_factory({"Cory Gardner": [demo_person("Cory_Gardner", 1)]}, devices=2)
+    rt = sc.rt
+    sc.upload(0, [jpeg(demo_person("Cory_Gardner", 2)), jpeg(demo_person("Anna_Eshoo", 2))])
+    # Take the notification off the queue and deliver it twice, as SQS at-least-once may.
+    body = _take_notification(rt, sc.deployment_id)
+    sqs = rt.client("sqs")
+    url = rt.queue_url(rt.settings.frames_queue)
     sqs.send_message(QueueUrl=url, MessageBody=body)
     sqs.send_message(QueueUrl=url, MessageBody=body)
     local_stack["pump"].drain(timeout=120)
@@ -107,6 +116,53 @@ def test_same_event_twice_gives_one_alert_and_one_push(scenario_factory, local_s
     assert {p.endpoint_arn for p in pushes} == set(sc.devices)
     assert rt.tables.Deployment.get(sc.deployment_id).batches == 1
 
+
+
+def test_with_continuity_off_a_notification_delivered_again_in_flight_counts_once(
+        scenario_factory, local_stack, monkeypatch) -> None:
+    """Powertools idempotency's own case (docs/delivery.md): with track continuity off
+    (LFR_TRACK_CONTINUITY=0, to compare) no applied batch id is written, and the counters are
+    added as they are. A second delivery of the notification while the first is still at work
+    (here: about to delete the object) must be turned away by the first's in-progress claim,
+    and get the first's result once that is saved."""
+    from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+
+    from chalicelib.ingest.worker import FramesHandler
+    from chalicelib.local.pump import LambdaContext, sqs_event
+
+    sc = scenario_factory({"Cory Gardner": [demo_person("Cory_Gardner", 1)]})
+    rt = sc.rt
+    monkeypatch.setattr(rt, "settings", replace(rt.settings, track_continuity=False))
+    key = sc.upload(0, [jpeg(demo_person("Cory_Gardner", 2))])
+    body = _take_notification(rt, sc.deployment_id)
+    handler = FramesHandler(rt)
+
+    def delivery(message_id: str) -> dict[str, Any]:
+        return handler(sqs_event([{"MessageId": message_id, "ReceiptHandle": "r-" + message_id,
+                                   "Body": body, "Attributes": {"ApproximateReceiveCount": "1"}}],
+                                 "arn:aws:sqs:eu-west-2:123456789012:frames", rt.settings.region),
+                       LambdaContext("frames_worker"))
+
+    s3, second = rt.client("s3"), []
+
+    def deliver_again(params: dict[str, Any], **_: Any) -> None:
+        if params.get("Key") == key and not second:
+            second.append("delivered")
+            try:  # SQS hands the same notification to another worker
+                second[0] = delivery("m-2")
+            except BatchProcessingError as exc:  # every record failed: the invocation fails
+                second[0] = exc.child_exceptions[0][0].__name__
+
+    s3.meta.events.register_first("before-parameter-build.s3.DeleteObject", deliver_again)
+    try:
+        first = delivery("m-1")
+    finally:
+        s3.meta.events.unregister("before-parameter-build.s3.DeleteObject", deliver_again)
+    assert first == {"batchItemFailures": []}
+    assert second == ["IdempotencyAlreadyInProgressError"]
+    assert delivery("m-2") == {"batchItemFailures": []}  # its retry: the first's result
+    assert rt.tables.Deployment.get(sc.deployment_id).batches == 1
+    assert len(sc.alerts()) == 1
 
 def _jpeg_of(width: int, height: int) -> bytes:
     image = np.full((height, width, 3), 127, np.uint8)
@@ -275,9 +331,8 @@ def test_identical_bytes_uploaded_again_are_processed_and_deleted(scenario_facto
 def test_a_retry_after_a_failed_delete_counts_the_batch_once(scenario_factory,
                                                             local_stack) -> None:
     # F-6: the batch is decided, alerted and counted, then deleting its object fails: SQS
-    # redelivers it. The retry finds the batch applied in the camera's state, which remembers
-    # it up to 10 minutes while the camera keeps sending, a minute once it goes quiet (here the
-    # retry comes after the pump's 1 s backoff; on AWS after the 120 s visibility timeout).
+    # redelivers it. The retry finds the batch's id applied (store/tables.AppliedBatch, kept 2
+    # days; here the retry comes after the pump's backoff, on AWS after RETRY_AFTER_S).
     sc = scenario_factory({"Cory Gardner": [demo_person("Cory_Gardner", 1)]}, devices=1)
     rt = sc.rt
     s3 = rt.client("s3")
