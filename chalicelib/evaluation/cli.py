@@ -93,6 +93,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     _common(cal)
     cal.set_defaults(func=cmd_calibrate)
 
+    _add_calibrate_mated(subparsers)
+
+
+def _add_calibrate_mated(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     mated = subparsers.add_parser(
         "calibrate-mated", help="measure what a subject's references will probably catch "
                                 "(the expected TPIR a watchlist summary reports)")
