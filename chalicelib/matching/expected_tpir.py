@@ -5,10 +5,10 @@ catches depends on the subject's template. Measured on background identities (ea
 weighing the same), a template's mated scores depend on:
 
 - **How many reference images it fuses.** At the threshold for 1e-5 with a 10,000-subject list
-  (~0.57), one image catches about 0.79 of later photos and three about 0.92.
-- **For two or three images, how well they agree** (mean cosine between the references): the
-  quarter of templates whose references agree least catch 0.89 at 0.55 with two images, the
-  rest 0.96-0.97.
+  (0.57), one image catches about 0.80 of later photos and three about 0.95.
+- **For two or three images, how well they agree** (mean cosine between the references): at
+  0.57 two images that agree less than the background's lower quartile catch 0.89, the rest
+  0.95.
 - **Not the reference quality score** (detector score, size, sharpness): on faces/dev it does
   not predict the mated score (correlation -0.11), so it is reported but not used here.
 
