@@ -222,6 +222,12 @@ def errors_to_http(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _references(template: Any) -> dict[str, Any]:
+    """What the expected TPIR of a subject is read from (matching/expected_tpir.py)."""
+    return {"n_images": len(template.image_quality),
+            "reference_agreement": template.agreement}
+
+
 class Api:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
@@ -263,8 +269,11 @@ class Api:
         p.require("operator")
         b = parse(NewSubject, body)
         done = self._enroll(p, watchlist_id, b, _images(b), None)
-        return {"subject_id": done.subject_id, "image_quality": done.image_quality,
-                "faces": [list(r.box) if r.box else None for r in done.template.results]}
+        out = {"subject_id": done.subject_id, "image_quality": done.image_quality,
+               **_references(done.template),
+               "faces": [list(r.box) if r.box else None for r in done.template.results]}
+        out["outlook"] = watchlist_outlook.enrolled_outlook(self.tables, watchlist_id, [out])
+        return out
 
     def add_subjects(self, p: Principal, watchlist_id: str,
                      remaining_s: Callable[[], float], body: Any) -> dict[str, Any]:
@@ -290,7 +299,10 @@ class Api:
             per_image = max(0.05, (time.monotonic() - started) / images_done)
         counts = {k: sum(r["status"] == k for r in results)
                   for k in ("enrolled", "already_enrolled", "refused", "not_processed")}
-        return {"watchlist_id": watchlist_id, **counts, "results": results}
+        enrolled = [r for r in results if r["status"] == "enrolled"]
+        outlook = (watchlist_outlook.enrolled_outlook(self.tables, watchlist_id, enrolled)
+                   if enrolled else None)
+        return {"watchlist_id": watchlist_id, **counts, "outlook": outlook, "results": results}
 
     def _enroll_one(self, p: Principal, watchlist_id: str, sub: NewSubject) -> dict[str, Any]:
         """Its id comes from its name and images: the same subject sent again (a client
@@ -307,7 +319,7 @@ class Api:
                     "images": [{"code": r.code, "reason": r.reason, "faces": r.faces}
                                for r in refused]}
         return {"status": "enrolled", "subject_id": done.subject_id,
-                "image_quality": done.image_quality,
+                "image_quality": done.image_quality, **_references(done.template),
                 "faces": [list(r.box) if r.box else None for r in done.template.results]}
 
     def _enroll(self, p: Principal, watchlist_id: str, b: NewSubject,

@@ -14,7 +14,7 @@ from typing import Any
 
 from chalicelib.matching.calibration import DEFAULT_TARGET_FPIR, STATS_DIR
 from chalicelib.matching.expected_tpir import LIKELY_MISSED_BELOW, load_mated_model
-from chalicelib.ops.deployments import calibrated_threshold
+from chalicelib.ops.deployments import calibrated_threshold, template_sizes
 from chalicelib.store.tables import Tables
 
 ADVICE = ("add reference images of this subject (up to three, of different days or "
@@ -37,12 +37,15 @@ def operating_threshold(tables: Tables, wl: Any, mix: dict[int, int]) -> dict[st
             "basis": f"the default target for a list of {max(size, 1)} subjects"}
 
 
-def outlook(tables: Tables, wl: Any, subjects: list[dict[str, Any]]) -> dict[str, Any]:
+def outlook(tables: Tables, wl: Any, subjects: list[dict[str, Any]],
+            mix: dict[int, int] | None = None) -> dict[str, Any]:
     """Adds `expected_tpir` and `likely_missed` to each subject (dicts with n_images and
-    reference_agreement) and returns the list's summary."""
-    mix: dict[int, int] = {}
-    for s in subjects:
-        mix[s["n_images"]] = mix.get(s["n_images"], 0) + 1
+    reference_agreement) and returns the summary. `mix` ({references: subjects} of the whole
+    list) defaults to that of `subjects`, which is then the whole list."""
+    if mix is None:
+        mix = {}
+        for s in subjects:
+            mix[s["n_images"]] = mix.get(s["n_images"], 0) + 1
     point = operating_threshold(tables, wl, mix)
     model = load_mated_model(STATS_DIR, wl.model_id)
     if model is None:
@@ -57,3 +60,10 @@ def outlook(tables: Tables, wl: Any, subjects: list[dict[str, Any]]) -> dict[str
     return {**point, "expected_tpir": None if mean is None else round(mean, 4),
             "likely_missed": flagged, "likely_missed_below": LIKELY_MISSED_BELOW,
             "advice": ADVICE if flagged else ""}
+
+
+def enrolled_outlook(tables: Tables, watchlist_id: str,
+                     enrolled: list[dict[str, Any]]) -> dict[str, Any]:
+    """The same for subjects just enrolled, at the threshold of the list as it now stands."""
+    wl = tables.Watchlist.get(watchlist_id)
+    return outlook(tables, wl, enrolled, template_sizes(tables, watchlist_id))
