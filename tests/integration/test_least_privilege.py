@@ -42,6 +42,20 @@ def _faceless() -> str:
     return base64.b64encode(buf.tobytes()).decode()
 
 
+def _link_key_read(rt: Any) -> list[Use]:
+    """The calls of reading the link key, as a container does once where the stage has no
+    LFR_LINK_SECRET."""
+    s = rt.settings
+    sm = rt.client("secretsmanager")
+    sm.create_secret(Name=s.link_secret_name, SecretString="k" * 64)
+    try:
+        with recording(s.region) as got:
+            read_link_secret(dataclasses.replace(s, link_secret=""), sm)
+        return list(got)
+    finally:
+        sm.delete_secret(SecretId=s.link_secret_name, ForceDeleteWithoutRecovery=True)
+
+
 def test_the_api_function_is_granted_only_what_its_routes_call(api, rt, local_stack) -> None:
     s = rt.settings
     used: list[Use] = []
@@ -114,14 +128,7 @@ def test_the_api_function_is_granted_only_what_its_routes_call(api, rt, local_st
     call("POST", f"/deployments/{did}/end", op1)
 
     # The link key, read once per container where the stage has no LFR_LINK_SECRET.
-    sm = rt.client("secretsmanager")
-    sm.create_secret(Name=s.link_secret_name, SecretString="k" * 64)
-    try:
-        with recording(s.region) as got:
-            read_link_secret(dataclasses.replace(s, link_secret=""), sm)
-        used.extend(got)
-    finally:
-        sm.delete_secret(SecretId=s.link_secret_name, ForceDeleteWithoutRecovery=True)
+    used.extend(_link_key_read(rt))
 
     stmts = policies._fill(policies.statements("api_handler", spec.build(s)), s.region, "*")
     assert ungranted(stmts, used) == []
@@ -243,14 +250,7 @@ def test_the_alerts_notifier_is_granted_only_what_its_code_calls(stream, rt) -> 
     s = rt.settings
     used = list(stream.uses["alerts_notifier"])
     # Its link key, read once per container at start-up where the stage has no LFR_LINK_SECRET.
-    sm = rt.client("secretsmanager")
-    sm.create_secret(Name=s.link_secret_name, SecretString="k" * 64)
-    try:
-        with recording(s.region) as got:
-            read_link_secret(dataclasses.replace(s, link_secret=""), sm)
-        used.extend(got)
-    finally:
-        sm.delete_secret(SecretId=s.link_secret_name, ForceDeleteWithoutRecovery=True)
+    used.extend(_link_key_read(rt))
     _compare("alerts_notifier", s, used)
 
 
