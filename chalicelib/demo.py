@@ -9,6 +9,7 @@ adjudications, the end of the deployment, the retention sweep and the transparen
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from datetime import datetime
@@ -46,6 +47,19 @@ def _print_push(data: dict[str, Any], officer: str) -> None:
         f"captured {captured:%H:%M:%S.%f}"[:-3]
         + f"  capture->push {(pushed - captured).total_seconds():.2f} s"
     )
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    return run_demo(Path(args.out), backend=args.backend)
+
+
+def add_commands(sub: Any) -> None:
+    """`lfr demo`, placed in the `lfr` command by chalicelib/cli.py."""
+    demo = sub.add_parser("demo", help="the whole stream path end to end on a local stack")
+    demo.add_argument("--out", default="demo-out")
+    demo.add_argument("--backend", choices=("moto", "localstack"), default="moto",
+                      help="the local AWS to run on (localstack: DynamoDB on moto server)")
+    demo.set_defaults(func=cmd_demo)
 
 
 def run_demo(out: Path, backend: str = "moto") -> int:
