@@ -57,9 +57,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def add_commands(sub: Any) -> None:
     """`lfr demo`, placed in the `lfr` command by chalicelib/cli.py."""
+    from chalicelib.local.session import BACKENDS
+
     demo = sub.add_parser("demo", help="the whole stream path end to end on a local stack")
     demo.add_argument("--out", default="demo-out")
-    demo.add_argument("--backend", choices=("moto", "localstack"), default="moto",
+    demo.add_argument("--backend", choices=BACKENDS, default="moto",
                       help="the local AWS to run on (localstack: DynamoDB on moto server)")
     demo.set_defaults(func=cmd_demo)
 

@@ -136,12 +136,14 @@ def cmd_local_pump(args: argparse.Namespace) -> int:
 
 
 def add_local(sub: Any) -> None:
+    from chalicelib.local.session import BACKENDS
+
     local = sub.add_parser("local", help="the local AWS stack (moto server + event pump)")
     lsub = local.add_subparsers(dest="action", required=True)
     up = lsub.add_parser("up", help="start moto server, create every resource, start the pump")
     up.add_argument("--port", type=int, default=5055, help="moto server's port")
     up.add_argument("--stage", default="local")
-    up.add_argument("--backend", choices=("moto", "localstack"), default="moto",
+    up.add_argument("--backend", choices=BACKENDS, default="moto",
                     help="localstack: LocalStack in host mode for every service it serves, "
                          "DynamoDB and Cognito on moto server (docs/deploy.md)")
     up.add_argument("--localstack-port", type=int, default=4566)
