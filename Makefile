@@ -8,7 +8,9 @@ STAMP := $(VENV)/.installed
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt requirements-vision.txt requirements-gateway.txt requirements-models.txt requirements-dev.txt pyproject.toml
+$(STAMP): requirements.txt requirements-cli.txt requirements-vision.txt requirements-gateway.txt \
+		requirements-local.txt requirements-eval.txt requirements-models.txt requirements-dev.txt \
+		pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "pip<26.3"  # chalice 1.34 requires pip<26.3
 	$(BIN)/pip install --quiet -r requirements-dev.txt
@@ -40,7 +42,8 @@ rtsp:
 	  else echo "note: no GStreamer RTSP server for /usr/bin/python3 and not root: the RTSP camera tests will skip"; fi; \
 	fi
 
-# Lint and the import contracts (.importlinter: layers, no cycles), then every test, on every
+# Lint, the import contracts (.importlinter: layers, no cycles) and dead code (vulture:
+# pyproject.toml, vulture_allow.py), then every test, on every
 # core (xdist: a moto server per worker), the 15 slowest listed, and the run's wall and CPU time
 # at the end. TEST_WORKERS=1 for one process; PYTEST_ARGS for more,
 # e.g. PYTEST_ARGS="--random-order" for a random order (pytest-random-order).
@@ -51,6 +54,7 @@ PYTEST_ARGS ?=
 test: venv browser rtsp
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports --no-logo --no-cache
+	$(BIN)/vulture
 	$(BIN)/python -m tests.timed -- $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15 \
 		$(PYTEST_ARGS)
 
@@ -60,6 +64,7 @@ test-fast: venv
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports --no-logo --no-cache
+	$(BIN)/vulture
 
 # Optional, not in .ci/run: the integration suites on moto server and on LocalStack in host mode
 # (DynamoDB and Cognito on moto), then a table of suites x backends (docs/deploy.md). Installs
@@ -97,7 +102,7 @@ LAYER_ARCH ?= arm64
 
 deploy-venv: $(DEPLOY_STAMP)
 
-$(DEPLOY_STAMP): requirements-deploy.txt requirements.txt requirements-vision.txt
+$(DEPLOY_STAMP): requirements-deploy.txt requirements.txt requirements-cli.txt requirements-vision.txt
 	@test -n "$(PYTHON312)" || { echo "needs a Python 3.12: make ... PYTHON312=/path/to/python3.12"; exit 1; }
 	test -x $(DEPLOY_VENV)/bin/python || $(PYTHON312) -m venv $(DEPLOY_VENV)
 	$(DEPLOY_VENV)/bin/python -m pip install --quiet --upgrade pip

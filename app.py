@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from chalicelib.api import Api
     from chalicelib.auth import Principal
 # Every function imports this module; the API (request models, token checks) is imported by
-# the routes on first use, not by the worker's or the notifier's cold start (issue 12).
+# the routes on first use, not by the worker's or the notifier's cold start (issue 12). They
+# share runtime(), which builds on first use: each function builds only what it uses of it.
 
 app = Chalice(app_name="lfr")
 _S = settings()

@@ -46,9 +46,16 @@ def _boto3_session() -> boto3.session.Session:
 
 
 @functools.lru_cache(maxsize=32)
-def _client(service: str, region: str, endpoint_url: str | None) -> Any:
+def _client(service: str, region: str, endpoint_url: str | None,
+            credentials: tuple[str, ...] = ()) -> Any:
     return _boto3_session().client(service, region_name=region, endpoint_url=endpoint_url,
-                                   config=_RETRIES)
+                                   config=_RETRIES, **credential_kwargs(credentials))
+
+
+def credential_kwargs(credentials: tuple[str, ...]) -> dict[str, str]:
+    """Settings.credentials as a client's keyword arguments (none: boto3's own chain)."""
+    names = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")
+    return dict(zip(names, credentials, strict=False))
 
 
 def service_env_id(service: str) -> str:
@@ -67,7 +74,8 @@ def endpoint_url(service: str, settings: Settings) -> str | None:
 
 
 def client(service: str, settings: Settings) -> Any:
-    return _client(service, settings.region, endpoint_url(service, settings))
+    return _client(service, settings.region, endpoint_url(service, settings),
+                   settings.credentials)
 
 
 def reset() -> None:

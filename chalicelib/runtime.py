@@ -1,20 +1,23 @@
 """What a warm container holds once: settings, tables, clients, the models, the watchlist cache.
 
-Everything here is created on first use, never at import, so importing app.py (chalice deploy,
-route-only containers) does not load the models.
+Everything here is created on first use, never at import or construction, so each function of
+app.py builds only what it uses from the one runtime() they share: the API and the sweeps never
+build the frames worker's index cache or batch reader, nor cap numpy's BLAS threads; importing
+app.py (chalice deploy, route-only containers) loads no model.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib import clients, names
-from chalicelib.matching.blas import limit_blas_threads
-from chalicelib.ops.watchlist_index import IndexCache
 from chalicelib.settings import Settings
-from chalicelib.store.batch_reads import BatchReader
 from chalicelib.store.tables import Tables, tables
+
+if TYPE_CHECKING:
+    from chalicelib.ops.watchlist_index import IndexCache
+    from chalicelib.store.batch_reads import BatchReader
 
 
 @functools.lru_cache(maxsize=1)
@@ -27,10 +30,23 @@ class Runtime:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        # numpy is loaded already (the index cache imports it); cap its BLAS before any search.
-        limit_blas_threads(settings.blas_threads)
-        self.index_cache = IndexCache()
-        self.batch_reader = BatchReader()
+
+    @functools.cached_property
+    def index_cache(self) -> IndexCache:
+        """The frames worker's watchlist indexes; every 1:N search goes through one of them."""
+        from chalicelib.matching.blas import limit_blas_threads
+        from chalicelib.ops.watchlist_index import IndexCache
+
+        # numpy is loaded now (the index cache imports it); cap its BLAS before any search.
+        limit_blas_threads(self.settings.blas_threads)
+        return IndexCache()
+
+    @functools.cached_property
+    def batch_reader(self) -> BatchReader:
+        """The frames worker's reads of a batch's deployment, camera and watchlist rows."""
+        from chalicelib.store.batch_reads import BatchReader
+
+        return BatchReader()
 
     @property
     def tables(self) -> Tables:

@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 
 # Policy: a watchlist is destroyed within 24 h of its deployment's end (FACTS: UK LFR practice);
 # the retention sweep that enforces it runs this often (app.py schedules it).
 POLICY_LIMIT_H = 24
 SWEEP_INTERVAL_MIN = 15
+# Where `lfr` keeps what it writes for itself, relative to where it runs: the local stack's state
+# (local/state.py) and enrollment journals (ops/cli.py).
+WORK_DIR = Path(".lfr")
 
 
 class ConfigurationError(RuntimeError):
@@ -36,6 +40,11 @@ class Settings:
     # resolves a client name to its variable. A mixed stack (LocalStack + DynamoDB on moto) is
     # one environment away.
     service_endpoints: tuple[tuple[str, str], ...] = ()
+    # Keys every client is given (access key id, secret, session token); empty: boto3's own
+    # chain (the environment, a profile, the function's role). Never read from LFR_*: only the
+    # local stack sets them (its placeholder keys, local/state.py), so that `lfr` reaches a
+    # stack started by `lfr local up` without writing them into os.environ.
+    credentials: tuple[str, ...] = field(default=(), repr=False)
     # Names of everything the app talks to. One prefix per stage keeps stages apart in one
     # account: empty means lfr-<stage>, and each name empty means <prefix>-<suffix> below.
     prefix: str = ""
@@ -181,7 +190,7 @@ class Settings:
         }
         for f in fields(cls):
             raw = env.get("LFR_" + f.name.upper())
-            if f.name in values or raw is None or raw == "":
+            if f.name in values or f.name == "credentials" or raw is None or raw == "":
                 continue
             values[f.name] = _cast(f.type, raw, f.name)
         return cls(**values)  # type: ignore[arg-type]

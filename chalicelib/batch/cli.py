@@ -14,11 +14,12 @@ def cmd_batch(args: argparse.Namespace) -> int:
     import os
 
     from chalicelib.batch.run import BatchOptions, archive_keys, process_archive
+    from chalicelib.local.state import local_settings  # honours `lfr local up` state
     from chalicelib.runtime import Runtime
     from chalicelib.store import layout
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
-    settings = _settings()
+    settings = local_settings()
     if args.threads:
         settings = dataclasses.replace(settings, onnx_threads=args.threads)
     elif os.environ.get("LFR_ONNX_THREADS") is None:
@@ -46,12 +47,6 @@ def cmd_batch(args: argparse.Namespace) -> int:
             continue
         print(json.dumps(report.as_dict()), flush=True)
     return 1 if failed else 0
-
-
-def _settings() -> Any:
-    from chalicelib.local.state import local_settings  # honours `lfr local up` state
-
-    return local_settings()
 
 
 def add_commands(subparsers: Any) -> None:

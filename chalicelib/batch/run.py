@@ -150,12 +150,6 @@ def iter_timed_jpegs(path: str, kind: str, opts: BatchOptions,
         yield i / opts.fps, encode(image, gw)
 
 
-def iter_jpegs(path: str, kind: str, opts: BatchOptions) -> Iterator[bytes]:
-    """Frames as the JPEG bytes the gateway would have uploaded."""
-    for _, data in iter_timed_jpegs(path, kind, opts):
-        yield data
-
-
 def _chunks(items: Iterator[T], size: int) -> Iterator[list[T]]:
     chunk: list[T] = []
     for item in items:

@@ -265,13 +265,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from chalicelib.evaluation.openset import (
-        FaceCache,
-        calibration_check,
-        embed_images,
-        pipeline_key,
-    )
-    from chalicelib.matching.calibration import fit_impostor_model, thresholds_table
+    from chalicelib.evaluation.openset import FaceCache, embed_images, pipeline_key
+    from chalicelib.matching.calibration import fit_impostor_model
     from chalicelib.settings import Settings
     from chalicelib.vision.factory import embedding_id
 
@@ -283,16 +278,38 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     cache = FaceCache(model_id, args.cache, pipeline_key(settings))
     paths = [p for v in identities.values() for p in v]
     faces = embed_images(paths, settings, cache, workers=args.workers, progress=not args.quiet)
+    embs, labels = _central_faces(identities, faces)
+    source = _background_source(args, sorted(identities), len(paths), len(embs))
+    if args.measure_centre:
+        model_id, faces, embs = _measure_centre(args.measure_centre, settings, embs, labels,
+                                                faces, source)
+    stats = fit_impostor_model(np.stack(embs), labels, model_id=model_id, source=source)
+    out = args.out or Path(f"calibration-{model_id}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(stats, separators=(",", ":")) + "\n")
+    _print_calibration(stats, model_id, len(embs), identities, faces)
+    print(f"wrote {out}")
+    return 0
+
+
+def _central_faces(identities: dict[str, list[Path]], faces: dict) -> tuple[list, list[str]]:
+    """One embedding per image, of the person the folder names (not bystanders in the photo),
+    where a face passed the quality gate; and whose it is."""
     embs, labels = [], []
     for name, images in identities.items():
         for p in images:
             f = faces[str(p)]
-            i = f.central()  # the person the folder names, not bystanders in the photo
+            i = f.central()
             if i is not None:
                 embs.append(f.embeddings[i])
                 labels.append(name)
-    names = sorted(identities)
-    source = {
+    return embs, labels
+
+
+def _background_source(args: argparse.Namespace, names: list[str], n_images: int,
+                       n_faces: int) -> dict:
+    """What the statistics were fitted on, written into them."""
+    return {
         "description": args.description or f"{args.background.name}: {args.identities} "
                        f"identities",
         "identity_rule": {
@@ -301,38 +318,37 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             "holdout-half": "identity folders whose sha256(name)[0] is odd (name_half == 1)",
         }[args.identities] + (f", first {args.limit} by name" if args.limit else ""),
         "n_identities": len(names),
-        "n_images": len(paths),
-        "n_faces_used": len(embs),
+        "n_images": n_images,
+        "n_faces_used": n_faces,
         "face_choice": "the most central large face, one per image, where it passed the "
                        "quality gate",
         "identities_sha256": hashlib.sha256("\n".join(names).encode()).hexdigest(),
         "identities": names,
     }
-    if args.measure_centre:
-        model_id, faces, embs = _measure_centre(args.measure_centre, settings, embs, labels,
-                                                faces, source)
-    stats = fit_impostor_model(np.stack(embs), labels, model_id=model_id, source=source)
-    out = args.out or Path(f"calibration-{model_id}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(stats, separators=(",", ":")) + "\n")
+
+
+def _print_calibration(stats: dict, model_id: str, n_faces: int,
+                       identities: dict[str, list[Path]], faces: dict) -> None:
+    from chalicelib.evaluation.openset import calibration_check
+    from chalicelib.matching.calibration import thresholds_table
+
+    n_identities = len(identities)
     sizes_fit = ", ".join(f"{k} images: shift {m['shift']:+.4f}, scale {m['scale']:.4f}"
                           for k, m in stats["templates"].items() if k != "1")
     one = stats["templates"]["1"]
-    print(f"impostor model for {model_id}: {len(embs)} faces of {len(names)} identities, "
+    print(f"impostor model for {model_id}: {n_faces} faces of {n_identities} identities, "
           f"{one['counted']['total']} single-image impostor scores; tail shape "
           f"xi={one['tail']['xi']:.3f}; larger templates {sizes_fit}")
     for row in thresholds_table(stats, [0.01, 0.001, 0.0001], [100, 1000, 10000]):
         print(f"threshold for target {row['target_fpir']:<7} watchlist {row['gallery_size']:<6}"
               f" {row['threshold']:.4f}")
     # A watchlist must leave enough identities outside it to measure a rate on.
-    sizes = [n for n in (100, 200, 400) if len(names) - n >= 100]
+    sizes = [n for n in (100, 200, 400) if n_identities - n >= 100]
     if sizes:
         print("check on simulated watchlists of these background identities (in-sample):")
         for row in calibration_check(identities, faces, stats, [0.01, 0.001], sizes,
                                      repeats=100, central_only=True):
             print("  " + _check_line(row))
-    print(f"wrote {out}")
-    return 0
 
 
 def cmd_calibrate_mated(args: argparse.Namespace) -> int:

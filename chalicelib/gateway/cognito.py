@@ -36,7 +36,6 @@ class CognitoToken:
         self.http, self.monotonic, self.timeout_s = http, monotonic, timeout_s
         self._token = ""
         self._refresh_at = 0.0
-        self.refreshes = 0
 
     def read(self) -> str:
         if not self._token or self.monotonic() >= self._refresh_at:
@@ -61,4 +60,3 @@ class CognitoToken:
         result = resp.json()["AuthenticationResult"]
         self._token = result["IdToken"]
         self._refresh_at = now + float(result.get("ExpiresIn", 3600)) * REFRESH_AT
-        self.refreshes += 1

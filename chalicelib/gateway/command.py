@@ -85,7 +85,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         return 2
     stop = threading.Event()
 
-    def on_signal(signum: int, frame: Any) -> None:
+    def on_signal(_signum: int, _frame: Any) -> None:
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)

@@ -119,8 +119,3 @@ def _localstack_pushes(endpoint_url: str) -> list[Push]:
 def all_keys(s3: Any, bucket: str) -> list[str]:
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
     return [o["Key"] for page in pages for o in page.get("Contents", [])]
-
-
-def scan_items(ddb: Any, table: str) -> list[dict[str, Any]]:
-    pages = ddb.get_paginator("scan").paginate(TableName=table)
-    return [item for page in pages for item in page.get("Items", [])]

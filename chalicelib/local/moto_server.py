@@ -18,6 +18,9 @@ LOCAL_ENV = {
     "AWS_DEFAULT_REGION": "eu-west-2",
     "AWS_REGION": "eu-west-2",
 }
+# The same keys as Settings.credentials, for clients that are handed them (local/state.py).
+CREDENTIALS = tuple(LOCAL_ENV[k] for k in
+                    ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"))
 
 
 def free_port() -> int:

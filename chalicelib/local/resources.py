@@ -49,23 +49,34 @@ def create_all(s: Settings) -> dict[str, str]:
     s3 = clients.client("s3", s)
     sqs = clients.client("sqs", s)
     sns = clients.client("sns", s)
-    ddb = clients.client("dynamodb", s)
     for bucket in (s.frames_bucket, s.evidence_bucket):
         create_private_bucket(s3, bucket, s.region)
     _lifecycle(s3, s.frames_bucket, layout.FRAMES_PREFIX, 1)
     _lifecycle(s3, s.evidence_bucket, layout.CROPS_PREFIX, s.crop_retention_days)
-
     frames_url = _queue_with_dlq(sqs, s.frames_queue, FRAMES_VISIBILITY_S)
     alerts_url = _queue_with_dlq(sqs, s.alerts_queue, ALERTS_VISIBILITY_S)
-    frames_arn = sqs.get_queue_attributes(QueueUrl=frames_url, AttributeNames=["QueueArn"])[
+    _notify_uploads(s3, sqs, s.frames_bucket, frames_url)
+    topic = sns.create_topic(Name=s.deployment_topic)["TopicArn"]
+    # Operators hear of dead letters and failing functions (chalicelib/monitoring.py).
+    ops_topic = sns.create_topic(Name=s.ops_topic)["TopicArn"]
+    monitoring.create_alarms(clients.client("cloudwatch", s), s, ops_topic)
+    _platform_apps(sns, s.push_platform_app)
+    _tables(clients.client("dynamodb", s), s)
+    return {"frames_queue_url": frames_url, "alerts_queue_url": alerts_url, "topic_arn": topic,
+            "ops_topic_arn": ops_topic}
+
+
+def _notify_uploads(s3: Any, sqs: Any, bucket: str, queue_url: str) -> None:
+    """Every object created under frames/ is an event on the frames queue."""
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
         "Attributes"
     ]["QueueArn"]
     s3.put_bucket_notification_configuration(
-        Bucket=s.frames_bucket,
+        Bucket=bucket,
         NotificationConfiguration={
             "QueueConfigurations": [
                 {
-                    "QueueArn": frames_arn,
+                    "QueueArn": queue_arn,
                     "Events": ["s3:ObjectCreated:*"],
                     "Filter": {
                         "Key": {"FilterRules": [{"Name": "prefix", "Value": layout.FRAMES_PREFIX}]}
@@ -75,13 +86,11 @@ def create_all(s: Settings) -> dict[str, str]:
         },
     )
 
-    topic = sns.create_topic(Name=s.deployment_topic)["TopicArn"]
-    # Operators hear of dead letters and failing functions (chalicelib/monitoring.py).
-    ops_topic = sns.create_topic(Name=s.ops_topic)["TopicArn"]
-    monitoring.create_alarms(clients.client("cloudwatch", s), s, ops_topic)
+
+def _platform_apps(sns: Any, name: str) -> None:
     for platform in PLATFORMS:
         sns.create_platform_application(
-            Name=f"{s.push_platform_app}-{platform}",
+            Name=f"{name}-{platform}",
             Platform=platform.upper(),
             # LocalStack, like AWS for APNs, wants the principal with the credential; moto takes
             # either. Placeholders: the local stacks deliver nothing beyond themselves.
@@ -89,6 +98,9 @@ def create_all(s: Settings) -> dict[str, str]:
                         "PlatformPrincipal": "local-placeholder"},
         )
 
+
+def _tables(ddb: Any, s: Settings) -> None:
+    """The app's tables (with their TTLs) and powertools' idempotency table."""
     for model in tables(s).all():
         model.create_table(wait=True)  # pynamodb creates it only where it does not exist
         if getattr(model, "TTL", None):
@@ -103,8 +115,6 @@ def create_all(s: Settings) -> dict[str, str]:
         TableName=idempotency_table_name(s),
         TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"},
     )
-    return {"frames_queue_url": frames_url, "alerts_queue_url": alerts_url, "topic_arn": topic,
-            "ops_topic_arn": ops_topic}
 
 
 def _enable_ttl(ddb: Any, table: str, attribute: str) -> None:

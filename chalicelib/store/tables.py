@@ -33,7 +33,7 @@ from pynamodb.connection import Connection
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
-from chalicelib.clients import botocore_session, endpoint_url
+from chalicelib.clients import botocore_session, credential_kwargs, endpoint_url
 from chalicelib.settings import Settings
 
 # pynamodb makes a botocore session for every connection, one per model class, so each table
@@ -325,6 +325,7 @@ def _bind(base: type[Model], table_name: str, settings: Settings) -> type[Model]
             "region": settings.region,
             "host": endpoint_url("dynamodb", settings),
             "billing_mode": "PAY_PER_REQUEST",
+            **credential_kwargs(settings.credentials),
         },
     )
     return type(base.__name__.removesuffix("Base"), (base,), {"Meta": meta})
@@ -349,14 +350,16 @@ def tables(settings: Settings) -> Tables:
 
 
 @functools.lru_cache(maxsize=4)
-def _connection(region: str, host: str | None) -> Connection:
+def _connection(region: str, host: str | None, credentials: tuple[str, ...]) -> Connection:
     """One per container: a connection builds a botocore client, which is costly."""
-    return Connection(region=region, host=host)
+    return Connection(region=region, host=host, **credential_kwargs(credentials))
 
 
 def connection_of(model: type[Model]) -> Connection:
     """The connection a transaction over this model's tables goes through."""
-    return _connection(model.Meta.region, model.Meta.host)
+    meta = model.Meta
+    keys = (meta.aws_access_key_id, meta.aws_secret_access_key, meta.aws_session_token)
+    return _connection(meta.region, meta.host, tuple(k for k in keys if k))
 
 
 def idempotency_table_name(settings: Settings) -> str:

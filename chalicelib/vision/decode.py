@@ -54,6 +54,7 @@ class FrameDecodeError(ValueError):
                "too_many_scans", "too_many_segments")
 
     def __init__(self, reason: str, message: str = "") -> None:
+        assert reason in self.REASONS, reason
         super().__init__(message or reason)
         self.reason = reason
 

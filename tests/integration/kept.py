@@ -22,10 +22,17 @@ from typing import Any
 import numpy as np
 
 from chalicelib.ingest.continuity import STATE_KEYS, TRACK_KEYS, TRACK_TTL_S
-from chalicelib.local.inspect import all_keys, scan_items
+from chalicelib.local.inspect import all_keys
 from chalicelib.names import dlq_name
 from chalicelib.store import layout
 from chalicelib.store.tables import idempotency_table_name
+
+
+def scan_items(ddb: Any, table: str) -> list[dict[str, Any]]:
+    """Every item of a table, as DynamoDB returns them."""
+    pages = ddb.get_paginator("scan").paginate(TableName=table)
+    return [item for page in pages for item in page.get("Items", [])]
+
 
 HOLD_S = 30  # queued messages are held this long while read, then made visible at once
 

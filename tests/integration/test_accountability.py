@@ -10,10 +10,11 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlparse
 
 from chalicelib.gateway import GatewayOptions, PresignedUploader, run_gateway
-from chalicelib.local.inspect import all_keys, delivered_pushes, scan_items
+from chalicelib.local.inspect import all_keys, delivered_pushes
 from chalicelib.ops.retention import sweep
 from chalicelib.store import layout
 from tests.integration.conftest import demo_person
+from tests.integration.kept import scan_items
 
 
 def _b64(name: str, n: int) -> str:

@@ -16,6 +16,16 @@ from chalicelib.gateway.cognito import CognitoToken
 from chalicelib.gateway.errors import Retryable
 
 
+class _CountingSession(requests.Session):
+    """Counts the refreshes the token asks Cognito for."""
+
+    posts = 0
+
+    def post(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        self.posts += 1
+        return super().post(*args, **kwargs)
+
+
 def test_the_gateway_keeps_the_cameras_cognito_token_fresh(local_stack: dict[str, Any],
                                                           tmp_path: Any) -> None:
     cognito = local_stack["rt"].client("cognito-idp")
@@ -35,17 +45,17 @@ def test_the_gateway_keeps_the_cameras_cognito_token_fresh(local_stack: dict[str
     refresh_file.write_text(first["RefreshToken"])
 
     t = [0.0]
-    token = CognitoToken(str(local_stack["endpoint"]), client, refresh_file,
-                         requests.Session(), lambda: t[0])
+    http = _CountingSession()
+    token = CognitoToken(str(local_stack["endpoint"]), client, refresh_file, http, lambda: t[0])
     got = token.read()
     claims = jwt.decode(got, options={"verify_signature": False})
     assert claims["token_use"] == "id" and claims["cognito:username"] == "cam-1"
-    assert token.refreshes == 1
+    assert http.posts == 1
     t[0] = 0.79 * 3600
-    assert token.read() == got and token.refreshes == 1  # not yet: 80% of its hour
+    assert token.read() == got and http.posts == 1  # not yet: 80% of its hour
     t[0] = 0.8 * 3600
     token.read()
-    assert token.refreshes == 2
+    assert http.posts == 2
 
     refresh_file.write_text("a-revoked-refresh-token")
     t[0] = 2 * 3600

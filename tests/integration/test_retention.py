@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from chalice.test import Client
 
-from chalicelib.local.inspect import all_keys, scan_items
+from chalicelib.local.inspect import all_keys
 from chalicelib.ops import deployments, watchlists
 from chalicelib.ops.audit import watchlist_scope
 from chalicelib.ops.deployments import create_deployment
@@ -25,6 +25,7 @@ from chalicelib.ops.watchlists import (
 )
 from chalicelib.store import layout
 from tests.integration.conftest import demo_person
+from tests.integration.kept import scan_items
 
 GRACE = timedelta(hours=1)
 

@@ -109,6 +109,8 @@ def test_runtime_caps_blas_threads_from_settings() -> None:
     assert Settings().blas_threads == 1
     with threadpool_limits(limits=2, user_api="blas"):  # the restore at exit undoes the cap below
         limit_blas_threads.cache_clear()
-        Runtime(Settings(blas_threads=1))
+        rt = Runtime(Settings(blas_threads=1))
+        assert _blas_threads() == {2}  # not until the worker builds its index cache
+        rt.index_cache  # noqa: B018
         assert _blas_threads() == {1}
     limit_blas_threads.cache_clear()
