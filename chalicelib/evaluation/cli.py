@@ -265,7 +265,12 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from chalicelib.evaluation.openset import FaceCache, embed_images, pipeline_key
+    from chalicelib.evaluation.openset import (
+        FaceCache,
+        embed_images,
+        labelled_faces,
+        pipeline_key,
+    )
     from chalicelib.matching.calibration import fit_impostor_model
     from chalicelib.settings import Settings
     from chalicelib.vision.factory import embedding_id
@@ -278,7 +283,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     cache = FaceCache(model_id, args.cache, pipeline_key(settings))
     paths = [p for v in identities.values() for p in v]
     faces = embed_images(paths, settings, cache, workers=args.workers, progress=not args.quiet)
-    embs, labels = _central_faces(identities, faces)
+    embs, labels = labelled_faces(identities, faces)
     source = _background_source(args, sorted(identities), len(paths), len(embs))
     if args.measure_centre:
         model_id, faces, embs = _measure_centre(args.measure_centre, settings, embs, labels,
@@ -290,20 +295,6 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     _print_calibration(stats, model_id, len(embs), identities, faces)
     print(f"wrote {out}")
     return 0
-
-
-def _central_faces(identities: dict[str, list[Path]], faces: dict) -> tuple[list, list[str]]:
-    """One embedding per image, of the person the folder names (not bystanders in the photo),
-    where a face passed the quality gate; and whose it is."""
-    embs, labels = [], []
-    for name, images in identities.items():
-        for p in images:
-            f = faces[str(p)]
-            i = f.central()
-            if i is not None:
-                embs.append(f.embeddings[i])
-                labels.append(name)
-    return embs, labels
 
 
 def _background_source(args: argparse.Namespace, names: list[str], n_images: int,
@@ -354,10 +345,11 @@ def _print_calibration(stats: dict, model_id: str, n_faces: int,
 def cmd_calibrate_mated(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from chalicelib.evaluation.mated import check_model, labelled_faces, write_model
+    from chalicelib.evaluation.mated import check_model, write_model
     from chalicelib.evaluation.openset import (
         FaceCache,
         embed_images,
+        labelled_faces,
         list_identities,
         pipeline_key,
         select_identities,

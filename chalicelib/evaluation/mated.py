@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 
-from chalicelib.evaluation.openset import ImageFaces
 from chalicelib.matching.expected_tpir import (
     SIZES,
     MatedModel,
@@ -16,21 +15,6 @@ from chalicelib.matching.expected_tpir import (
 )
 
 CHECK_THRESHOLDS = (0.45, 0.50, 0.55, 0.5703, 0.60)  # 0.5703: 1e-5 at a 10,000-subject list
-
-
-def labelled_faces(identities: dict[str, list[Path]], faces: dict[str, ImageFaces],
-                   ) -> tuple[list[np.ndarray], list[str]]:
-    """One embedding per photo: the person the folder names (the most central large face),
-    where the quality gate passed it."""
-    embs, labels = [], []
-    for name, images in identities.items():
-        for p in images:
-            f = faces[str(p)]
-            i = f.central()
-            if i is not None:
-                embs.append(f.embeddings[i])
-                labels.append(name)
-    return embs, labels
 
 
 def check_model(model: MatedModel, embs: list[np.ndarray], labels: list[str],

@@ -288,6 +288,21 @@ def list_identities(data_dir: Path) -> dict[str, list[Path]]:
     return out
 
 
+def labelled_faces(identities: dict[str, list[Path]], faces: dict[str, ImageFaces],
+                   ) -> tuple[list[np.ndarray], list[str]]:
+    """One embedding per photo: the person the folder names (the most central large face),
+    where the quality gate passed it."""
+    embs, labels = [], []
+    for name, images in identities.items():
+        for p in images:
+            f = faces[str(p)]
+            i = f.central()
+            if i is not None:
+                embs.append(f.embeddings[i])
+                labels.append(name)
+    return embs, labels
+
+
 def name_half(name: str) -> int:
     """0 or 1, fixed for ever by the identity's name: how the shipped statistics' background
     identities (half 0) are told apart from held-out ones (half 1)."""
