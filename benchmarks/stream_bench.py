@@ -11,6 +11,10 @@
 
 Needs ../shared/data/video (internal test data); says so and exits when absent.
     .venv/bin/python benchmarks/stream_bench.py [--baseline 24f8138] [--fps 5] [--batch-frames 3]
+        [--decisions decisions.json]
+
+--decisions writes only what the code decided (each row's counts and per-batch matches, each
+latency run's alerts), no timings: two versions that decide alike write identical files.
 """
 
 from __future__ import annotations
@@ -111,7 +115,7 @@ def measure(env: dict[str, str], fps: float, batch_frames: int,
             timings.update(out.timings_ms)
             if rep == 0:
                 counts.update({k: v for k, v in out.counts().items() if isinstance(v, int)})
-                matched += [(n, m.subject_id, round(m.score, 3)) for m in out.matches]
+                matched += [(n, m.subject_id, round(m.score, 6)) for m in out.matches]
     cpu, wall = cpu_s() - c0, time.perf_counter() - w0
     frames_n = counts["frames_processed"]
     return {
@@ -137,7 +141,7 @@ def run_measure(env: dict[str, str], args: argparse.Namespace,
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def cost(args: argparse.Namespace) -> None:
+def cost(args: argparse.Namespace, decisions: dict[str, Any]) -> None:
     rows: list[tuple[str, dict[str, object]]] = []
     if args.baseline:
         with tempfile.TemporaryDirectory() as tmp:
@@ -152,6 +156,8 @@ def cost(args: argparse.Namespace) -> None:
                                 str(tree)], check=False, capture_output=True)
     for name, env in CONFIGS.items():
         rows.append((name, run_measure(env, args)))
+    decisions["cost"] = {name: {k: r[k] for k in ("counts", "alerts", "batches_matched",
+                                                  "matches")} for name, r in rows}
     base = rows[0][1]["frames_per_cpu_s"]
     print(f"== cost: {rows[0][1]['frames']} frames of {CLIP.name} sampled at {args.fps} fps, "
           f"batches of {args.batch_frames}, {args.repeat} passes per row; CPU of the whole "
@@ -170,7 +176,7 @@ def cost(args: argparse.Namespace) -> None:
         print(f"   {name[:26]:<26} {'  '.join(f'{ms.get(s, 0.0):7.2f}' for s in STAGES)}")
 
 
-def latency(args: argparse.Namespace) -> None:
+def latency(args: argparse.Namespace, decisions: dict[str, Any]) -> None:
     from chalicelib import names
     from chalicelib.gateway import GatewayOptions, PresignedUploader, run_gateway
     from chalicelib.ingest.batch_format import pack_batch
@@ -237,6 +243,9 @@ def latency(args: argparse.Namespace) -> None:
                 ls.pump.stop()
             sent = {b.sequence: b for b in report.sent}
             alerts = {a.alert_id: a for a in rt.tables.Alert.by_deployment.query(dep)}
+            decisions.setdefault("latency_alerts", []).append(sorted(
+                (a.display_name, int(a.batch_sequence), int(a.frame_index), int(a.track_faces))
+                for a in alerts.values()))
             for p in delivered_pushes(ls.endpoint):
                 if p.data.get("deployment_id") != dep:
                     continue
@@ -298,6 +307,8 @@ def main() -> int:
     p.add_argument("--skip-latency", action="store_true")
     p.add_argument("--latency-runs", type=int, default=5)
     p.add_argument("--repeat", type=int, default=5, help="passes over the clip per cost row")
+    p.add_argument("--decisions", type=Path, default=None,
+                   help="write the decisions (no timings) here, to diff two versions")
     p.add_argument("--measure", help=argparse.SUPPRESS)
     args = p.parse_args()
     if not CLIP.exists() or not REF.exists():
@@ -308,9 +319,13 @@ def main() -> int:
         print(json.dumps(measure(json.loads(args.measure), args.fps, args.batch_frames,
                                  args.repeat)))
         return 0
-    cost(args)
+    decisions: dict[str, Any] = {}
+    cost(args, decisions)
     if not args.skip_latency:
-        latency(args)
+        latency(args, decisions)
+    if args.decisions:
+        args.decisions.write_text(json.dumps(decisions, indent=1) + "\n")
+        print(f"decisions written to {args.decisions}")
     return 0
 
 

@@ -25,13 +25,15 @@ Prints figures and asserts nothing; says "skipped: needs ..." and exits 0 withou
         [--mated 150] [--fps 5] [--batch-frames 3] [--drain-every 5] [--seed 0]
         [--target-fpir 0.001] [--env LFR_ONNX_THREADS=2 ...] [--json walkby.json]
         [--plan walkby-before.json] [--data ../shared/data/faces/dev]
-        [--camera 1920x1080] [--max-side 1280 --jpeg-quality 90]
+        [--camera 1920x1080] [--max-side 1280 --jpeg-quality 90] [--decisions decisions.json]
 
 Where the face lies in each walker's photo (for the face size and the ground-truth box) is
 measured once with the product's detector on the photo alone, before streaming.
 --json writes the figures and the plan (watchlist identities, every walker's photo and path);
 --plan replays that plan exactly (same watchlist, same frames), to compare two versions of the
-code on identical footage.
+code on identical footage. --decisions writes only what the code decided (every alert, by
+subject name, frame, box and score, and the deployment's counts), nothing that varies from run
+to run (ids, wall times, CPU): two versions that decide alike write identical files (diff them).
 
 --camera WxH synthesises a camera frame of that size (default 1280x720); the faces keep their
 sizes in camera pixels (~40-110 px) and pace (20-80 px per frame), so a larger camera is a wider
@@ -594,11 +596,30 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "frames_queue_left": frames_queued, "frame_objects_left": frames_left,
         }
         fig["counters"] = counters
+        fig["decisions"] = decisions_record(alerts, enrolled, counters, times[0])
         fig.update(score(walkers, alerts, times, args, enrolled, s.realert_after_s))
         fig["record"] = adjudicate_by_truth(tables, dep, fig.pop("verdicts"))
     fig["total_s"] = round(time.perf_counter() - t_start, 1)
     fig["plan"] = fig.pop("plan")  # last in the file: long
     return fig
+
+
+def decisions_record(alerts: list[Any], enrolled: dict[str, str], counters: dict[str, Any],
+                     t0: datetime) -> dict[str, Any]:
+    """What the code decided, without what varies between runs of the same plan (alert and
+    subject ids, wall-clock times, CPU): for diffing two versions of the code."""
+    rows = [{"subject": enrolled.get(a.subject_id, a.subject_id),
+             "batch": int(a.batch_sequence), "frame": int(a.frame_index),
+             "captured_s": round((a.captured_at - t0).total_seconds(), 3),
+             "box": [round(float(v), 2) for v in (a.box.x1, a.box.y1, a.box.x2, a.box.y2)],
+             "score": round(float(a.score), 6), "track_faces": int(a.track_faces),
+             "lookalike_of": a.lookalike_of is not None}
+            for a in alerts]
+    rows.sort(key=lambda r: (r["batch"], r["frame"], r["subject"]))
+    counts = {k: v for k, v in counters.items()
+              if k in ("batches", "frames", "faces_seen", "tracks", "passings", "faces_embedded",
+                       "decisions", "frames_skipped", "faces_rejected")}
+    return {"alerts": rows, "counters": counts}
 
 
 def footage_figures(walkers: list[Walker], n_frames: int, args: argparse.Namespace,
@@ -879,6 +900,9 @@ def main() -> int:
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                    help="extra environment for the local session (repeatable)")
     p.add_argument("--json", type=Path, default=None, help="write the figures here")
+    p.add_argument("--decisions", type=Path, default=None,
+                   help="write only the alerts and counts (nothing run-dependent) here, to diff "
+                        "two versions of the code on one --plan")
     p.add_argument("--plan", type=Path, default=None,
                    help="replay the watchlist and footage of an earlier --json file (then "
                         "--watchlist/--people/--mated/--seed do not apply)")
@@ -908,6 +932,11 @@ def main() -> int:
     with redirect_stdout(emf):  # type: ignore[type-var]
         fig = run(args)
     fig["emf_blobs_dropped"] = emf.dropped
+    decisions = fig.pop("decisions", None)
+    if args.decisions and decisions is not None:
+        args.decisions.parent.mkdir(parents=True, exist_ok=True)
+        args.decisions.write_text(json.dumps(decisions, indent=1) + "\n")
+        print(f"decisions written to {args.decisions}")
     report(fig)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
