@@ -77,7 +77,10 @@ def measure(env: dict[str, str], fps: float, batch_frames: int,
     # The stage timers of the pipeline read the process CPU clock here, not the wall clock: on
     # a shared machine only CPU time is comparable (all threads count, as for the totals).
     cpu_clock = types.SimpleNamespace(perf_counter=time.process_time, time=time.time)
-    process.time = pipeline_mod.time = cpu_clock  # type: ignore[attr-defined]
+    pipeline_mod.time = cpu_clock  # type: ignore[attr-defined]
+    for name, mod in list(sys.modules.items()):  # process.py, and the modules of its steps
+        if name.startswith("chalicelib.ingest.") and getattr(mod, "time", None) is time:
+            mod.time = cpu_clock  # type: ignore[attr-defined]
     s = Settings.from_env(env)
     c0 = cpu_s()
     pipe = build_pipeline(s)
@@ -243,9 +246,11 @@ def latency(args: argparse.Namespace, decisions: dict[str, Any]) -> None:
                 ls.pump.stop()
             sent = {b.sequence: b for b in report.sent}
             alerts = {a.alert_id: a for a in rt.tables.Alert.by_deployment.query(dep)}
+            # The gateway numbers batches by the clock: the n-th batch of the run instead.
+            nth = {seq: n for n, seq in enumerate(sorted(sent))}
             decisions.setdefault("latency_alerts", []).append(sorted(
-                (a.display_name, int(a.batch_sequence), int(a.frame_index), int(a.track_faces))
-                for a in alerts.values()))
+                (a.display_name, nth.get(int(a.batch_sequence), -1), int(a.frame_index),
+                 int(a.track_faces)) for a in alerts.values()))
             for p in delivered_pushes(ls.endpoint):
                 if p.data.get("deployment_id") != dep:
                     continue
