@@ -16,13 +16,18 @@ batches of one camera (ingest/continuity.py carries their geometry from batch to
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 import numpy as np
 
 T = TypeVar("T")
+
+
+# Two boxes of one frame that overlap this much are one face (region searches of nearby tracks
+# find the same face more than once).
+SAME_FACE_IOU = 0.5
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -48,7 +53,7 @@ def shifted(box: np.ndarray, delta: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class TrackerPolicy:
     # A track not seen for this long has left. Bridges a missed detection and the frames between
-    # full-frame detections (ingest/process.py looks at settled tracks only on those).
+    # full-frame detections (ingest/keyframes.py looks at settled tracks only on those).
     max_gap_s: float = 1.3
     # First link: how far the centre may move, in face sizes per second (a brisk walk across
     # the image close to the camera is ~10), plus a constant slack for detector jitter.
@@ -104,6 +109,25 @@ class Track(Generic[T]):
         self.velocity = v if self.velocity is None else 0.5 * self.velocity + 0.5 * v
 
 
+def one_to_one(pairs: Iterable[tuple[float, int, int]],
+               same: Callable[[int, int], bool] | None = None) -> list[tuple[int, int]]:
+    """(cost, track, face) candidates to links: closest first, one face per track and one track
+    per face, so two people side by side each keep their own even when one of them is missed.
+    Ties go to the lower track, then face, index. `same(a, b)`: whether faces a and b are one
+    face seen twice (default: the same index). Returns (track, face) in the order linked."""
+    linked_tracks: set[int] = set()
+    taken: list[int] = []
+    links: list[tuple[int, int]] = []
+    for _, ti, fi in sorted(pairs):
+        if ti in linked_tracks or (fi in taken if same is None
+                                   else any(same(fi, u) for u in taken)):
+            continue
+        linked_tracks.add(ti)
+        taken.append(fi)
+        links.append((ti, fi))
+    return links
+
+
 def link_cost(track: Track[T], t: float, box: np.ndarray, policy: TrackerPolicy) -> float | None:
     """How far `box` at time t is from where the track's face should be, in face sizes;
     None when it cannot be the same person."""
@@ -156,23 +180,16 @@ class Tracker(Generic[T]):
     def step(self, t: float, faces: Sequence[tuple[np.ndarray, T]]) -> None:
         """All the faces of one frame (a full-frame detection): link or start tracks."""
         self._expire(t)
-        pairs = []
-        for ti, tr in enumerate(self.live):
-            if tr.last_t >= t:  # already holds this frame (observed by a region search)
-                continue
-            for di, (box, _) in enumerate(faces):
-                cost = link_cost(tr, t, box, self.policy)
-                if cost is not None:
-                    pairs.append((cost, ti, di))
-        used_t, used_d = set(), set()
-        for _, ti, di in sorted(pairs):
-            if ti in used_t or di in used_d:
-                continue
-            used_t.add(ti)
-            used_d.add(di)
+        pairs = [(cost, ti, di) for ti, tr in enumerate(self.live)
+                 if tr.last_t < t  # else it holds this frame already (from a region search)
+                 for di, (box, _) in enumerate(faces)
+                 if (cost := link_cost(tr, t, box, self.policy)) is not None]
+        links = one_to_one(pairs)
+        for ti, di in links:
             self.live[ti].observe(t, faces[di][0], faces[di][1])
+        linked = {di for _, di in links}
         for di, (box, item) in enumerate(faces):
-            if di not in used_d:
+            if di not in linked:
                 tr: Track[T] = Track()
                 tr.observe(t, box, item)
                 self.live.append(tr)
@@ -180,16 +197,3 @@ class Tracker(Generic[T]):
     def tracks(self) -> list[Track[T]]:
         """Every track, carried or new, in order of first sight."""
         return sorted(self.done + self.live, key=lambda tr: tr.first_t)
-
-
-def link_tracks(
-    frames: list[list[tuple[np.ndarray, T]]],
-    policy: TrackerPolicy = TrackerPolicy(),
-    times: Sequence[float] | None = None,
-) -> list[Track[T]]:
-    """frames[i] holds (box, item) pairs of frame i, taken at times[i] seconds (default 5 fps);
-    returns the tracks that hold at least one face, in order of first sight."""
-    tracker: Tracker[T] = Tracker(policy)
-    for fi, faces in enumerate(frames):
-        tracker.step(times[fi] if times is not None else fi / 5.0, faces)
-    return [tr for tr in tracker.tracks() if tr.items]

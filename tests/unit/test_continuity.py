@@ -16,7 +16,6 @@ from chalicelib.ingest.continuity import (
     merge,
 )
 from chalicelib.ingest.process import FusionPolicy, process_frames
-from chalicelib.vision.track import link_tracks
 from tests.unit.test_index_and_process import (
     ALICE,
     BOB,
@@ -27,20 +26,6 @@ from tests.unit.test_index_and_process import (
 )
 
 NOW = 1_800_000_000.0
-
-
-def _box(x: float, y: float, s: float = 40) -> np.ndarray:
-    return np.array([x, y, x + s, y + s], np.float32)
-
-
-def test_a_fast_walker_links_where_boxes_no_longer_overlap() -> None:
-    # 70 px a frame for a 40 px face (1.75 face widths): no overlap between frames.
-    walk = [[(_box(10 + 70 * i, 50), i)] for i in range(6)]
-    assert [len(t.items) for t in link_tracks(walk)] == [6]
-    # Two people side by side walking together stay two.
-    pair = [[(_box(10 + 30 * i, 50), "a"), (_box(150 + 30 * i, 50), "b")] for i in range(6)]
-    assert sorted(set(t.items) == {t.items[0]} and len(t.items) for t in link_tracks(pair)) \
-        == [6, 6]
 
 
 def _walk(value_from: int, frames: int, embedding: np.ndarray = STRANGER) -> dict:
