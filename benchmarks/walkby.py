@@ -521,7 +521,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # Stream: render a few batches (not measured), upload them, drain the queues (measured).
         renderer = Renderer(walkers, args.seed, gateway)
         meter = Meter()
-        t_footage = datetime.now(UTC) + timedelta(seconds=1)
+        # On a whole second: capture times as floats then round the same way in every run (a
+        # run started at another microsecond decided a face or two differently, by rounding).
+        t_footage = (datetime.now(UTC) + timedelta(seconds=2)).replace(microsecond=0)
         times = [t_footage + timedelta(seconds=i / args.fps) for i in range(n_frames)]
         frames_url = rt.queue_url(s.frames_queue)
         drain_timeouts = 0
