@@ -41,8 +41,3 @@ _.STATE_KEYS  # ingest/continuity.py: what a stored camera state may hold (priva
 _.longest_redelivery_s  # queue_timing.py: the bound continuity's and the applied TTLs must pass
 _.Arn  # infra/policies.py: a type alias (edited elsewhere in issue 24: left as it is)
 _.wildcard_actions  # infra/policies.py: test_deploy_templates' check (as above)
-
-# issue-24p: in files being split on another branch, which removes or uses them.
-_.link_tracks  # vision/track.py: used only by tests; moved into test_track.py there
-_.find  # ingest/continuity.py: CameraTracks.find, used only by tests
-_.track_id  # matching/decision.py: Match's track, passed by ingest/process.py, read by no code

@@ -68,9 +68,6 @@ class CameraTracks:
     tracks: list[CarriedTrack] = field(default_factory=list)
     last_key_t: float | None = None  # capture time of the last full-frame detection
 
-    def find(self, tid: str) -> CarriedTrack | None:
-        return next((t for t in self.tracks if t.tid == tid), None)
-
     def pruned(self, now: float) -> CameraTracks:
         """Without what has expired by wall clock `now`."""
         tracks = [t for t in self.tracks if now - t.seen_at <= TRACK_TTL_S]

@@ -40,7 +40,7 @@ def _match(p: Plan, top: Candidate) -> Match:
     b = view.face.detection.box
     return Match(top.subject_id, top.score, view.frame_index, view.captured_at,
                  (float(b[0]), float(b[1]), float(b[2]), float(b[3])),
-                 context_crop(view.pixels(), view.local().box), len(p.track.items), p.track.tid)
+                 context_crop(view.pixels(), view.local().box), len(p.track.items))
 
 
 def context_crop(image: np.ndarray, box: np.ndarray, margin: float = 0.6) -> np.ndarray:

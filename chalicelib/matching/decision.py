@@ -26,7 +26,6 @@ class Match:
     box: tuple[float, float, float, float]
     crop: np.ndarray  # the best face with some context, BGR, for the officer's adjudication
     track_faces: int = 1  # faces of the person in this batch
-    track_id: str = ""
 
 
 def decide(candidates: list[Candidate], threshold: float) -> Candidate | None:

@@ -101,6 +101,10 @@ def test_what_is_carried_about_a_passer_by() -> None:
     assert later[0].carry.pruned(NOW + 2 * TRACK_TTL_S + 2).tracks == []
 
 
+def _find(state: CameraTracks, tid: str) -> CarriedTrack | None:
+    return next((t for t in state.tracks if t.tid == tid), None)
+
+
 def test_two_batches_written_at_once_merge() -> None:
     base = CarriedTrack("t1", 0.0, 1.0, [0, 0, 4, 4], [4, 0, 8, 4], [4.0, 0.0], NOW,
                         decisions=1, embedded=2, best_q=0.3)
@@ -111,9 +115,9 @@ def test_two_batches_written_at_once_merge() -> None:
                       CarriedTrack("t2", 1.5, 1.5, [50, 0, 54, 4], [50, 0, 54, 4], None, NOW)],
                      1.5)
     m = merge(a, b)
-    t1 = m.find("t1")
+    t1 = _find(m, "t1")
     assert t1 is not None and t1.last_t == 2.0 and t1.best_q == 0.5 and t1.embedded == 3
-    assert t1.subject_id == "alice" and m.find("t2") is not None
+    assert t1.subject_id == "alice" and _find(m, "t2") is not None
     assert m.last_key_t == 2.0
 
 

@@ -72,9 +72,10 @@ def test_the_best_track_per_subject_is_the_match_and_flags_are_kept() -> None:
     fused = np.stack([ALICE * 0.6 + BOB * 0.8, ALICE, np.array([0, 0, 1], np.float32)])
     out = BatchOutcome()
     matches = decide_plans([weak, strong, stranger], fused, INDEX, 0.5, out)
-    assert [(m.subject_id, m.track_id, m.track_faces) for m in matches] == [
-        ("alice", strong.track.tid, 2), ("bob", weak.track.tid, 1)]
-    assert matches[0].frame_index == 2 and matches[0].box == (30.0, 20.0, 50.0, 40.0)
+    # Each from its track's best view (frame 2 of the strong track, frame 1 of the weak one).
+    assert [(m.subject_id, m.frame_index, m.track_faces) for m in matches] == [
+        ("alice", 2, 2), ("bob", 1, 1)]
+    assert matches[0].box == (30.0, 20.0, 50.0, 40.0)
     assert out.decisions == 3
     s = strong.summary
     assert (s.embedded, s.decisions, s.best_q, s.subject_id) == (2, 1, 0.7, "alice")
@@ -86,7 +87,7 @@ def test_a_second_track_of_a_subject_scoring_lower_does_not_replace_the_first() 
     first, second = _plan(_view(1, 0.5)), _plan(_view(2, 0.5))
     fused = np.stack([ALICE, ALICE * 0.8 + BOB * 0.6])
     (m,) = decide_plans([first, second], fused, INDEX, 0.5, BatchOutcome())
-    assert m.track_id == first.track.tid
+    assert m.frame_index == 1  # the first track's
     assert second.summary.subject_id == "alice"  # both passings carry the match on
 
 
