@@ -30,6 +30,12 @@ def _ints(text: str) -> list[int]:
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    _add_eval(subparsers)
+    _add_calibrate(subparsers)
+    _add_calibrate_mated(subparsers)
+
+
+def _add_eval(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     ev = subparsers.add_parser(
         "eval", help="open-set 1:N evaluation (TPIR at FPIR, rank-1, DET, calibrated decision)")
     ev.add_argument("--data", type=Path, required=True, help="folder with one folder per identity")
@@ -78,6 +84,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
                          "creation reads (LFR_DIFFERENTIALS_PATH)")
     ev.set_defaults(func=cmd_eval)
 
+
+def _add_calibrate(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cal = subparsers.add_parser(
         "calibrate", help="measure the impostor score model on your own background faces")
     cal.add_argument("--background", type=Path, required=True,
@@ -92,8 +100,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
                           "new embedding space: watchlists must be enrolled again)")
     _common(cal)
     cal.set_defaults(func=cmd_calibrate)
-
-    _add_calibrate_mated(subparsers)
 
 
 def _add_calibrate_mated(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
