@@ -111,7 +111,7 @@ def decide_and_alert(rt: Runtime, cam: CameraContext, sequence: int, frames: Ite
         carried, version = cam.tracks  # read with the deployment, in the same request
     elif continuity:
         carried, version = store.load(key, now)
-    if continuity and batch_id and _applied(cam, store, given, key, batch_id):
+    if batch_id and _applied(cam, store, given, key, batch_id):
         return Decided(BatchOutcome(), already_applied=True)
     outcome = process_frames(_in_window(frames, dep), rt.pipeline, cam.index, cam.threshold,
                              s.max_frame_pixels, fusion_policy(s), carried, now)
@@ -143,6 +143,8 @@ def decide_and_alert(rt: Runtime, cam: CameraContext, sequence: int, frames: Ite
     counters = _counters(rt.tables, outcome, cam.camera_id)
     if continuity:
         store.save(key, outcome.carry, version, now, dep, counters, batch_id)
+    elif batch_id:
+        store.record_applied(key, batch_id, now, dep, counters)
     else:
         dep.update(actions=counters)
     _metrics(outcome)

@@ -42,6 +42,9 @@ class TrackStore(Protocol):
              deployment: Any = None, counters: list[Action] | None = None,
              batch_id: str = "") -> None: ...
 
+    def record_applied(self, camera_key: str, batch_id: str, now: float, deployment: Any,
+                       counters: list[Action]) -> None: ...
+
 
 class DynamoTrackStore:
     def __init__(self, tables: Tables) -> None:
@@ -98,6 +101,24 @@ class DynamoTrackStore:
         raise RuntimeError(f"camera state {camera_key} kept changing under {_ATTEMPTS} writes")
 
 
+    def record_applied(self, camera_key: str, batch_id: str, now: float, deployment: Any,
+                       counters: list[Action]) -> None:
+        """Without continuity (no tracks kept): the batch's id and its counts, together or not
+        at all; nothing when a concurrent delivery of the same batch landed first."""
+        AB = self.tables.AppliedBatch
+        when = datetime.fromtimestamp(now, UTC)
+        try:
+            with TransactWrite(connection=connection_of(AB)) as tw:
+                tw.save(AB(camera_key, batch_id,
+                           expires_at=when + timedelta(seconds=APPLIED_TTL_S)),
+                        condition=AB.batch_id.does_not_exist())
+                if counters:
+                    tw.update(deployment, actions=counters)
+        except TransactWriteError as exc:
+            if 0 not in _failed_conditions(exc):
+                raise
+
+
 def _failed_conditions(exc: TransactWriteError) -> set[int]:
     """Which of the transaction's actions (by position) were cancelled by their condition."""
     return {i for i, r in enumerate(exc.cancellation_reasons or [])
@@ -124,4 +145,12 @@ class MemoryTrackStore:
         if batch_id:
             self._applied.add((camera_key, batch_id))
         if deployment is not None and counters:
+            deployment.update(actions=counters)
+
+    def record_applied(self, camera_key: str, batch_id: str, now: float, deployment: Any,
+                       counters: list[Action]) -> None:
+        if (camera_key, batch_id) in self._applied:
+            return
+        self._applied.add((camera_key, batch_id))
+        if counters:
             deployment.update(actions=counters)

@@ -10,6 +10,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import pytest
 
 from chalicelib.gateway import GatewayOptions, PresignedUploader, run_gateway
 from chalicelib.ingest.batch_format import pack_batch
@@ -120,11 +121,10 @@ def test_same_event_twice_gives_one_alert_and_one_push(scenario_factory, local_s
 
 def test_with_continuity_off_a_notification_delivered_again_in_flight_counts_once(
         scenario_factory, local_stack, monkeypatch) -> None:
-    """Powertools idempotency's own case (docs/delivery.md): with track continuity off
-    (LFR_TRACK_CONTINUITY=0, to compare) no applied batch id is written, and the counters are
-    added as they are. A second delivery of the notification while the first is still at work
-    (here: about to delete the object) must be turned away by the first's in-progress claim,
-    and get the first's result once that is saved."""
+    """With track continuity off (LFR_TRACK_CONTINUITY=0, to compare), a second delivery of
+    the notification while the first is still at work (here: about to delete the object) is
+    turned away by Powertools idempotency's in-progress claim and gets the first's result once
+    that is saved; the applied batch id (docs/delivery.md) would also keep its counts out."""
     from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
     from chalicelib.ingest.worker import FramesHandler
@@ -328,13 +328,16 @@ def test_identical_bytes_uploaded_again_are_processed_and_deleted(scenario_facto
     assert rt.tables.Deployment.get(sc.deployment_id).batches == 1
 
 
-def test_a_retry_after_a_failed_delete_counts_the_batch_once(scenario_factory,
-                                                            local_stack) -> None:
+@pytest.mark.parametrize("continuity", [True, False], ids=["continuity", "continuity-off"])
+def test_a_retry_after_a_failed_delete_counts_the_batch_once(scenario_factory, local_stack,
+                                                            monkeypatch, continuity) -> None:
     # F-6: the batch is decided, alerted and counted, then deleting its object fails: SQS
     # redelivers it. The retry finds the batch's id applied (store/tables.AppliedBatch, kept 2
-    # days; here the retry comes after the pump's backoff, on AWS after RETRY_AFTER_S).
+    # days; here the retry comes after the pump's backoff, on AWS after RETRY_AFTER_S), with
+    # track continuity on or off (LFR_TRACK_CONTINUITY=0 keeps no tracks, but still the id).
     sc = scenario_factory({"Cory Gardner": [demo_person("Cory_Gardner", 1)]}, devices=1)
     rt = sc.rt
+    monkeypatch.setattr(rt, "settings", replace(rt.settings, track_continuity=continuity))
     s3 = rt.client("s3")
     failed: list[str] = []
 
