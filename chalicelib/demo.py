@@ -125,10 +125,23 @@ def _draft_watchlist(api: Any, op1: str, op2: str) -> str:
             "images_b64": [base64.b64encode(image.read_bytes()).decode()],
             "source": "US GPO Congressional Pictorial Directory (public domain)",
             "reason": "demo"})
-    print(f"   {len(WATCHLIST)} subjects enrolled in {time.perf_counter() - t0:.1f} s; "
-          "operator-2 authorises it")
+    print(f"   {len(WATCHLIST)} subjects enrolled in {time.perf_counter() - t0:.1f} s")
+    _print_outlook(api.ok("GET", f"/watchlists/{wid}", op1))
+    print("   operator-2 authorises it")
     api.ok("POST", f"/watchlists/{wid}/authorise", op2)
     return wid
+
+
+def _print_outlook(summary: dict[str, Any]) -> None:
+    """What the list will probably catch (ops/watchlist_outlook.py), as an operator reads it
+    before asking for authorisation."""
+    out = summary["outlook"]
+    if out.get("expected_tpir") is None:
+        return
+    flagged = [s["display_name"] for s in summary["subjects"] if s["likely_missed"]]
+    print(f"   outlook at {out['basis']} (threshold {out['threshold']:.3f}): expected to catch "
+          f"{out['expected_tpir']:.0%} of later photos; {len(flagged)} subjects probably "
+          f"missed{': ' + ', '.join(flagged) if flagged else ''}")
 
 
 def _create_deployment(api: Any, op1: str, wid: str) -> str:
