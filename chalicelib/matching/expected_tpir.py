@@ -21,6 +21,7 @@ promise about one person.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -144,9 +145,10 @@ def mated_model_path(stats_dir: Path, model_id: str) -> Path:
     return stats_dir / f"{model_id}.mated.json"
 
 
+@functools.lru_cache(maxsize=8)
 def load_mated_model(stats_dir: Path, model_id: str) -> MatedModel | None:
     """The shipped model of this embedding space, or None where none was measured (a summary
-    then says so rather than guess)."""
+    then says so rather than guess). Read once per container: it is shipped with the code."""
     path = mated_model_path(stats_dir, model_id)
     if not path.exists():
         return None
