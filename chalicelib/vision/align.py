@@ -59,3 +59,29 @@ def align_face(image_bgr: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         borderMode=cv2.BORDER_CONSTANT,
         borderValue=(0, 0, 0),
     )
+
+
+# The face itself inside the 112x112 crop: brows to chin, cheek to cheek (the template's eyes
+# sit at x 38 and 74, its mouth at y 92). The crop's corners are background and may fall off
+# the frame harmlessly; this region may not.
+FACE_REGION = (22.0, 30.0, 90.0, 110.0)
+_GRID = 12
+
+
+def outside_fraction(landmarks: np.ndarray, frame_shape: tuple[int, ...]) -> float:
+    """Share of the face region of the aligned crop whose source lies outside the frame.
+
+    Where it is not 0 the crop holds black border in place of part of the face (warpAffine's
+    constant border), and the embedding is of a different, partial face.
+    """
+    m = similarity_transform(
+        np.asarray(landmarks, dtype=np.float32).reshape(5, 2), ARCFACE_TEMPLATE
+    )
+    x0, y0, x1, y1 = FACE_REGION
+    xs, ys = np.meshgrid(np.linspace(x0, x1, _GRID), np.linspace(y0, y1, _GRID))
+    crop_points = np.stack([xs.ravel(), ys.ravel()], axis=1)
+    inverse = cv2.invertAffineTransform(m)
+    src = crop_points @ inverse[:, :2].T + inverse[:, 2]
+    h, w = frame_shape[:2]
+    inside = (src[:, 0] >= 0) & (src[:, 0] <= w) & (src[:, 1] >= 0) & (src[:, 1] <= h)
+    return float(1.0 - inside.mean())

@@ -17,7 +17,12 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from chalicelib.vision.align import ARCFACE_TEMPLATE, align_face, similarity_transform
+from chalicelib.vision.align import (
+    ARCFACE_TEMPLATE,
+    align_face,
+    outside_fraction,
+    similarity_transform,
+)
 from chalicelib.vision.decode import FrameDecodeError, jpeg_size
 from chalicelib.vision.detect import RetinaFaceDetector
 from chalicelib.vision.embed import SFaceRecognizer
@@ -309,6 +314,31 @@ def test_mirror_pass_finds_the_same_landmarks_in_order(detector: RetinaFaceDetec
 
 
 # --- quality ------------------------------------------------------------------------------
+
+
+def _face_at(cx: float, cy: float, px: float) -> Detection:
+    """A frontal face of width `px` centred on (cx, cy): the template's landmarks, scaled."""
+    points = (ARCFACE_TEMPLATE - 56.0) * (px / 112.0) + np.array([cx, cy], np.float32)
+    box = np.array([cx - px / 2, cy - px / 2, cx + px / 2, cy + px / 2], np.float32)
+    return Detection(box=box, score=0.99, landmarks=points.astype(np.float32))
+
+
+def test_a_face_cut_by_the_frame_s_edge_is_refused() -> None:
+    frame = np.full((720, 1280, 3), 127, np.uint8)
+    sharp = np.random.default_rng(0).integers(0, 255, (112, 112, 3), dtype=np.uint8)
+    policy = QualityPolicy()
+    whole = _face_at(1180, 300, 100)  # 50 px clear of the right edge
+    assert outside_fraction(whole.landmarks, frame.shape) == 0.0
+    assert assess(frame, whole, sharp, policy) is None
+    # The walk-by's wrong-person alert: a face 102 px tall whose box the edge cut to 73 px.
+    cut = _face_at(1280 - 73 + 51, 334, 102)
+    assert outside_fraction(cut.landmarks, frame.shape) > policy.max_outside
+    assert assess(frame, cut, sharp, policy) == "cut_by_edge"
+    for x, y in [(30, 300), (640, 20), (640, 700)]:  # left, top, bottom
+        assert assess(frame, _face_at(x, y, 100), sharp, policy) == "cut_by_edge", (x, y)
+    # Only the face counts: the crop's background corners may fall off the frame.
+    assert assess(frame, _face_at(1280 - 56, 300, 100), sharp, policy) is None
+
 
 
 @needs_data
