@@ -144,6 +144,10 @@ class Settings:
     detect_min_side: int = 448
     min_face_px: int = 32
     mirror_landmarks: bool = True
+    # A face found in a frame shrunk for detection (over detect_max_side) is located again at
+    # the frame's full size before it is aligned and embedded: one small detector run per face
+    # embedded, for landmarks from four times the pixels (issue 23, lever 1).
+    landmarks_full_size: bool = False
     embed_flip: bool = True
     # Subtract the background centre of the embedding space (chalicelib.vision.centre);
     # an empty path means the centre shipped with the recognizer.

@@ -189,6 +189,17 @@ class RetinaFaceDetector:
         seen at the same size (`scale`: that factor, when `image_bgr` is itself a crop of the
         frame); it costs one small detector run per face.
         """
+        return self._found_again(image_bgr, det, scale, mirror=True)
+
+    def landmarks_at(self, image_bgr: np.ndarray, det: Detection,
+                     scale: float) -> np.ndarray | None:
+        """The face's five landmarks found again in a crop around it seen at `scale` (None when
+        that pass does not find it): a face found in a downscaled frame, located again at full
+        size, where its eyes and mouth span four times the pixels."""
+        return self._found_again(image_bgr, det, scale, mirror=False)
+
+    def _found_again(self, image_bgr: np.ndarray, det: Detection, scale: float | None,
+                     mirror: bool) -> np.ndarray | None:
         h, w = image_bgr.shape[:2]
         scale = self.input_scale(h, w) if scale is None else scale
         x1, y1, x2, y2 = (float(v) for v in det.box[:4])
@@ -196,18 +207,24 @@ class RetinaFaceDetector:
                                    max(x2 - x1, y2 - y1))
         if crop is None:
             return None
-        crop = np.ascontiguousarray(crop[:, ::-1])
         cw = crop.shape[1]
+        if mirror:
+            crop = np.ascontiguousarray(crop[:, ::-1])
+            want = np.array([cw - (x2 - xa), y1 - ya, cw - (x1 - xa), y2 - ya], np.float32)
+        else:
+            want = np.array([x1 - xa, y1 - ya, x2 - xa, y2 - ya], np.float32)
         found = self.detect(crop, scale=scale)
         if not found:
             return None
-        want = np.array([cw - (x2 - xa), y1 - ya, cw - (x1 - xa), y2 - ya], dtype=np.float32)
         ious = [iou(d.box, want) for d in found]
         best = int(np.argmax(ious))
         if ious[best] < 0.5:
             return None
-        points = found[best].landmarks.reshape(5, 2)[_MIRROR_ORDER].astype(np.float32)
-        points[:, 0] = cw - points[:, 0] + xa
+        points = found[best].landmarks.reshape(5, 2).astype(np.float32)
+        if mirror:
+            points = points[_MIRROR_ORDER]
+            points[:, 0] = cw - points[:, 0]
+        points[:, 0] += xa
         points[:, 1] += ya
         return points
 

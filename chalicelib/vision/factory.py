@@ -39,8 +39,9 @@ def embedding_centre(s: Settings) -> np.ndarray | None:
 
 def embedding_config(s: Settings) -> str:
     """The settings that shape each face's embedding before the recognizer sees it."""
-    return (f"min_side={s.detect_min_side},max_side={s.detect_max_side},"
-            f"mirror={s.mirror_landmarks},flip={s.embed_flip}")
+    config = (f"min_side={s.detect_min_side},max_side={s.detect_max_side},"
+              f"mirror={s.mirror_landmarks},flip={s.embed_flip}")
+    return config + (",landmarks=full" if s.landmarks_full_size else "")
 
 
 def space_with(s: Settings, centre: np.ndarray | None) -> str:
@@ -65,4 +66,5 @@ def build_pipeline(s: Settings) -> FacePipeline:
         centre=embedding_centre(s), model_id=embedding_id(s),
     )
     return FacePipeline(detector, recognizer, QualityPolicy(min_face_px=s.min_face_px),
-                        mirror_landmarks=s.mirror_landmarks)
+                        mirror_landmarks=s.mirror_landmarks,
+                        landmarks_full_size=s.landmarks_full_size)

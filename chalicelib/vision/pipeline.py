@@ -65,6 +65,7 @@ class FacePipeline:
         recognizer: SFaceRecognizer,
         policy: QualityPolicy,
         mirror_landmarks: bool = False,
+        landmarks_full_size: bool = False,
     ) -> None:
         self.detector = detector
         self.recognizer = recognizer
@@ -72,6 +73,8 @@ class FacePipeline:
         # Average each gated face's landmarks with those of a mirror pass (see
         # RetinaFaceDetector.mirrored_landmarks) and align again from them.
         self.mirror_landmarks = mirror_landmarks
+        # Steady a face of a frame detected shrunk at the frame's full size (both passes).
+        self.landmarks_full_size = landmarks_full_size
 
     @property
     def model_id(self) -> str:
@@ -132,6 +135,14 @@ class FacePipeline:
         self, image_bgr: np.ndarray, det: Detection, crop: np.ndarray,
         scale: float | None = None,
     ) -> tuple[Detection, np.ndarray]:
+        if scale is None:
+            scale = self.detector.input_scale(*image_bgr.shape[:2])
+        if self.landmarks_full_size and scale < 1.0:
+            scale = 1.0
+            again = self.detector.landmarks_at(image_bgr, det, scale)
+            if again is not None:
+                det = Detection(det.box, det.score, again)
+                crop = align_face(image_bgr, det.landmarks)
         mirrored = self.detector.mirrored_landmarks(image_bgr, det, scale)
         if mirrored is None:
             return det, crop

@@ -316,6 +316,33 @@ def test_mirror_pass_finds_the_same_landmarks_in_order(detector: RetinaFaceDetec
 # --- quality ------------------------------------------------------------------------------
 
 
+@needs_data
+def test_a_face_of_a_shrunk_frame_is_steadied_at_full_size(
+    detector: RetinaFaceDetector, recognizer: SFaceRecognizer
+) -> None:
+    """A 1920x1080 frame is detected at half size; with landmarks_full_size its faces are
+    located again at full size, which brings their embeddings nearer the photo's own."""
+    shrunk = FacePipeline(detector, recognizer, QualityPolicy(), mirror_landmarks=True)
+    full = FacePipeline(detector, recognizer, QualityPolicy(), mirror_landmarks=True,
+                        landmarks_full_size=True)
+    gains = []
+    for rel in SINGLE_FACE:
+        image = _read(rel)
+        photo = shrunk.analyze(image).faces[0].embedding
+        # A photo under detect_max_side is seen as before: the option changes no reference.
+        assert np.array_equal(full.analyze(image).faces[0].embedding, photo), rel
+        frame = np.full((1080, 1920, 3), 127, np.uint8)
+        h, w = image.shape[:2]
+        frame[400 : 400 + h, 800 : 800 + w] = image
+        scores = []
+        for pipeline in (shrunk, full):
+            faces = pipeline.detect(frame).faces
+            assert len(faces) == 1, rel
+            scores.append(float(recognizer.embed([faces[0].crop])[0] @ photo))
+        gains.append(scores[1] - scores[0])
+    assert np.mean(gains) > 0.01, gains
+
+
 def _face_at(cx: float, cy: float, px: float) -> Detection:
     """A frontal face of width `px` centred on (cx, cy): the template's landmarks, scaled."""
     points = (ARCFACE_TEMPLATE - 56.0) * (px / 112.0) + np.array([cx, cy], np.float32)
