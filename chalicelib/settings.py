@@ -148,6 +148,9 @@ class Settings:
     # the frame's full size before it is aligned and embedded: one small detector run per face
     # embedded, for landmarks from four times the pixels (issue 23, lever 1).
     landmarks_full_size: bool = False
+    # In such a frame, the regions around the faces the shrunk pass was unsure of (small or low
+    # score) are detected again at full size (vision/small_faces.py; issue 23, lever 1).
+    small_faces_full_size: bool = False
     embed_flip: bool = True
     # Subtract the background centre of the embedding space (chalicelib.vision.centre);
     # an empty path means the centre shipped with the recognizer.

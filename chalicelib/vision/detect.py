@@ -121,8 +121,10 @@ class RetinaFaceDetector:
         # Actual per-axis scale (after rounding) so boxes map back exactly.
         return blob, np.array([rw / w, rh / h], dtype=np.float32)
 
-    def detect(self, image_bgr: np.ndarray, scale: float | None = None) -> list[Detection]:
-        """Faces in the image; `scale` overrides the resize factor chosen from its size."""
+    def detect(self, image_bgr: np.ndarray, scale: float | None = None,
+               min_score: float | None = None) -> list[Detection]:
+        """Faces in the image; `scale` overrides the resize factor chosen from its size and
+        `min_score` the score threshold (candidates for a second look)."""
         h, w = image_bgr.shape[:2]
         if h == 0 or w == 0:
             return []
@@ -133,7 +135,7 @@ class RetinaFaceDetector:
             # A different export (other strides/anchors) would decode to garbage silently.
             raise ValueError(f"detector emitted {loc.shape[1]} anchors, expected {len(all_priors)}")
         scores = conf[0, :, 1]
-        idx = np.flatnonzero(scores >= self.score_threshold)
+        idx = np.flatnonzero(scores >= (self.score_threshold if min_score is None else min_score))
         if idx.size == 0:
             return []
         priors = all_priors[idx]
@@ -160,10 +162,10 @@ class RetinaFaceDetector:
             for i in range(len(keep))
         ]
 
-    def detect_near(self, image_bgr: np.ndarray, box: np.ndarray,
-                    margin: float = 1.0) -> list[Detection]:
+    def detect_near(self, image_bgr: np.ndarray, box: np.ndarray, margin: float = 1.0,
+                    scale: float | None = None) -> list[Detection]:
         """Faces in the region around `box` (grown by `margin` face sizes on each side), at the
-        scale the whole image would be detected at, in image coordinates.
+        scale the whole image would be detected at (or `scale`), in image coordinates.
 
         Between full-frame detections a tracked face is looked for only here: the region of a
         60 px face in a 640 px frame costs a tenth of the frame."""
@@ -173,7 +175,7 @@ class RetinaFaceDetector:
         crop, xa, ya = crop_around(image_bgr, (x1 + x2) / 2, (y1 + y2) / 2, half)
         if crop is None:
             return []
-        found = self.detect(crop, scale=self.input_scale(h, w))
+        found = self.detect(crop, scale=self.input_scale(h, w) if scale is None else scale)
         offset = np.array([xa, ya], np.float32)
         return [Detection(d.box + np.tile(offset, 2), d.score, d.landmarks + offset)
                 for d in found]

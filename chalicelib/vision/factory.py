@@ -41,7 +41,8 @@ def embedding_config(s: Settings) -> str:
     """The settings that shape each face's embedding before the recognizer sees it."""
     config = (f"min_side={s.detect_min_side},max_side={s.detect_max_side},"
               f"mirror={s.mirror_landmarks},flip={s.embed_flip}")
-    return config + (",landmarks=full" if s.landmarks_full_size else "")
+    return (config + (",landmarks=full" if s.landmarks_full_size else "")
+            + (",small=full" if s.small_faces_full_size else ""))
 
 
 def space_with(s: Settings, centre: np.ndarray | None) -> str:
@@ -67,4 +68,5 @@ def build_pipeline(s: Settings) -> FacePipeline:
     )
     return FacePipeline(detector, recognizer, QualityPolicy(min_face_px=s.min_face_px),
                         mirror_landmarks=s.mirror_landmarks,
-                        landmarks_full_size=s.landmarks_full_size)
+                        landmarks_full_size=s.landmarks_full_size,
+                        small_faces_full_size=s.small_faces_full_size)

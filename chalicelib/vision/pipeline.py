@@ -13,6 +13,7 @@ from .decode import FrameDecodeError, decode_jpeg
 from .detect import RetinaFaceDetector
 from .embed import SFaceRecognizer
 from .quality import QualityPolicy, assess, face_quality
+from .small_faces import detect_small_too, sure_px
 from .types import Detection
 
 __all__ = [
@@ -66,6 +67,7 @@ class FacePipeline:
         policy: QualityPolicy,
         mirror_landmarks: bool = False,
         landmarks_full_size: bool = False,
+        small_faces_full_size: bool = False,
     ) -> None:
         self.detector = detector
         self.recognizer = recognizer
@@ -75,6 +77,8 @@ class FacePipeline:
         self.mirror_landmarks = mirror_landmarks
         # Steady a face of a frame detected shrunk at the frame's full size (both passes).
         self.landmarks_full_size = landmarks_full_size
+        # Look again at full size where a shrunk frame's pass was unsure (vision/small_faces).
+        self.small_faces_full_size = small_faces_full_size
 
     @property
     def model_id(self) -> str:
@@ -86,14 +90,21 @@ class FacePipeline:
         `steady=False` leaves out the mirror pass: the stream path runs it (`steadied`) only on
         the few faces of a track it embeds."""
         t0 = time.perf_counter()
-        detections = self.detector.detect(image_bgr)
+        if self.small_faces_full_size:
+            detections = detect_small_too(self.detector, image_bgr)
+        else:
+            detections = self.detector.detect(image_bgr)
         return self._gate(image_bgr, detections, time.perf_counter() - t0, steady)
 
     def detect_near(self, image_bgr: np.ndarray, box: np.ndarray) -> GatedFrame:
         """Detect, align and gate in the region around `box` only (a tracked face's predicted
         place); timed as its own stage, `region`."""
         t0 = time.perf_counter()
-        detections = self.detector.detect_near(image_bgr, box)
+        shrunk = self.detector.input_scale(*image_bgr.shape[:2]) < 1.0
+        small = min(box[2] - box[0], box[3] - box[1]) < sure_px(self.detector, image_bgr.shape)
+        # A face the shrunk pass would be unsure of is looked for at full size.
+        scale = 1.0 if self.small_faces_full_size and shrunk and small else None
+        detections = self.detector.detect_near(image_bgr, box, scale=scale)
         gated = self._gate(image_bgr, detections, 0.0, steady=False)
         gated.timings_ms["region"] = (time.perf_counter() - t0) * 1e3 - gated.timings_ms["align"]
         return gated
