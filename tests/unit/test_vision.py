@@ -368,6 +368,13 @@ def test_small_faces_of_a_shrunk_frame_are_found_at_full_size(
                         for px, py in placed)
     assert found[True] == len(placed), found
     assert found[False] < found[True], found
+    # An image under detect_max_side is seen as before: the shipped statistics still hold.
+    photo = _read(SINGLE_FACE[0])
+    both = FacePipeline(detector, recognizer, QualityPolicy(), mirror_landmarks=True,
+                        landmarks_full_size=True, small_faces_full_size=True)
+    plain = FacePipeline(detector, recognizer, QualityPolicy(), mirror_landmarks=True)
+    assert np.array_equal(both.analyze(photo).faces[0].embedding,
+                          plain.analyze(photo).faces[0].embedding)
 
 
 def _face_at(cx: float, cy: float, px: float) -> Detection:
