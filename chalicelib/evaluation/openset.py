@@ -145,8 +145,11 @@ def _analyse_path(path: str) -> tuple[str, ImageFaces]:
 
 
 def pipeline_key(s: Settings) -> str:
-    """What, besides the embedding space, changes the faces an image gives: the gate."""
-    return f"min_face={s.min_face_px}"
+    """What, besides the embedding space, changes the faces an image gives: the gate, every
+    field of it (a cache made before a gate change is not read after it)."""
+    from chalicelib.vision.factory import quality_policy
+
+    return repr(quality_policy(s))
 
 
 class FaceCache:

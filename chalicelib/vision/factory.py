@@ -54,6 +54,10 @@ def embedding_id(s: Settings) -> str:
     return space_with(s, embedding_centre(s))
 
 
+def quality_policy(s: Settings) -> QualityPolicy:
+    return QualityPolicy(min_face_px=s.min_face_px)
+
+
 @functools.lru_cache(maxsize=2)
 def build_pipeline(s: Settings) -> FacePipeline:
     """One onnxruntime session per model per process (cached on the settings)."""
@@ -66,7 +70,7 @@ def build_pipeline(s: Settings) -> FacePipeline:
         recognizer_spec(s), threads=s.onnx_threads, spinning=s.onnx_spinning, flip=s.embed_flip,
         centre=embedding_centre(s), model_id=embedding_id(s),
     )
-    return FacePipeline(detector, recognizer, QualityPolicy(min_face_px=s.min_face_px),
+    return FacePipeline(detector, recognizer, quality_policy(s),
                         mirror_landmarks=s.mirror_landmarks,
                         landmarks_full_size=s.landmarks_full_size,
                         small_faces_full_size=s.small_faces_full_size)
