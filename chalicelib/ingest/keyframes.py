@@ -45,7 +45,7 @@ def is_keyframe(t: float, last_key_t: float | None, wanting: list[Track[Any]],
 
 
 def detect_whole(pipeline: FacePipeline, image: np.ndarray, out: BatchOutcome) -> list[GatedFace]:
-    gated = pipeline.detect(image, steady=False)
+    gated = pipeline.detect(image, steady=False, stream=True)
     out.keyframes += 1
     _account(out, gated)
     return gated.faces

@@ -12,7 +12,7 @@ from .align import align_face
 from .decode import FrameDecodeError, decode_jpeg
 from .detect import RetinaFaceDetector
 from .embed import SFaceRecognizer
-from .quality import QualityPolicy, assess, face_quality
+from .quality import CUT_BY_EDGE, QualityPolicy, assess, face_quality, touches_edge
 from .small_faces import detect_small_too, sure_px
 from .types import Detection
 
@@ -84,7 +84,8 @@ class FacePipeline:
     def model_id(self) -> str:
         return self.recognizer.model_id
 
-    def detect(self, image_bgr: np.ndarray, steady: bool = True) -> GatedFrame:
+    def detect(self, image_bgr: np.ndarray, steady: bool = True,
+               stream: bool = False) -> GatedFrame:
         """Detect, align and gate; embedding is left to the caller (it may pick the best few).
 
         `steady=False` leaves out the mirror pass: the stream path runs it (`steadied`) only on
@@ -94,7 +95,7 @@ class FacePipeline:
             detections = detect_small_too(self.detector, image_bgr)
         else:
             detections = self.detector.detect(image_bgr)
-        return self._gate(image_bgr, detections, time.perf_counter() - t0, steady)
+        return self._gate(image_bgr, detections, time.perf_counter() - t0, steady, stream)
 
     def detect_near(self, image_bgr: np.ndarray, box: np.ndarray) -> GatedFrame:
         """Detect, align and gate in the region around `box` only (a tracked face's predicted
@@ -105,12 +106,12 @@ class FacePipeline:
         # A face the shrunk pass would be unsure of is looked for at full size.
         scale = 1.0 if self.small_faces_full_size and shrunk and small else None
         detections = self.detector.detect_near(image_bgr, box, scale=scale)
-        gated = self._gate(image_bgr, detections, 0.0, steady=False)
+        gated = self._gate(image_bgr, detections, 0.0, steady=False, stream=True)
         gated.timings_ms["region"] = (time.perf_counter() - t0) * 1e3 - gated.timings_ms["align"]
         return gated
 
     def _gate(self, image_bgr: np.ndarray, detections: list[Detection], detect_s: float,
-              steady: bool) -> GatedFrame:
+              steady: bool, stream: bool = False) -> GatedFrame:
         t1 = time.perf_counter()
         kept: list[GatedFace] = []
         refused: list[Detection] = []
@@ -119,6 +120,8 @@ class FacePipeline:
         for det in detections:
             crop = align_face(image_bgr, det.landmarks)
             reason = assess(image_bgr, det, crop, self.policy)
+            if reason is None and stream and touches_edge(det.box, image_bgr.shape):
+                reason = CUT_BY_EDGE
             if reason is None:
                 if steady and self.mirror_landmarks:
                     tm = time.perf_counter()

@@ -35,10 +35,8 @@ class QualityPolicy:
     # 99th percentile 0.54, 99.9th 0.95; profile faces in the crowd photos score 1.2 to 3.3.
     max_yaw_ratio: float = 1.0
     # Share of the face (brows to chin, cheek to cheek, as aligned) that may lie outside the
-    # frame. A face cut by the frame's edge embeds as a different, partial face: in the walk-by
-    # at full size one such face, 73 px of a 102 px face at the right edge, scored 0.522 against
-    # another watchlisted person, and an earlier one-face track at the edge alerted on a
-    # passer-by. The rest of the passing is seen whole a frame or two later.
+    # image: where more does, the aligned crop holds black border in place of part of the face
+    # and embeds as a different, partial face (in a camera frame, touches_edge refuses more).
     max_outside: float = 0.05
 
 
@@ -67,6 +65,17 @@ def face_quality(det: Detection, crop_bgr: np.ndarray) -> float:
     sharp = min(1.0, sharpness(crop_bgr) / 130.0)
     frontal = max(0.0, 1.0 - yaw_ratio(det.landmarks))
     return float(det.score) * size * sharp * (0.5 + 0.5 * frontal)
+
+
+def touches_edge(box: np.ndarray, frame_shape: tuple[int, ...], margin: float = 1.0) -> bool:
+    """The detector's box reaches the frame's edge, where detect() clipped it: part of the face
+    lies outside. Applied to camera frames only (FacePipeline.detect's `stream`): a passer-by
+    there is entering or leaving and is seen whole in the frames around, while a reference
+    photo is often cropped tight to the face (16 of 600 faces/dev photos touch an edge, and
+    their aligned faces lie inside the frame: `outside_fraction` is the check there)."""
+    h, w = frame_shape[:2]
+    x1, y1, x2, y2 = (float(v) for v in box[:4])
+    return x1 <= margin or y1 <= margin or x2 >= w - margin or y2 >= h - margin
 
 
 def assess(

@@ -377,6 +377,28 @@ def test_small_faces_of_a_shrunk_frame_are_found_at_full_size(
                           plain.analyze(photo).faces[0].embedding)
 
 
+@needs_data
+def test_in_a_camera_frame_a_face_the_edge_clips_is_refused(
+    detector: RetinaFaceDetector, recognizer: SFaceRecognizer
+) -> None:
+    """A passer-by whose face box the frame's edge clips is entering or leaving: refused in a
+    camera frame (seen whole in the frames around), kept in a still, often cropped tight."""
+    pipeline = FacePipeline(detector, recognizer, QualityPolicy(), mirror_landmarks=True)
+    photo = _read(SINGLE_FACE[0])
+    det, _ = _face(detector, photo)
+    frame = np.full((720, 1280, 3), 127, np.uint8)
+    x = 1280 - int(det.box[2]) + 4  # the photo's face runs 4 px past the right edge
+    frame[300 : 300 + photo.shape[0], x:] = photo[:, : 1280 - x]
+    still = pipeline.detect(frame, steady=False)
+    assert len(still.faces) == 1 and not still.rejected, still.rejected
+    assert still.faces[0].detection.box[2] >= 1279
+    camera = pipeline.detect(frame, steady=False, stream=True)
+    assert not camera.faces and camera.rejected == {"cut_by_edge": 1}
+    inside = np.full((720, 1280, 3), 127, np.uint8)
+    inside[300 : 300 + photo.shape[0], x - 60 : x - 60 + photo.shape[1]] = photo
+    assert len(pipeline.detect(inside, steady=False, stream=True).faces) == 1
+
+
 def _face_at(cx: float, cy: float, px: float) -> Detection:
     """A frontal face of width `px` centred on (cx, cy): the template's landmarks, scaled."""
     points = (ARCFACE_TEMPLATE - 56.0) * (px / 112.0) + np.array([cx, cy], np.float32)
