@@ -86,8 +86,9 @@ def assess(
         return TOO_SMALL
     if det.score < policy.min_detector_score:
         return LOW_SCORE
-    if outside_fraction(det.landmarks, image_bgr.shape) > policy.max_outside:
-        return CUT_BY_EDGE
+    if touches_edge(det.box, image_bgr.shape, margin=max(det.width, det.height)) and (
+            outside_fraction(det.landmarks, image_bgr.shape) > policy.max_outside):
+        return CUT_BY_EDGE  # (only a face within a face's size of the edge can be cut)
     if yaw_ratio(det.landmarks) > policy.max_yaw_ratio:
         return OFF_FRONTAL
     if sharpness(crop_bgr) < policy.min_sharpness:
