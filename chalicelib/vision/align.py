@@ -66,6 +66,9 @@ def align_face(image_bgr: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
 # the frame harmlessly; this region may not.
 FACE_REGION = (22.0, 30.0, 90.0, 110.0)
 _GRID = 12
+_FACE_POINTS = np.stack([g.ravel() for g in np.meshgrid(
+    np.linspace(FACE_REGION[0], FACE_REGION[2], _GRID),
+    np.linspace(FACE_REGION[1], FACE_REGION[3], _GRID))], axis=1)
 
 
 def outside_fraction(landmarks: np.ndarray, frame_shape: tuple[int, ...]) -> float:
@@ -77,11 +80,8 @@ def outside_fraction(landmarks: np.ndarray, frame_shape: tuple[int, ...]) -> flo
     m = similarity_transform(
         np.asarray(landmarks, dtype=np.float32).reshape(5, 2), ARCFACE_TEMPLATE
     )
-    x0, y0, x1, y1 = FACE_REGION
-    xs, ys = np.meshgrid(np.linspace(x0, x1, _GRID), np.linspace(y0, y1, _GRID))
-    crop_points = np.stack([xs.ravel(), ys.ravel()], axis=1)
     inverse = cv2.invertAffineTransform(m)
-    src = crop_points @ inverse[:, :2].T + inverse[:, 2]
+    src = _FACE_POINTS @ inverse[:, :2].T + inverse[:, 2]
     h, w = frame_shape[:2]
     inside = (src[:, 0] >= 0) & (src[:, 0] <= w) & (src[:, 1] >= 0) & (src[:, 1] <= h)
     return float(1.0 - inside.mean())
