@@ -21,6 +21,7 @@ from chalicelib.matching.template import EnrollmentError
 from chalicelib.ops.deployments import create_deployment, register_device
 from chalicelib.ops.watchlists import authorise_watchlist, create_watchlist, enroll_subject
 from chalicelib.store import layout
+from tests.conftest import shared_data
 
 
 @pytest.fixture(scope="session")
@@ -47,6 +48,37 @@ def prepared_recognizer(tmp_path_factory: pytest.TempPathFactory) -> dict[str, s
     path.write_bytes(prepare_recognizer(load_model_bytes(source)))
     return {"LFR_RECOGNIZER_PATH": str(path), "LFR_RECOGNIZER_SHA256": source.sha256,
             "LFR_RECOGNIZER_PREPARED_SHA256": RECOGNIZER_PREPARED_SHA256}
+
+
+# The first identities of faces/dev by name that the `lfr eval` slice tests use (`--limit`
+# this or fewer: a limit takes the first by name, so a smaller slice is part of this one).
+FACES_DEV_SLICE = 60
+
+
+@pytest.fixture(scope="session")
+def faces_dev_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The photos of the first FACES_DEV_SLICE identities of faces/dev through the worker's
+    pipeline (detection, quality gate, embedding), once per pytest process, kept as `lfr eval
+    --cache` keeps them: the eval tests pass it to `--cache` instead of each embedding the same
+    photos again. Both modules run on one xdist worker (tests/conftest.py `schedule_group`)."""
+    from chalicelib.evaluation.openset import (
+        FaceCache,
+        embed_images,
+        list_identities,
+        pipeline_key,
+        select_identities,
+    )
+    from chalicelib.settings import Settings
+    from chalicelib.vision.factory import embedding_id
+
+    identities = select_identities(list_identities(shared_data("faces", "dev")),
+                                   limit=FACES_DEV_SLICE)
+    settings = Settings.from_env()
+    path = tmp_path_factory.mktemp("faces-dev") / "faces.npz"
+    cache = FaceCache(embedding_id(settings), path, pipeline_key(settings))
+    embed_images([p for v in identities.values() for p in v], settings, cache, progress=False)
+    assert path.exists()
+    return path
 
 
 @dataclass
