@@ -62,7 +62,7 @@ def local_stack(local_session: Any) -> dict[str, object]:
 # not once per case; the groups themselves spread over the workers. A group: the test function,
 # and for the 96 cold stream cases their kind of fault (fail, crash, kill); the warm cases of a
 # refused snapshot (3) join the warm ones. Every other test is scheduled on its own, to keep
-# every core busy.
+# every core busy, but for the `lfr eval` slice tests below.
 FAULT_MODULE = "tests/integration/test_faults.py"
 
 
@@ -78,19 +78,33 @@ def fault_group(nodeid: str) -> str | None:
     return f"{module}::{function}"
 
 
+# The `lfr eval` tests on a slice of faces/dev read one embedding of that slice
+# (tests/integration/conftest.py `faces_dev_cache`, per pytest process): on one worker, it is
+# made once per run.
+FACES_DEV_MODULES = ("tests/integration/test_eval_slice.py",
+                     "tests/integration/test_eval_groups.py")
+
+
+def schedule_group(nodeid: str) -> str | None:
+    """The xdist group of a test (make test: --dist loadgroup), or None: scheduled on its own."""
+    if nodeid.partition("::")[0] in FACES_DEV_MODULES:
+        return "faces-dev-slice"
+    return fault_group(nodeid)
+
+
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """`--dist loadgroup` with the groups above. xdist 3.8 groups `xdist_group` marks by
-    rewriting `item._nodeid`, which pytest 9 no longer reads, so its own loadgroup runs as plain
-    load (seen here: one module's cases on both workers)."""
+    """`--dist loadgroup` with the groups above (`schedule_group`). xdist 3.8 groups
+    `xdist_group` marks by rewriting `item._nodeid`, which pytest 9 no longer reads, so its own
+    loadgroup runs as plain load (seen here: one module's cases on both workers)."""
     if config.getvalue("dist") != "loadgroup":
         return None
     from xdist.scheduler import LoadScopeScheduling
 
-    class FaultGroups(LoadScopeScheduling):
+    class Groups(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return fault_group(nodeid) or nodeid
+            return schedule_group(nodeid) or nodeid
 
-    return FaultGroups(config, log)
+    return Groups(config, log)
 
 
 def _uses_local_stack(item: pytest.Item) -> bool:

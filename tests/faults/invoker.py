@@ -94,16 +94,31 @@ def _install() -> None:
 
 
 def _load() -> tuple[Any, int]:
-    """The app and a warm container's state (models loaded, as on a warm start)."""
+    """The app and a warm container's state: the models loaded, the functions' modules imported
+    and their clients made, as after a first invocation."""
     from chalicelib.local.pump import load_app
     from chalicelib.runtime import runtime
+    from chalicelib.store.tables import connection_of
 
     _install()
     app = load_app()
-    runtime().pipeline  # noqa: B018 - loaded before the fork: every function process has them
-    import chalice.local  # noqa: F401 - and what the API's cases go through
+    rt = runtime()
+    rt.pipeline  # noqa: B018 - loaded before the fork: every function process has them
+    # And what the API's cases go through, what the queue functions import on their first call
+    # (app.py's handlers), and the clients (boto3's, each table's pynamodb one, the
+    # transactions'): made, not connected, so that the forks share no socket. Otherwise every
+    # fork after a killed one imported and made them again: ~0.5 CPU-s per kill case.
+    import chalice.local  # noqa: F401
 
+    import chalicelib.alerts.handler  # noqa: F401
     import chalicelib.api  # noqa: F401
+    import chalicelib.ingest.worker  # noqa: F401
+
+    for service in ("s3", "sqs", "sns", "dynamodb", "cloudwatch", "secretsmanager"):
+        rt.client(service)
+    for model in rt.tables.all():
+        model._get_connection().connection.client  # noqa: B018
+    connection_of(rt.tables.Alert).client  # noqa: B018
     return app, int(os.environ.get("LFR_FAULT_TIMEOUT_MS", "2000"))
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import uuid
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,9 +21,11 @@ from chalicelib.ingest.batch_format import pack_batch
 from chalicelib.local.inspect import delivered_pushes
 from chalicelib.local.scenes import PEOPLE
 from chalicelib.matching.template import EnrollmentError
+from chalicelib.ops import watchlists
 from chalicelib.ops.deployments import create_deployment, register_device
 from chalicelib.ops.watchlists import authorise_watchlist, create_watchlist, enroll_subject
 from chalicelib.store import layout
+from tests.conftest import shared_data
 
 
 @pytest.fixture(scope="session")
@@ -47,6 +52,37 @@ def prepared_recognizer(tmp_path_factory: pytest.TempPathFactory) -> dict[str, s
     path.write_bytes(prepare_recognizer(load_model_bytes(source)))
     return {"LFR_RECOGNIZER_PATH": str(path), "LFR_RECOGNIZER_SHA256": source.sha256,
             "LFR_RECOGNIZER_PREPARED_SHA256": RECOGNIZER_PREPARED_SHA256}
+
+
+# The first identities of faces/dev by name that the `lfr eval` slice tests use (`--limit`
+# this or fewer: a limit takes the first by name, so a smaller slice is part of this one).
+FACES_DEV_SLICE = 44
+
+
+@pytest.fixture(scope="session")
+def faces_dev_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The photos of the first FACES_DEV_SLICE identities of faces/dev through the worker's
+    pipeline (detection, quality gate, embedding), once per pytest process, kept as `lfr eval
+    --cache` keeps them: the eval tests pass it to `--cache` instead of each embedding the same
+    photos again. Both modules run on one xdist worker (tests/conftest.py `schedule_group`)."""
+    from chalicelib.evaluation.openset import (
+        FaceCache,
+        embed_images,
+        list_identities,
+        pipeline_key,
+        select_identities,
+    )
+    from chalicelib.settings import Settings
+    from chalicelib.vision.factory import embedding_id
+
+    identities = select_identities(list_identities(shared_data("faces", "dev")),
+                                   limit=FACES_DEV_SLICE)
+    settings = Settings.from_env()
+    path = tmp_path_factory.mktemp("faces-dev") / "faces.npz"
+    cache = FaceCache(embedding_id(settings), path, pipeline_key(settings))
+    embed_images([p for v in identities.values() for p in v], settings, cache, progress=False)
+    assert path.exists()
+    return path
 
 
 @dataclass
@@ -132,10 +168,38 @@ def build_scenario(rt: Any, endpoint: str, enroll: dict[str, list[Path]], device
     return Scenario(rt, endpoint, dep, wl, cameras[0], subjects, arns)
 
 
+@contextmanager
+def templates_built_once(built: dict[tuple[Any, ...], Any]) -> Iterator[None]:
+    """While a scenario enrolls its subjects: each reference photo's template is built once by
+    the real pipeline (kept in `built`), and every later enrollment of that photo stores a copy
+    of it. The same photos recur (Cory Gardner's in ~150 scenarios a run; ~0.11 CPU-s each)."""
+    build = watchlists.build_template
+
+    def once(pipeline: Any, images: list[tuple[str, bytes]], *args: Any) -> Any:
+        key = (id(pipeline), tuple(images), repr(args))
+        if key not in built:  # a refused photo raises: never kept, refused again each time
+            built[key] = (pipeline, build(pipeline, images, *args))  # the pipeline kept: its id
+        return copy.deepcopy(built[key][1])
+
+    watchlists.build_template = once  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        watchlists.build_template = build  # type: ignore[assignment]
+
+
+@pytest.fixture(scope="session")
+def reference_templates() -> dict[tuple[Any, ...], Any]:
+    """The templates of the scenarios' reference photos, per pytest process."""
+    return {}
+
+
 @pytest.fixture
-def scenario_factory(rt: Any, local_stack: dict[str, Any]):  # type: ignore[no-untyped-def]
+def scenario_factory(rt: Any, local_stack: dict[str, Any],  # type: ignore[no-untyped-def]
+                     reference_templates: dict[tuple[Any, ...], Any]):
     def make(enroll: dict[str, list[Path]], **kw: Any) -> Scenario:
-        return build_scenario(rt, str(local_stack["endpoint"]), enroll, **kw)
+        with templates_built_once(reference_templates):
+            return build_scenario(rt, str(local_stack["endpoint"]), enroll, **kw)
 
     return make
 

@@ -1,6 +1,7 @@
 """`lfr eval --groups` end to end on a slice of faces/dev with a MADE-UP grouping (a hash of
-each name -> A/B/C): the real models, the per-group counts add up to the evaluation's own, and
-the differentials record is written. The labels mean nothing about anyone."""
+each name -> A/B/C): the real models (the session's embedding of the slice, `faces_dev_cache`),
+the per-group counts add up to the evaluation's own, and the differentials record is written.
+The labels mean nothing about anyone."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ from chalicelib.evaluation.groups import pseudo_groups
 from chalicelib.evaluation.openset import list_identities, select_identities
 from chalicelib.matching.differentials import load_record
 from tests.conftest import shared_data
-from tests.integration.test_eval_slice import run_lfr
+from tests.integration.test_eval_slice import run_on_cache
 
 
-def test_eval_groups_on_a_slice(tmp_path: Path, capsys) -> None:
+def test_eval_groups_on_a_slice(tmp_path: Path, capsys, faces_dev_cache: Path) -> None:
     data = shared_data("faces", "dev")
     names = sorted(select_identities(list_identities(data), limit=40))
     groups = pseudo_groups(names[:-5])  # the last five stay out of the file: "unlabelled"
@@ -23,10 +24,10 @@ def test_eval_groups_on_a_slice(tmp_path: Path, capsys) -> None:
     with gfile.open("w", newline="") as f:
         csv.writer(f).writerows([("identity", "group"), *groups.items()])
     out, rec = tmp_path / "eval.json", tmp_path / "differentials.json"
-    rc = run_lfr(["eval", "--data", str(data), "--limit", "40", "--seed", "0", "--enroll", "1",
-                  "--json", str(out), "--det", str(tmp_path / "det.png"), "--quiet",
-                  "--groups", str(gfile), "--threshold", "0.2,0.3",
-                  "--differentials-out", str(rec)])
+    rc = run_on_cache(faces_dev_cache, [
+        "eval", "--data", str(data), "--limit", "40", "--seed", "0", "--enroll", "1",
+        "--json", str(out), "--det", str(tmp_path / "det.png"), "--quiet",
+        "--groups", str(gfile), "--threshold", "0.2,0.3", "--differentials-out", str(rec)])
     assert rc == 0
     report = json.loads(out.read_text())
     g = report["groups"]
