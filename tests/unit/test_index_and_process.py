@@ -58,7 +58,7 @@ class FakePipeline:
                       _scale: float | None = None) -> np.ndarray:
         return crop
 
-    def detect(self, image: np.ndarray, steady: bool = True) -> GatedFrame:
+    def detect(self, image: np.ndarray, steady: bool = True, stream: bool = False) -> GatedFrame:
         out, start = [], 0
         for v, fs in self.faces.items():
             if v == int(round(image[0, 0, 0] / 10)):

@@ -81,7 +81,7 @@ class _Pipeline:
         refused = [Detection(np.array([500, 0, 505, 5], np.float32), 0.9, np.zeros((5, 2)))]
         return GatedFrame(list(self.faces), {"too_small": 1}, {"detect": 1.0}, refused)
 
-    def detect(self, image: np.ndarray, steady: bool = True) -> GatedFrame:
+    def detect(self, image: np.ndarray, steady: bool = True, stream: bool = False) -> GatedFrame:
         return self._gated()
 
     def detect_near(self, image: np.ndarray, box: np.ndarray) -> GatedFrame:
