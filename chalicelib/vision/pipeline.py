@@ -101,14 +101,17 @@ class FacePipeline:
         """Detect, align and gate in the region around `box` only (a tracked face's predicted
         place); timed as its own stage, `region`."""
         t0 = time.perf_counter()
-        shrunk = self.detector.input_scale(*image_bgr.shape[:2]) < 1.0
-        small = min(box[2] - box[0], box[3] - box[1]) < sure_px(self.detector, image_bgr.shape)
-        # A face the shrunk pass would be unsure of is looked for at full size.
-        scale = 1.0 if self.small_faces_full_size and shrunk and small else None
+        scale = 1.0 if self.small_faces_full_size and self._unsure(image_bgr, box) else None
         detections = self.detector.detect_near(image_bgr, box, scale=scale)
         gated = self._gate(image_bgr, detections, 0.0, steady=False, stream=True)
         gated.timings_ms["region"] = (time.perf_counter() - t0) * 1e3 - gated.timings_ms["align"]
         return gated
+
+    def _unsure(self, image_bgr: np.ndarray, box: np.ndarray) -> bool:
+        """A face the shrunk pass would be unsure of: small, in a frame detected shrunk."""
+        shape = image_bgr.shape
+        return (self.detector.input_scale(*shape[:2]) < 1.0
+                and min(box[2] - box[0], box[3] - box[1]) < sure_px(self.detector, shape))
 
     def _gate(self, image_bgr: np.ndarray, detections: list[Detection], detect_s: float,
               steady: bool, stream: bool = False) -> GatedFrame:
